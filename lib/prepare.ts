@@ -1,0 +1,338 @@
+/**
+ * Raw CSV folder -> patch folder, the way the Python pipeline does it: the mesh slices are split into groups,
+ * the nodes of each group are clustered with k-means on (X, Y, Z) into patches, and every patch gets ghost points
+ * from its neighbouring patches.
+ *
+ * Neighbours of a patch: the patches owning one of the `neighbourK` nearest nodes of any of its nodes. Ghost
+ * points: from each neighbour, the nodes closest to the patch (`ghostPointsRatio` x patch size of them, or
+ * `nGhostPoints`). Neighbour queries use k-d trees (no distance matrices). Deterministic for a given seed.
+ *
+ * @module
+ */
+
+import { readNumericCsv } from "./csv.ts";
+import { encodeNpy } from "./npy.ts";
+import { writeFileAtomic, writeTextFileAtomic } from "./atomic.ts";
+import { KdTree } from "./kdtree.ts";
+import { kmeans } from "./kmeans.ts";
+import { OBS_COLUMNS } from "./dataset.ts";
+import { DataError } from "./dataset.ts";
+
+/** Options of {@linkcode preparePatches}. */
+export interface PrepareOptions {
+  /** Folder of raw CSV files, one per saved time step (lexical order = time order). */
+  rawDir: string;
+  /** Patch folder to write. */
+  outDir: string;
+  /** Total number of patches. Default 20. */
+  nPatches?: number;
+  /** Groups of consecutive slices clustered separately. Default 4. */
+  sliceSplit?: number;
+  /** Nearest nodes looked at to find neighbouring patches. Default 10. */
+  neighbourK?: number;
+  /** Ghost points taken from each neighbour, as a share of the patch size. Default 0.05. */
+  ghostPointsRatio?: number;
+  /** Ghost points taken from each neighbour (overrides the ratio). */
+  nGhostPoints?: number;
+  /** Seed of k-means. Default 42. */
+  seed?: number;
+  /** Element type of the `*_obs.npy` files. Default float32. */
+  dtype?: "float32" | "float64";
+  /** Replace an existing non-empty output folder. */
+  force?: boolean;
+  /** Keep NaN/Inf values instead of refusing them. */
+  allowNan?: boolean;
+  /** Progress messages. */
+  log?: (msg: string) => void;
+}
+
+/** Summary of one written patch (also in `patches.json`). */
+export interface PatchInfo {
+  id: number;
+  name: string;
+  group: number;
+  core: number;
+  ghost: number;
+  neighbours: number[];
+}
+
+/** What {@linkcode preparePatches} wrote. */
+export interface PrepareResult {
+  outDir: string;
+  nodes: number;
+  steps: number;
+  patches: PatchInfo[];
+  seconds: number;
+}
+
+const RAW_COLUMNS = ["node", "slice", "X", "Y", "Z", ...OBS_COLUMNS];
+
+/** Lists the CSV files of a raw folder in lexical (= time) order. */
+export async function listRawFiles(rawDir: string): Promise<string[]> {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(rawDir));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new DataError(`raw data folder not found: ${rawDir}`);
+    throw e;
+  }
+  const files = entries.filter((e) => e.isFile && e.name.toLowerCase().endsWith(".csv")).map((e) => e.name)
+    .sort();
+  if (files.length === 0) throw new DataError(`no .csv files in the raw data folder ${rawDir}`);
+  return files;
+}
+
+/** Splits `items` into `parts` consecutive groups whose sizes differ by at most one (first groups larger). */
+export function arraySplit<T>(items: T[], parts: number): T[][] {
+  const out: T[][] = [];
+  const base = Math.floor(items.length / parts), extra = items.length % parts;
+  let at = 0;
+  for (let i = 0; i < parts; i++) {
+    const len = base + (i < extra ? 1 : 0);
+    out.push(items.slice(at, at + len));
+    at += len;
+  }
+  return out;
+}
+
+/** Reads a raw folder and writes the patch folder; see the module documentation. */
+export async function preparePatches(options: PrepareOptions): Promise<PrepareResult> {
+  const t0 = performance.now();
+  const o = {
+    nPatches: 20,
+    sliceSplit: 4,
+    neighbourK: 10,
+    ghostPointsRatio: 0.05,
+    seed: 42,
+    dtype: "float32" as const,
+    force: false,
+    allowNan: false,
+    log: (_: string) => {},
+    ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
+  } as Required<Omit<PrepareOptions, "nGhostPoints">> & { nGhostPoints?: number };
+  for (
+    const [flag, v] of [["--n-patches", o.nPatches], ["--slice-split", o.sliceSplit], [
+      "--neighbour-k",
+      o.neighbourK,
+    ]] as const
+  ) {
+    if (!Number.isInteger(v) || v < 1) throw new DataError(`${flag} must be a positive integer, got ${v}`);
+  }
+  if (o.nGhostPoints !== undefined && (!Number.isInteger(o.nGhostPoints) || o.nGhostPoints < 0)) {
+    throw new DataError(`--n-ghost-points must be a non-negative integer, got ${o.nGhostPoints}`);
+  }
+  if (!(o.ghostPointsRatio >= 0)) {
+    throw new DataError(`--ghost-points-ratio must be >= 0, got ${o.ghostPointsRatio}`);
+  }
+  if (o.nPatches < o.sliceSplit) {
+    throw new DataError(`--n-patches (${o.nPatches}) must be at least --slice-split (${o.sliceSplit})`);
+  }
+  // Refuse to overwrite before any work is done.
+  let outExists = false;
+  try {
+    for await (const _ of Deno.readDir(o.outDir)) {
+      outExists = true;
+      break;
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  if (outExists && !o.force) {
+    throw new DataError(`output folder ${o.outDir} exists and is not empty; pass --force to replace it`);
+  }
+
+  // ---- read the raw time steps ----
+  const files = await listRawFiles(o.rawDir);
+  const first = await readNumericCsv(`${o.rawDir}/${files[0]}`, RAW_COLUMNS);
+  const n = first.rows;
+  if (n === 0) throw new DataError(`${o.rawDir}/${files[0]} has no data rows`);
+  const nodeIds = first.columns.node;
+  const slices = first.columns.slice;
+  const xyz = new Float64Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    xyz[i * 3] = first.columns.X[i];
+    xyz[i * 3 + 1] = first.columns.Y[i];
+    xyz[i * 3 + 2] = first.columns.Z[i];
+  }
+  for (let i = 0; i < n * 3; i++) {
+    if (!Number.isFinite(xyz[i])) {
+      throw new DataError(
+        `${o.rawDir}/${files[0]}:${Math.floor(i / 3) + 2}: coordinate ${"XYZ"[i % 3]} is not finite`,
+      );
+    }
+  }
+  const T = files.length;
+  const Obs = o.dtype === "float64" ? Float64Array : Float32Array;
+  const obs = Array.from({ length: T }, () => new Obs(n * 3)); // [T][n, 3]
+  for (let t = 0; t < T; t++) {
+    const path = `${o.rawDir}/${files[t]}`;
+    const csv = t === 0 ? first : await readNumericCsv(path, ["node", ...OBS_COLUMNS], n);
+    if (csv.rows !== n) {
+      throw new DataError(
+        `${path} has ${csv.rows} rows but ${files[0]} has ${n}: every time step needs the same nodes`,
+      );
+    }
+    const node = csv.columns.node;
+    for (let i = 0; i < n; i++) {
+      if (node[i] !== nodeIds[i]) {
+        throw new DataError(
+          `${path}:${i + 2}: node ${node[i]} where ${files[0]} has node ${
+            nodeIds[i]
+          }: every time step needs the same nodes in the same order`,
+        );
+      }
+    }
+    for (let c = 0; c < 3; c++) {
+      const col = csv.columns[OBS_COLUMNS[c]];
+      const dst = obs[t];
+      for (let i = 0; i < n; i++) {
+        const v = col[i];
+        if (!o.allowNan && !Number.isFinite(v)) {
+          throw new DataError(
+            `${path}:${i + 2}: ${OBS_COLUMNS[c]} is ${v} (node ${
+              node[i]
+            }); fix the export, or keep such values with ` +
+              `--allow-nan and drop them when training (--nan-policy drop)`,
+          );
+        }
+        dst[i * 3 + c] = v;
+      }
+    }
+  }
+  o.log(`read ${T} time steps of ${n} nodes from ${o.rawDir}`);
+
+  // ---- slice groups and k-means ----
+  const uniqueSlices = [...new Set(slices)].sort((a, b) => a - b);
+  if (uniqueSlices.length < o.sliceSplit) {
+    throw new DataError(
+      `--slice-split ${o.sliceSplit} is more than the ${uniqueSlices.length} distinct slices in the data; lower it`,
+    );
+  }
+  const groups = arraySplit(uniqueSlices, o.sliceSplit);
+  const groupOfSlice = new Map<number, number>();
+  groups.forEach((g, gi) => g.forEach((s) => groupOfSlice.set(s, gi)));
+  const owner = new Int32Array(n);
+  const patchGroup: number[] = [];
+  let nextPatch = 0;
+  for (let g = 0; g < groups.length; g++) {
+    const members: number[] = [];
+    for (let i = 0; i < n; i++) if (groupOfSlice.get(slices[i]) === g) members.push(i);
+    const k = Math.floor(o.nPatches / o.sliceSplit) + (g < o.nPatches % o.sliceSplit ? 1 : 0);
+    if (members.length < k) {
+      throw new DataError(
+        `slice group ${g + 1} has ${members.length} nodes, fewer than its ${k} patches; lower --n-patches`,
+      );
+    }
+    const idx = Int32Array.from(members);
+    const { labels } = kmeans(xyz, idx, k, o.seed + g);
+    for (let i = 0; i < idx.length; i++) owner[idx[i]] = nextPatch + labels[i];
+    for (let c = 0; c < k; c++) patchGroup.push(g);
+    nextPatch += k;
+  }
+  const P = nextPatch;
+  const members: number[][] = Array.from({ length: P }, () => []);
+  for (let i = 0; i < n; i++) members[owner[i]].push(i);
+
+  // ---- neighbouring patches ----
+  const tree = new KdTree(xyz);
+  const kk = Math.min(o.neighbourK, n);
+  const nbIdx = new Int32Array(kk), nbD2 = new Float64Array(kk);
+  const neighbours: Set<number>[] = Array.from({ length: P }, () => new Set());
+  for (let i = 0; i < n; i++) {
+    const found = tree.knn(xyz[i * 3], xyz[i * 3 + 1], xyz[i * 3 + 2], kk, nbIdx, nbD2);
+    for (let m = 0; m < found; m++) {
+      const q = owner[nbIdx[m]];
+      if (q !== owner[i]) neighbours[owner[i]].add(q);
+    }
+  }
+
+  // ---- ghost points and output ----
+  const tmpDir = `${o.outDir}.tmp-${Deno.pid}`;
+  await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(tmpDir, { recursive: true });
+  const infos: PatchInfo[] = [];
+  const width = Math.max(4, String(P - 1).length);
+  try {
+    for (let p = 0; p < P; p++) {
+      const core = members[p];
+      const ptree = new KdTree(xyz, core);
+      const take = o.nGhostPoints ?? Math.round(o.ghostPointsRatio * core.length);
+      const ghost: number[] = [];
+      const nbs = [...neighbours[p]].sort((a, b) => a - b);
+      for (const q of nbs) {
+        const cand = members[q].map((j) => ({
+          j,
+          d: ptree.nearestD2(xyz[j * 3], xyz[j * 3 + 1], xyz[j * 3 + 2]),
+        }));
+        cand.sort((a, b) => a.d - b.d || a.j - b.j);
+        for (let m = 0; m < Math.min(take, cand.length); m++) ghost.push(cand[m].j);
+      }
+      const name = `patch_${String(p).padStart(width, "0")}`;
+      const dir = `${tmpDir}/${name}`;
+      await Deno.mkdir(dir);
+      for (const [kind, pts] of [["core", core], ["ghost", ghost]] as const) {
+        const coords = new Float64Array(pts.length * 3);
+        const ids = new BigInt64Array(pts.length);
+        pts.forEach((j, m) => {
+          coords.set(xyz.subarray(j * 3, j * 3 + 3), m * 3);
+          ids[m] = BigInt(nodeIds[j]);
+        });
+        const o3 = new Obs(T * pts.length * 3);
+        for (let t = 0; t < T; t++) {
+          const src = obs[t];
+          pts.forEach((j, m) => o3.set(src.subarray(j * 3, j * 3 + 3), (t * pts.length + m) * 3));
+        }
+        await writeFileAtomic(`${dir}/${kind}_coords.npy`, encodeNpy([pts.length, 3], coords));
+        await writeFileAtomic(`${dir}/${kind}_obs.npy`, encodeNpy([T, pts.length, 3], o3));
+        await writeFileAtomic(`${dir}/${kind}_nodes.npy`, encodeNpy([pts.length], ids));
+      }
+      infos.push({
+        id: p,
+        name,
+        group: patchGroup[p],
+        core: core.length,
+        ghost: ghost.length,
+        neighbours: nbs,
+      });
+    }
+    const meta = {
+      format: "gino-gw patches v1",
+      source: o.rawDir,
+      files,
+      nodes: n,
+      steps: T,
+      columns: OBS_COLUMNS,
+      options: {
+        n_patches: o.nPatches,
+        slice_split: o.sliceSplit,
+        neighbour_k: o.neighbourK,
+        ghost_points_ratio: o.ghostPointsRatio,
+        n_ghost_points: o.nGhostPoints ?? null,
+        seed: o.seed,
+        dtype: o.dtype,
+      },
+      patches: infos,
+    };
+    await writeTextFileAtomic(`${tmpDir}/patches.json`, JSON.stringify(meta, null, 1) + "\n");
+    // swap in the new folder; the old one is removed only after the new one is in place
+    const old = `${o.outDir}.old-${Deno.pid}`;
+    if (outExists || (await exists(o.outDir))) await Deno.rename(o.outDir, old);
+    await Deno.rename(tmpDir, o.outDir);
+    await Deno.remove(old, { recursive: true }).catch(() => {});
+  } catch (e) {
+    await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
+    throw e;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  o.log(`wrote ${P} patches to ${o.outDir} in ${seconds.toFixed(2)} s`);
+  return { outDir: o.outDir, nodes: n, steps: T, patches: infos, seconds };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

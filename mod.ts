@@ -1,0 +1,50 @@
+/**
+ * gino-gw: train Graph/Geometry-Informed Neural Operators (GINO) on variable-density groundwater simulations
+ * split into spatial patches.
+ *
+ * This module re-exports the toolkit's public API for other Deno projects.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadPatchDataset, PatchBatchSampler, BatchAssembler } from "./mod.ts";
+ * const ds = await loadPatchDataset("data/henry/filter_patch", {
+ *   targetCols: ["mass_concentration"], inputWindow: 10, outputWindow: 10,
+ * });
+ * const sampler = new PatchBatchSampler(ds.windowCounts("train"), { batchSize: 32, seed: 42 });
+ * const assembler = new BatchAssembler(ds, 32);
+ * sampler.beginEpoch();
+ * for (let b = sampler.next(); b; b = sampler.next()) {
+ *   const batch = assembler.assemble("train", b); // coords [N,3], inputs [B,N,Tin], targets [B,N,Tout]
+ * }
+ * ```
+ *
+ * @module
+ */
+
+export { CsvError, readCsvHeader, readNumericCsv, streamNumericCsv } from "./lib/csv.ts";
+export type { NumericCsv, NumericCsvChunk, NumericCsvOptions } from "./lib/csv.ts";
+export { encodeNpy, NpyError, readNpy, writeNpy } from "./lib/npy.ts";
+export type { NpyArray, NpyData, NpyDtype } from "./lib/npy.ts";
+export { writeFileAtomic, writeTextFileAtomic } from "./lib/atomic.ts";
+export {
+  countWindows,
+  DataError,
+  listPatchDirs,
+  loadPatchDataset,
+  OBS_COLUMNS,
+  PatchDataset,
+} from "./lib/dataset.ts";
+export type { DatasetOptions, Normalization, ObsColumn, Part, Patch, WindowOptions } from "./lib/dataset.ts";
+export { PatchBatchSampler } from "./lib/sampler.ts";
+export type { SampledBatch, SamplerOptions, SamplerState } from "./lib/sampler.ts";
+export { BatchAssembler } from "./lib/batch.ts";
+export type { Batch } from "./lib/batch.ts";
+export { Rng } from "./lib/rng.ts";
+export type { RngState } from "./lib/rng.ts";
+export { KdTree } from "./lib/kdtree.ts";
+export { kmeans } from "./lib/kmeans.ts";
+export type { KMeansResult } from "./lib/kmeans.ts";
+export { arraySplit, listRawFiles, preparePatches } from "./lib/prepare.ts";
+export type { PatchInfo, PrepareOptions, PrepareResult } from "./lib/prepare.ts";
+export { formatSummary, summarizeDataset } from "./lib/summary.ts";
+export type { DataSummary } from "./lib/summary.ts";

@@ -1,0 +1,70 @@
+// Shared helpers of the test suites.
+
+/** A fresh temporary folder, removed by the returned cleanup. */
+export async function tempDir(
+  prefix = "gino-gw-test-",
+): Promise<{ dir: string; [Symbol.asyncDispose](): Promise<void> }> {
+  const dir = await Deno.makeTempDir({ prefix });
+  return { dir, [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }).catch(() => {}) };
+}
+
+/** Folder of this file's fixtures. */
+export const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
+
+/** Writes a raw CSV folder: an nx x ny x nz grid of nodes (slice = z layer), `steps` time steps. */
+export async function writeRawFolder(
+  dir: string,
+  { nx = 8, ny = 3, nz = 4, steps = 6 } = {},
+): Promise<{ nodes: number; values: (t: number, i: number, c: number) => number }> {
+  await Deno.mkdir(dir, { recursive: true });
+  const nodes = nx * ny * nz;
+  const values = (t: number, i: number, c: number) =>
+    c === 0
+      ? Math.sin(i * 0.37 + t * 0.1) * 10 + 17.5
+      : c === 1
+      ? 1 + 0.001 * i + 0.0001 * t
+      : 9810 * (i % 7) + t;
+  for (let t = 0; t < steps; t++) {
+    const lines = ["node,slice,X,Y,Z,mass_concentration,head,pressure"];
+    let i = 0;
+    for (let z = 0; z < nz; z++) {
+      for (let y = 0; y < ny; y++) {
+        for (let x = 0; x < nx; x++) {
+          lines.push(
+            [i + 1, z + 1, x * 0.25, y * 0.5, -z * 0.1, values(t, i, 0), values(t, i, 1), values(t, i, 2)]
+              .join(","),
+          );
+          i++;
+        }
+      }
+    }
+    await Deno.writeTextFile(`${dir}/${String(t).padStart(4, "0")}.csv`, lines.join("\n") + "\n");
+  }
+  return { nodes, values };
+}
+
+/** Runs a task script of the project with Deno and returns exit code, stdout and stderr. */
+export async function runScript(
+  script: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const root = new URL("../", import.meta.url).pathname;
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-sys",
+      "--allow-ffi",
+      `${root}${script}`,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    cwd: root,
+  });
+  const out = await cmd.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
