@@ -13,6 +13,7 @@ import { PatchBatchSampler } from "./lib/sampler.ts";
 import { formatSummary, summarizeDataset } from "./lib/summary.ts";
 import { CsvError } from "./lib/csv.ts";
 import { NpyError } from "./lib/npy.ts";
+import { DEMO_DIR, ensureDemoData } from "./lib/demo.ts";
 
 const FLAGS: FlagSpec[] = [
   ...DATA_FLAGS,
@@ -48,9 +49,8 @@ async function main(args: string[]): Promise<number> {
   }
   const data = dataSettings(flags);
   if (!data.baseDataDir) {
-    throw new FlagError(
-      "--base-data-dir is required (the built-in demo data set is not available in this version)",
-    );
+    // no data given: the built-in demo data set, generated and prepared on first use
+    data.baseDataDir = await ensureDemoData(DEMO_DIR, (m) => console.error(m));
   }
   if (!flags["dry-run"]) {
     throw new FlagError("training is not available in this version; use --dry-run to check the data");

@@ -1,0 +1,173 @@
+import assert from "node:assert/strict";
+import { HENRY_DEMO, isochlorPositions, simulateHenry } from "../lib/henry.ts";
+import type { HenryOptions } from "../lib/henry.ts";
+import { readNumericCsv } from "../lib/csv.ts";
+import { loadPatchDataset } from "../lib/dataset.ts";
+import { ensureDemoData } from "../lib/demo.ts";
+import { runScript, tempDir } from "./_helpers.ts";
+
+const MF6 = new URL("../../shared/fixtures/henry-mf6-A/", import.meta.url).pathname;
+
+async function mf6Step(step: number): Promise<{ c: Float64Array; h: Float64Array }> {
+  const name = [...Deno.readDirSync(MF6)].map((e) => e.name).find((n) =>
+    n.startsWith(`step${String(step).padStart(4, "0")}_`)
+  )!;
+  const csv = await readNumericCsv(`${MF6}${name}`, ["layer", "col", "concentration", "head"]);
+  const c = new Float64Array(200), h = new Float64Array(200);
+  for (let i = 0; i < csv.rows; i++) {
+    const k = (csv.columns.layer[i] - 1) * 20 + csv.columns.col[i] - 1;
+    c[k] = csv.columns.concentration[i];
+    h[k] = csv.columns.head[i];
+  }
+  return { c, h };
+}
+
+Deno.test("deno task henry reproduces the MODFLOW 6 autotest (concentration 1e-4, head 1e-6, isochlors 1 mm)", async () => {
+  await using tmp = await tempDir();
+  const r = await runScript("henry.ts", [
+    "--out",
+    tmp.dir,
+    "--nx",
+    "20",
+    "--nz",
+    "10",
+    "--steps",
+    "500",
+    "--save-every",
+    "50",
+    "--quiet",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const files = [...Deno.readDirSync(`${tmp.dir}/all`)].map((e) => e.name).sort();
+  assert.equal(files.length, 11);
+  assert.equal(files[0], "0000.csv");
+  assert.equal(files[10], "0500.csv");
+  const iso =
+    (await readNumericCsv(`${MF6}isochlors_bottom_row.csv`, ["step", "x_0.25", "x_0.50", "x_0.75"])).columns;
+  let worstC = 0, worstH = 0;
+  for (let s = 50; s <= 500; s += 50) {
+    const ours = await readNumericCsv(`${tmp.dir}/all/${String(s).padStart(4, "0")}.csv`, [
+      "node",
+      "slice",
+      "X",
+      "Z",
+      "mass_concentration",
+      "head",
+      "pressure",
+    ]);
+    const ref = await mf6Step(s);
+    const c = ours.columns.mass_concentration, h = ours.columns.head;
+    for (let i = 0; i < 200; i++) {
+      worstC = Math.max(worstC, Math.abs(c[i] - ref.c[i]));
+      worstH = Math.max(worstH, Math.abs(h[i] - ref.h[i]));
+      const p = (1000 + 0.7 * c[i]) * 9.81 * (h[i] - ours.columns.Z[i]);
+      assert.ok(Math.abs(ours.columns.pressure[i] - p) <= 1e-9 * Math.abs(p) + 1e-9);
+    }
+    assert.equal(ours.columns.node[37], 38);
+    assert.equal(ours.columns.slice[37], 2); // node 38 = layer 2, column 18
+    assert.equal(ours.columns.X[37], 1.75);
+    const row = iso.step.indexOf(s);
+    const mine = isochlorPositions(c);
+    for (const [k, key] of [[0, "x_0.25"], [1, "x_0.50"], [2, "x_0.75"]] as const) {
+      assert.ok(
+        Math.abs(mine[k] - iso[key][row]) < 1e-3,
+        `step ${s} isochlor ${key}: ${mine[k]} vs ${iso[key][row]}`,
+      );
+    }
+  }
+  assert.ok(worstC <= 1e-4, `concentration error ${worstC}`);
+  assert.ok(worstH <= 1e-6, `head error ${worstH}`);
+  const info = JSON.parse(await Deno.readTextFile(`${tmp.dir}/henry.json`));
+  assert.deepEqual(info.saved_steps, [0, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500]);
+  assert.equal(info.parameters.k, 864);
+  assert.ok(info.stats.maxMassBalanceError < 1e-8);
+});
+
+Deno.test("a y-extruded slab with no along-y variation equals the 2D section to solver precision", () => {
+  const base: Partial<HenryOptions> = {
+    nx: 12,
+    nz: 6,
+    steps: 40,
+    saveEvery: 40,
+    initialConcentration: 0,
+    seaBoundary: "fixed",
+  };
+  const flat = [...simulateHenry(base)].map((s) => ({ c: s.concentration.slice(), h: s.head.slice() })).at(
+    -1,
+  )!;
+  const slab = [...simulateHenry({ ...base, ny: 3 })].map((s) => ({
+    c: s.concentration.slice(),
+    h: s.head.slice(),
+  })).at(-1)!;
+  let err = 0;
+  for (let l = 0; l < 6; l++) {
+    for (let r = 0; r < 3; r++) {
+      for (let c = 0; c < 12; c++) {
+        const i2 = l * 12 + c, i3 = (l * 3 + r) * 12 + c;
+        err = Math.max(err, Math.abs(flat.c[i2] - slab.c[i3]), Math.abs(flat.h[i2] - slab.h[i3]));
+      }
+    }
+  }
+  assert.ok(err < 1e-9, `slab vs 2D: ${err}`);
+  assert.ok(flat.c.some((v) => v > 1), "sea water entered");
+});
+
+Deno.test("the fixed sea boundary holds the sea column at sea concentration and conserves salt every step", () => {
+  const opts: Partial<HenryOptions> = {
+    nx: 10,
+    nz: 5,
+    ny: 2,
+    steps: 30,
+    initialConcentration: 0,
+    seaBoundary: "fixed",
+    inflowVariation: 0.3,
+  };
+  let last: Float64Array | undefined;
+  for (const s of simulateHenry(opts)) {
+    for (let l = 0; l < 5; l++) {
+      for (let r = 0; r < 2; r++) assert.equal(s.concentration[(l * 2 + r) * 10 + 9], 35);
+    }
+    assert.ok(s.massBalanceError < 1e-8, `mass balance ${s.massBalanceError}`);
+    last = s.concentration.slice();
+  }
+  // the along-y variation makes the two rows differ
+  assert.notEqual(last![9 * 0 + 8], last![10 + 8]);
+});
+
+Deno.test("deno task henry refuses bad parameters and a non-empty output folder, naming the flag, writing nothing", async () => {
+  await using tmp = await tempDir();
+  const cases: [string[], RegExp][] = [
+    [["--nx", "0"], /--nx must be a positive integer/],
+    [["--steps", "-3"], /--steps must be a positive integer/],
+    [["--porosity", "1.5"], /--porosity must be in \(0, 1\]/],
+    [["--sea-boundary", "open"], /--sea-boundary must be chd or fixed/],
+    [["--length", "0"], /--length must be positive/],
+  ];
+  for (const [args, msg] of cases) {
+    const r = await runScript("henry.ts", ["--out", `${tmp.dir}/x`, ...args]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, msg);
+  }
+  assert.deepEqual([...Deno.readDirSync(tmp.dir)], []);
+  await Deno.mkdir(`${tmp.dir}/full`);
+  await Deno.writeTextFile(`${tmp.dir}/full/keep.txt`, "mine");
+  const r = await runScript("henry.ts", ["--out", `${tmp.dir}/full`, "--steps", "2"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /exists and is not empty; pass --force/);
+  assert.equal(await Deno.readTextFile(`${tmp.dir}/full/keep.txt`), "mine");
+});
+
+Deno.test("the demo data set is generated and prepared on first use, and loads as a patch dataset", async () => {
+  await using tmp = await tempDir();
+  const dir = await ensureDemoData(`${tmp.dir}/henry`, () => {});
+  const ds = await loadPatchDataset(`${dir}/filter_patch`, {
+    targetCols: ["mass_concentration"],
+    inputWindow: 10,
+    outputWindow: 10,
+  });
+  assert.equal(ds.patches.reduce((s, p) => s + p.nCore, 0), HENRY_DEMO.nx! * HENRY_DEMO.ny! * HENRY_DEMO.nz!);
+  assert.ok(ds.windowCounts("val").every((c) => c > 0));
+  const before = (await Deno.stat(`${dir}/henry.json`)).mtime;
+  await ensureDemoData(dir, () => {});
+  assert.deepEqual((await Deno.stat(`${dir}/henry.json`)).mtime, before);
+});
