@@ -1,0 +1,121 @@
+/**
+ * The system BLAS `cblas_sgemm` through `Deno.dlopen` (needs `--allow-ffi`): OpenBLAS, MKL, Apple Accelerate, or the
+ * library named by the environment variable `GINO_GW_BLAS`.
+ *
+ * @module
+ */
+
+/** A loaded BLAS. */
+export interface Blas {
+  /** The library file that was opened. */
+  library: string;
+  /**
+   * C = op(A) op(B), row-major, float32: op(A) is [m, k], op(B) is [k, n], C is [m, n]. `transA` means A is
+   * stored as [k, m]; `transB` means B is stored as [n, k].
+   */
+  sgemm(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+  ): void;
+  /** Closes the library. */
+  close(): void;
+}
+
+const CANDIDATES = [
+  "libopenblas.so.0",
+  "libopenblas.so",
+  "libopenblasp-r0.so",
+  "libmkl_rt.so",
+  "libmkl_rt.so.2",
+  "libopenblas.dylib",
+  "/System/Library/Frameworks/Accelerate.framework/Accelerate",
+  "libopenblas.dll",
+];
+
+const SYMBOLS = {
+  cblas_sgemm: {
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+      "buffer",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+    ],
+    result: "void",
+  },
+} as const;
+
+const ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112;
+
+/**
+ * Opens the first BLAS library that can be loaded. Throws (with the reason) when none can: no library, or no
+ * FFI permission.
+ */
+export function openBlas(): Blas {
+  const env = (() => {
+    try {
+      return Deno.env.get("GINO_GW_BLAS");
+    } catch {
+      return undefined;
+    }
+  })();
+  if (env === "none" || env === "off") throw new Error("disabled by GINO_GW_BLAS");
+  const names = env ? [env] : CANDIDATES;
+  const errors: string[] = [];
+  for (const name of names) {
+    try {
+      const lib = Deno.dlopen(name, SYMBOLS);
+      const f = lib.symbols.cblas_sgemm;
+      return {
+        library: name,
+        sgemm(transA, transB, m, n, k, a, b, c) {
+          if (m === 0 || n === 0) return;
+          if (k === 0) {
+            c.fill(0);
+            return;
+          }
+          f(
+            ROW_MAJOR,
+            transA ? TRANS : NO_TRANS,
+            transB ? TRANS : NO_TRANS,
+            m,
+            n,
+            k,
+            1,
+            a as Float32Array<ArrayBuffer>,
+            transA ? m : k,
+            b as Float32Array<ArrayBuffer>,
+            transB ? k : n,
+            0,
+            c as Float32Array<ArrayBuffer>,
+            n,
+          );
+        },
+        close: () => lib.close(),
+      };
+    } catch (e) {
+      if (e instanceof Deno.errors.PermissionDenied || (e as Error).name === "NotCapable") {
+        throw new Error("FFI is not allowed (run with --allow-ffi)");
+      }
+      errors.push(name);
+    }
+  }
+  throw new Error(
+    `no BLAS library found (tried ${errors.join(", ")}; set GINO_GW_BLAS to the library's path)`,
+  );
+}

@@ -1,0 +1,117 @@
+/**
+ * GINO configuration: the reference constructor's keyword arguments (snake_case), with the reference defaults for
+ * every key not given.
+ *
+ * @module
+ */
+
+/** The reference GINO constructor's keyword arguments that this implementation supports. */
+export interface GinoConfig {
+  in_gno_coord_dim: number;
+  in_gno_radius: number;
+  gno_pos_embed_type: string;
+  in_gno_pos_embed_channels: number;
+  in_gno_pos_embed_max_positions: number;
+  in_gno_channel_mlp_layers: number[];
+  in_gno_out_channels: number;
+  latent_feature_channels: number | null;
+  fno_n_layers: number;
+  fno_n_modes: number[];
+  fno_hidden_channels: number;
+  fno_skip_fno_bias: boolean;
+  fno_fft_norm: string;
+  fno_rank: number;
+  fno_max_n_modes: number[] | null;
+  lifting_channels: number;
+  out_gno_coord_dim: number;
+  out_gno_radius: number;
+  out_gno_pos_embed_type: string;
+  out_gno_pos_embed_channels: number;
+  out_gno_pos_embed_max_positions: number;
+  out_gno_channel_mlp_layers: number[];
+  projection_channel_ratio: number;
+  out_channels: number;
+  /** Options beyond the reference (defaults reproduce it). */
+  out_gno_reduction: "sum" | "mean";
+}
+
+/** The reference constructor's defaults. */
+export const GINO_DEFAULTS: GinoConfig = {
+  in_gno_coord_dim: 3,
+  in_gno_radius: 0.03,
+  gno_pos_embed_type: "transformer",
+  in_gno_pos_embed_channels: 32,
+  in_gno_pos_embed_max_positions: 10000,
+  in_gno_channel_mlp_layers: [64, 64, 64],
+  in_gno_out_channels: 3,
+  latent_feature_channels: null,
+  fno_n_layers: 4,
+  fno_n_modes: [16, 16, 16],
+  fno_hidden_channels: 128,
+  fno_skip_fno_bias: false,
+  fno_fft_norm: "forward",
+  fno_rank: 1.0,
+  fno_max_n_modes: null,
+  lifting_channels: 128,
+  out_gno_coord_dim: 3,
+  out_gno_radius: 0.03,
+  out_gno_pos_embed_type: "transformer",
+  out_gno_pos_embed_channels: 32,
+  out_gno_pos_embed_max_positions: 10000,
+  out_gno_channel_mlp_layers: [64, 64, 64],
+  projection_channel_ratio: 4,
+  out_channels: 1,
+  out_gno_reduction: "sum",
+};
+
+/** Keys of the reference constructor that are accepted but have no effect here (non-linearities are GELU). */
+const IGNORED = new Set([
+  "in_gno_channel_mlp_non_linearity",
+  "out_gno_channel_mlp_non_linearity",
+  "fno_non_linearity",
+  "use_open3d_neighbor_search",
+]);
+
+/** Fills in defaults and checks a configuration; errors name the key. */
+export function resolveGinoConfig(config: Partial<GinoConfig> & Record<string, unknown> = {}): GinoConfig {
+  const c = { ...GINO_DEFAULTS } as GinoConfig & Record<string, unknown>;
+  for (const [k, v] of Object.entries(config)) {
+    if (IGNORED.has(k)) continue;
+    if (!(k in GINO_DEFAULTS)) throw new Error(`unknown GINO setting '${k}'`);
+    if (v !== undefined) (c as Record<string, unknown>)[k] = v;
+  }
+  const bad = (k: string, why: string) => new Error(`GINO setting ${k}: ${why}`);
+  if (c.in_gno_coord_dim !== 3 || c.out_gno_coord_dim !== 3) {
+    throw bad("in/out_gno_coord_dim", "only 3 is supported");
+  }
+  if (c.gno_pos_embed_type !== "transformer" || c.out_gno_pos_embed_type !== "transformer") {
+    throw bad("gno_pos_embed_type", "only 'transformer' is supported");
+  }
+  if (c.latent_feature_channels !== null) {
+    throw bad("latent_feature_channels", "latent features are not supported");
+  }
+  if (c.fno_fft_norm !== "forward") throw bad("fno_fft_norm", "only 'forward' is supported");
+  if (c.fno_skip_fno_bias) throw bad("fno_skip_fno_bias", "only false is supported");
+  if (c.fno_n_modes.length !== 3) throw bad("fno_n_modes", "three mode counts are needed");
+  for (const k of ["in_gno_radius", "out_gno_radius"] as const) {
+    if (!(c[k] > 0)) throw bad(k, "must be positive");
+  }
+  for (
+    const k of [
+      "fno_n_layers",
+      "fno_hidden_channels",
+      "lifting_channels",
+      "in_gno_out_channels",
+      "out_channels",
+      "projection_channel_ratio",
+      "in_gno_pos_embed_channels",
+      "out_gno_pos_embed_channels",
+    ] as const
+  ) {
+    if (!Number.isInteger(c[k]) || c[k] < 1) throw bad(k, `must be a positive integer, got ${c[k]}`);
+  }
+  if (c.out_gno_reduction !== "sum" && c.out_gno_reduction !== "mean") {
+    throw bad("out_gno_reduction", "sum or mean");
+  }
+  return c;
+}

@@ -1,0 +1,522 @@
+/**
+ * The GINO model (gino-spec.md): input GNO (points -> latent grid, linear kernel, mean), lifting, FNO blocks
+ * (spectral convolution + 1x1 skip, GELU between layers), output GNO (latent grid -> points, linear kernel, sum),
+ * projection. Float32, channels last. Parameters keep the reference PyTorch names; weights import from and export
+ * to a PyTorch state_dict layout.
+ *
+ * The kernel MLP's first layer acts on concat(emb(neighbour), emb(query)); it is computed per node and gathered
+ * per edge (W [a; b] = W_a a + W_b b): numerically the same, far fewer operations.
+ *
+ * @module
+ */
+
+import { tf } from "../tf.ts";
+import { resolveGinoConfig } from "./config.ts";
+import type { GinoConfig } from "./config.ts";
+import { sinusoidalEmbedding } from "./embedding.ts";
+import { edgeQueries, neighborStats, radiusSearch } from "./neighbors.ts";
+import type { NeighborStats } from "./neighbors.ts";
+import { dftMatrices, disposeDft, keptModeCounts, spectralConv } from "./spectral.ts";
+import type { DftMatrices } from "./spectral.ts";
+import { edgeReduce, gelu } from "./ops.ts";
+import { Rng } from "../rng.ts";
+
+/** A tensor in PyTorch layout (as in a state_dict / safetensors file). */
+export interface TorchTensor {
+  dtype: string;
+  shape: number[];
+  data: ArrayLike<number> & { length: number };
+}
+
+/** How a PyTorch parameter maps onto our variables. */
+interface ParamSpec {
+  name: string;
+  torchShape: number[];
+  kind: "linear" | "conv" | "bias" | "specbias" | "spectral";
+  vars: tf.Variable[];
+}
+
+/** Per-patch geometry: embeddings and neighbour lists, computed once and reused for every batch of the patch. */
+export interface GinoGeometry {
+  /** Points N. */
+  n: number;
+  /** Latent grid shape [G1, G2, G3]. */
+  grid: number[];
+  inEmbP: tf.Tensor2D;
+  inEmbL: tf.Tensor2D;
+  outEmbP: tf.Tensor2D;
+  outEmbL: tf.Tensor2D;
+  /** Input GNO edges: point index and latent index per edge, latent-major. */
+  inSrc: tf.Tensor1D;
+  inDst: tf.Tensor1D;
+  /** 1 / max(count, 1) per latent node [Q, 1]. */
+  inInvCount: tf.Tensor2D;
+  /** Output GNO edges: latent index and point index per edge, point-major. */
+  outSrc: tf.Tensor1D;
+  outDst: tf.Tensor1D;
+  /** 1 / max(count, 1) per point [N, 1] (mean reduction only). */
+  outInvCount?: tf.Tensor2D;
+  /** Neighbourhood statistics of both GNOs. */
+  stats: { in: NeighborStats; out: NeighborStats };
+  dispose(): void;
+}
+
+/** The GINO model. Create with {@linkcode createGino}. */
+export class Gino {
+  readonly config: GinoConfig;
+  readonly params: ParamSpec[] = [];
+  #dft = new Map<string, DftMatrices>();
+
+  constructor(config: Partial<GinoConfig> & Record<string, unknown> = {}, seed = 0) {
+    this.config = resolveGinoConfig(config);
+    const c = this.config;
+    const rng = new Rng(seed);
+    const uniform = (n: number, bound: number) =>
+      Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * bound);
+    const add = (
+      name: string,
+      torchShape: number[],
+      kind: ParamSpec["kind"],
+      values: Float32Array[],
+      shapes: number[][],
+    ) => {
+      const vars = values.map((v, i) =>
+        tf.variable(tf.tensor(v, shapes[i]), true, `${name}${i ? `#${i}` : ""}`)
+      );
+      this.params.push({ name, torchShape, kind, vars });
+    };
+    const dense = (prefix: string, cin: number, cout: number, kind: "linear" | "conv", convDims = 1) => {
+      const bound = 1 / Math.sqrt(cin);
+      const wShape = kind === "linear" ? [cout, cin] : [cout, cin, ...Array(convDims).fill(1)];
+      add(`${prefix}.weight`, wShape, kind, [uniform(cin * cout, bound)], [[cin, cout]]);
+    };
+    const denseBias = (prefix: string, cin: number, cout: number) => {
+      add(`${prefix}.bias`, [cout], "bias", [uniform(cout, 1 / Math.sqrt(cin))], [[cout]]);
+    };
+    const embIn = 3 * 2 * c.in_gno_pos_embed_channels, embOut = 3 * 2 * c.out_gno_pos_embed_channels;
+    const mlp = (prefix: string, widths: number[]) => {
+      for (let i = 0; i + 1 < widths.length; i++) {
+        dense(`${prefix}.fcs.${i}`, widths[i], widths[i + 1], "linear");
+        denseBias(`${prefix}.fcs.${i}`, widths[i], widths[i + 1]);
+      }
+    };
+    mlp(
+      "in_gno.integral_transform.channel_mlp",
+      kernelWidths(c.in_gno_channel_mlp_layers, 2 * embIn, c.in_gno_out_channels),
+    );
+    const C = c.fno_hidden_channels;
+    for (let l = 0; l < c.fno_n_layers; l++) dense(`fno_blocks.fno_skips.${l}`, C, C, "conv", 3);
+    const [mx, my, mz] = keptModeCounts(c.fno_n_modes);
+    const sigma = Math.sqrt(2 / (C + C));
+    for (let l = 0; l < c.fno_n_layers; l++) {
+      add(`fno_blocks.convs.${l}.bias`, [1, C, 1, 1, 1], "specbias", [
+        Float32Array.from({ length: C }, () => sigma * rng.normal()),
+      ], [[C]]);
+      const size = mx * my * mz * C * C;
+      const s = sigma / Math.SQRT2;
+      add(
+        `fno_blocks.convs.${l}.weight.0.tensor`,
+        [C, C, mx, my, mz, 2],
+        "spectral",
+        [
+          Float32Array.from({ length: size }, () => s * rng.normal()),
+          Float32Array.from({ length: size }, () => s * rng.normal()),
+        ],
+        [[mx * my * mz, C, C], [mx * my * mz, C, C]],
+      );
+    }
+    for (
+      const [i, [a, b]] of [[c.in_gno_out_channels, c.lifting_channels], [c.lifting_channels, C]].entries()
+    ) {
+      dense(`lifting.fcs.${i}`, a, b, "conv");
+      denseBias(`lifting.fcs.${i}`, a, b);
+    }
+    mlp("out_gno.integral_transform.channel_mlp", kernelWidths(c.out_gno_channel_mlp_layers, 2 * embOut, C));
+    const P = c.projection_channel_ratio * C;
+    for (const [i, [a, b]] of [[C, P], [P, c.out_channels]].entries()) {
+      dense(`projection.fcs.${i}`, a, b, "conv");
+      denseBias(`projection.fcs.${i}`, a, b);
+    }
+    // keep the reference's state_dict order
+    const order = (n: string) =>
+      ["in_gno", "fno_blocks.fno_skips", "fno_blocks.convs", "lifting", "out_gno", "projection"].findIndex((
+        p,
+      ) => n.startsWith(p));
+    this.params.sort((a, b) => order(a.name) - order(b.name));
+  }
+
+  /** Variable by reference name (index 1 = imaginary part of a spectral weight). */
+  v(name: string, i = 0): tf.Variable {
+    const p = this.params.find((p) => p.name === name);
+    if (!p) throw new Error(`no parameter ${name}`);
+    return p.vars[i];
+  }
+
+  /** All trainable variables. */
+  get variables(): tf.Variable[] {
+    return this.params.flatMap((p) => p.vars);
+  }
+
+  /** Number of real scalars (as the reference counts them). */
+  get parameterCount(): number {
+    return this.params.reduce((s, p) => s + p.torchShape.reduce((a, b) => a * b, 1), 0);
+  }
+
+  /** Loads a PyTorch state_dict (reference names and layouts). Every parameter must be present with its shape. */
+  loadTorchStateDict(tensors: Record<string, TorchTensor>): void {
+    const problems: string[] = [];
+    for (const p of this.params) {
+      const t = tensors[p.name];
+      if (!t) {
+        problems.push(`missing ${p.name}`);
+        continue;
+      }
+      if (t.shape.length !== p.torchShape.length || t.shape.some((d, i) => d !== p.torchShape[i])) {
+        problems.push(`${p.name}: shape [${t.shape}] where the model has [${p.torchShape}]`);
+      }
+    }
+    const extra = Object.keys(tensors).filter((k) => !this.params.some((p) => p.name === k));
+    if (extra.length) problems.push(`unexpected ${extra.join(", ")}`);
+    if (problems.length) {
+      throw new Error(`state_dict does not fit this GINO configuration:\n  ${problems.join("\n  ")}`);
+    }
+    for (const p of this.params) {
+      const values = fromTorch(p, Float32Array.from(tensors[p.name].data as ArrayLike<number>));
+      p.vars.forEach((v, i) => v.assign(tf.tensor(values[i], v.shape)));
+    }
+  }
+
+  /** The weights as a PyTorch state_dict (reference names and layouts), in the reference's order. */
+  toTorchStateDict(): Record<string, { dtype: string; shape: number[]; data: Float32Array }> {
+    const out: Record<string, { dtype: string; shape: number[]; data: Float32Array }> = {};
+    for (const p of this.params) {
+      out[p.name] = {
+        dtype: "F32",
+        shape: p.torchShape,
+        data: toTorch(p, p.vars.map((v) => v.dataSync() as Float32Array)),
+      };
+    }
+    return out;
+  }
+
+  /** Converts gradients (one per variable, in {@linkcode variables} order) to PyTorch layout by parameter name. */
+  gradientsToTorch(grads: tf.Tensor[]): Record<string, Float32Array> {
+    const out: Record<string, Float32Array> = {};
+    let i = 0;
+    for (const p of this.params) {
+      const parts = p.vars.map(() => grads[i++].dataSync() as Float32Array);
+      out[p.name] = toTorch(p, parts);
+    }
+    return out;
+  }
+
+  #dftFor(grid: number[]): DftMatrices {
+    const key = grid.join("x");
+    let d = this.#dft.get(key);
+    if (!d) {
+      // cached across calls: keep them out of any enclosing tidy
+      d = dftMatrices(grid, this.config.fno_n_modes);
+      for (const t of Object.values(d)) if (t instanceof tf.Tensor) tf.keep(t);
+      this.#dft.set(key, d);
+    }
+    return d;
+  }
+
+  /**
+   * Computes the geometry of a patch: embeddings and neighbour lists of both GNOs. `points` flat [N, 3], `latent`
+   * flat [G1 * G2 * G3, 3] in ij order (z fastest), `grid` = [G1, G2, G3].
+   */
+  geometry(points: ArrayLike<number>, latent: ArrayLike<number>, grid: number[]): GinoGeometry {
+    const c = this.config;
+    const n = points.length / 3, q = latent.length / 3;
+    if (q !== grid[0] * grid[1] * grid[2]) {
+      throw new Error(`latent queries hold ${q} nodes, grid ${grid} needs ${grid[0] * grid[1] * grid[2]}`);
+    }
+    const inNb = radiusSearch(points, latent, c.in_gno_radius); // per latent node: points
+    const outNb = c.out_gno_radius === c.in_gno_radius
+      ? transpose(inNb, n)
+      : radiusSearch(latent, points, c.out_gno_radius);
+    const counts = (rs: Int32Array) => {
+      const inv = new Float32Array(rs.length - 1);
+      for (let i = 0; i < inv.length; i++) inv[i] = 1 / Math.max(1, rs[i + 1] - rs[i]);
+      return inv;
+    };
+    const embIn = 3 * 2 * c.in_gno_pos_embed_channels, embOut = 3 * 2 * c.out_gno_pos_embed_channels;
+    const g: GinoGeometry = {
+      n,
+      grid: [...grid],
+      inEmbP: tf.tensor2d(
+        sinusoidalEmbedding(points, c.in_gno_pos_embed_channels, c.in_gno_pos_embed_max_positions),
+        [n, embIn],
+      ),
+      inEmbL: tf.tensor2d(
+        sinusoidalEmbedding(latent, c.in_gno_pos_embed_channels, c.in_gno_pos_embed_max_positions),
+        [q, embIn],
+      ),
+      outEmbP: tf.tensor2d(
+        sinusoidalEmbedding(points, c.out_gno_pos_embed_channels, c.out_gno_pos_embed_max_positions),
+        [n, embOut],
+      ),
+      outEmbL: tf.tensor2d(
+        sinusoidalEmbedding(latent, c.out_gno_pos_embed_channels, c.out_gno_pos_embed_max_positions),
+        [q, embOut],
+      ),
+      inSrc: tf.tensor1d(inNb.index, "int32"),
+      inDst: tf.tensor1d(edgeQueries(inNb), "int32"),
+      inInvCount: tf.tensor2d(counts(inNb.rowSplits), [q, 1]),
+      outSrc: tf.tensor1d(outNb.index, "int32"),
+      outDst: tf.tensor1d(edgeQueries(outNb), "int32"),
+      outInvCount: c.out_gno_reduction === "mean" ? tf.tensor2d(counts(outNb.rowSplits), [n, 1]) : undefined,
+      stats: { in: neighborStats(inNb), out: neighborStats(outNb) },
+      dispose() {
+        for (
+          const t of [
+            this.inEmbP,
+            this.inEmbL,
+            this.outEmbP,
+            this.outEmbL,
+            this.inSrc,
+            this.inDst,
+            this.inInvCount,
+            this.outSrc,
+            this.outDst,
+            this.outInvCount,
+          ]
+        ) t?.dispose();
+      },
+    };
+    return g;
+  }
+
+  /** Kernel MLP on edges: first layer per node, gathered per edge. Returns [E, out]. */
+  #kernel(
+    prefix: string,
+    layers: number,
+    embNbr: tf.Tensor2D,
+    embQuery: tf.Tensor2D,
+    nbrIdx: tf.Tensor1D,
+    queryIdx: tf.Tensor1D,
+  ): tf.Tensor2D {
+    const w0 = this.v(`${prefix}.fcs.0.weight`);
+    const half = embNbr.shape[1];
+    const wn = w0.slice([0, 0], [half, -1]), wq = w0.slice([half, 0], [half, -1]);
+    const an = tf.matMul(embNbr, wn), aq = tf.matMul(embQuery, wq);
+    let h: tf.Tensor2D = tf.add(
+      tf.add(tf.gather(an, nbrIdx), tf.gather(aq, queryIdx)),
+      this.v(`${prefix}.fcs.0.bias`),
+    );
+    for (let i = 1; i < layers; i++) {
+      h = gelu(h) as tf.Tensor2D;
+      h = tf.add(tf.matMul(h, this.v(`${prefix}.fcs.${i}.weight`)), this.v(`${prefix}.fcs.${i}.bias`));
+    }
+    return h;
+  }
+
+  #layers(gno: string): number {
+    return this.params.filter((p) =>
+      p.name.startsWith(`${gno}.integral_transform.channel_mlp.fcs.`) && p.name.endsWith(".weight")
+    ).length;
+  }
+
+  /** Pointwise dense layer on the last axis. */
+  #dense(x: tf.Tensor, prefix: string): tf.Tensor {
+    const shape = x.shape;
+    const w = this.v(`${prefix}.weight`);
+    const y = tf.add(tf.matMul(x.reshape([-1, shape[shape.length - 1]]), w), this.v(`${prefix}.bias`));
+    return y.reshape([...shape.slice(0, -1), w.shape[1] as number]);
+  }
+
+  /** Forward pass on a prepared geometry: x [B, N, in_gno_out_channels] -> [B, N, out_channels]. */
+  forwardGeometry(g: GinoGeometry, x: tf.Tensor3D): tf.Tensor3D {
+    const c = this.config;
+    const [b, n, cin] = x.shape;
+    if (n !== g.n) throw new Error(`x has ${n} points, the geometry ${g.n}`);
+    if (cin !== c.in_gno_out_channels) {
+      throw new Error(
+        `x has ${cin} channels, the model expects in_gno_out_channels = ${c.in_gno_out_channels}`,
+      );
+    }
+    const [g1, g2, g3] = g.grid;
+    const q = g1 * g2 * g3;
+    const C = c.fno_hidden_channels;
+    return tf.tidy(() => {
+      // input GNO: a[b, q] = mean_j k(q, j) * x[b, j]
+      const kIn = this.#kernel(
+        "in_gno.integral_transform.channel_mlp",
+        this.#layers("in_gno"),
+        g.inEmbP,
+        g.inEmbL,
+        g.inSrc,
+        g.inDst,
+      );
+      const xt = x.transpose([1, 0, 2]) as tf.Tensor3D; // [N, B, Cin]
+      const a = tf.mul(edgeReduce(kIn, xt, g.inSrc, g.inDst, q), g.inInvCount.reshape([q, 1, 1])); // [Q, B, Cin]
+      let h: tf.Tensor = a.transpose([1, 0, 2]).reshape([b, g1, g2, g3, cin]);
+      // lifting
+      h = this.#dense(gelu(this.#dense(h, "lifting.fcs.0")), "lifting.fcs.1");
+      // FNO blocks
+      const d = this.#dftFor(g.grid);
+      for (let l = 0; l < c.fno_n_layers; l++) {
+        const spec = spectralConv(
+          h,
+          this.v(`fno_blocks.convs.${l}.weight.0.tensor`, 0),
+          this.v(`fno_blocks.convs.${l}.weight.0.tensor`, 1),
+          d,
+        );
+        const skip = tf.matMul(h.reshape([-1, C]), this.v(`fno_blocks.fno_skips.${l}.weight`)).reshape([
+          b,
+          g1,
+          g2,
+          g3,
+          C,
+        ]);
+        h = tf.add(tf.add(spec, this.v(`fno_blocks.convs.${l}.bias`)), skip);
+        if (l < c.fno_n_layers - 1) h = gelu(h);
+      }
+      // output GNO: o[b, n] = sum_q k(n, q) * lat[b, q]
+      const lat = h.reshape([b, q, C]).transpose([1, 0, 2]) as tf.Tensor3D; // [Q, B, C]
+      const kOut = this.#kernel(
+        "out_gno.integral_transform.channel_mlp",
+        this.#layers("out_gno"),
+        g.outEmbL,
+        g.outEmbP,
+        g.outSrc,
+        g.outDst,
+      );
+      let o = edgeReduce(kOut, lat, g.outSrc, g.outDst, n); // [N, B, C]
+      if (g.outInvCount) o = tf.mul(o, g.outInvCount.reshape([n, 1, 1]));
+      let out: tf.Tensor = o.transpose([1, 0, 2]); // [B, N, C]
+      out = this.#dense(gelu(this.#dense(out, "projection.fcs.0")), "projection.fcs.1");
+      return out as tf.Tensor3D;
+    });
+  }
+
+  /**
+   * Forward pass as the reference is called: point coordinates [N, 3], latent queries [G1, G2, G3, 3], x [B, N, Tin]
+   * -> [B, N, Tout]. Computes the geometry on every call; training reuses {@linkcode geometry} per patch instead.
+   */
+  forward(pointCoords: tf.Tensor2D, latentQueries: tf.Tensor4D, x: tf.Tensor3D): tf.Tensor3D {
+    const pts = pointCoords.squeeze().dataSync() as Float32Array;
+    const lat = latentQueries.dataSync() as Float32Array;
+    const s = latentQueries.shape as number[];
+    const grid = s.length === 5 ? s.slice(1, 4) : s.slice(0, 3);
+    const g = this.geometry(pts, lat, grid);
+    try {
+      return this.forwardGeometry(g, x);
+    } finally {
+      g.dispose();
+    }
+  }
+
+  /** Frees every tensor of the model. */
+  dispose(): void {
+    for (const p of this.params) for (const v of p.vars) v.dispose();
+    for (const d of this.#dft.values()) disposeDft(d);
+    this.#dft.clear();
+  }
+}
+
+/**
+ * Widths of a GNO kernel MLP as the reference builds them: the kernel input width is prepended unless the list
+ * starts with it, the output width appended unless the list ends with it.
+ */
+export function kernelWidths(layers: number[], kernelIn: number, out: number): number[] {
+  const w = layers[0] === kernelIn ? [...layers] : [kernelIn, ...layers];
+  if (w[w.length - 1] !== out) w.push(out);
+  return w;
+}
+
+/** CSR transpose: from per-query lists over `nData` data items to per-data lists over the queries. */
+function transpose(nb: { rowSplits: Int32Array; index: Int32Array }, nData: number) {
+  const counts = new Int32Array(nData + 1);
+  for (const j of nb.index) counts[j + 1]++;
+  for (let i = 0; i < nData; i++) counts[i + 1] += counts[i];
+  const fill = counts.slice(0, nData);
+  const index = new Int32Array(nb.index.length);
+  for (let qq = 0; qq + 1 < nb.rowSplits.length; qq++) {
+    for (let e = nb.rowSplits[qq]; e < nb.rowSplits[qq + 1]; e++) index[fill[nb.index[e]]++] = qq;
+  }
+  return { rowSplits: counts, index };
+}
+
+/** PyTorch layout -> our variables' layouts. */
+function fromTorch(p: ParamSpec, t: Float32Array): Float32Array[] {
+  switch (p.kind) {
+    case "bias":
+    case "specbias":
+      return [t];
+    case "linear":
+    case "conv": {
+      const [cout, cin] = p.torchShape;
+      const w = new Float32Array(cin * cout);
+      for (let o = 0; o < cout; o++) for (let i = 0; i < cin; i++) w[i * cout + o] = t[o * cin + i];
+      return [w];
+    }
+    case "spectral": {
+      const [cin, cout, mx, my, mz] = p.torchShape;
+      const m = mx * my * mz;
+      const re = new Float32Array(m * cin * cout), im = new Float32Array(m * cin * cout);
+      for (let i = 0; i < cin; i++) {
+        for (let o = 0; o < cout; o++) {
+          for (let k = 0; k < m; k++) {
+            const src = ((i * cout + o) * m + k) * 2, dst = (k * cin + i) * cout + o;
+            re[dst] = t[src];
+            im[dst] = t[src + 1];
+          }
+        }
+      }
+      return [re, im];
+    }
+  }
+}
+
+/** Our variables' layouts -> PyTorch layout. */
+function toTorch(p: ParamSpec, parts: Float32Array[]): Float32Array {
+  switch (p.kind) {
+    case "bias":
+    case "specbias":
+      return Float32Array.from(parts[0]);
+    case "linear":
+    case "conv": {
+      const [cout, cin] = p.torchShape;
+      const t = new Float32Array(cin * cout);
+      for (let o = 0; o < cout; o++) for (let i = 0; i < cin; i++) t[o * cin + i] = parts[0][i * cout + o];
+      return t;
+    }
+    case "spectral": {
+      const [cin, cout, mx, my, mz] = p.torchShape;
+      const m = mx * my * mz;
+      const t = new Float32Array(cin * cout * m * 2);
+      for (let i = 0; i < cin; i++) {
+        for (let o = 0; o < cout; o++) {
+          for (let k = 0; k < m; k++) {
+            const dst = ((i * cout + o) * m + k) * 2, src = (k * cin + i) * cout + o;
+            t[dst] = parts[0][src];
+            t[dst + 1] = parts[1][src];
+          }
+        }
+      }
+      return t;
+    }
+  }
+}
+
+/** Creates a GINO from the reference constructor's keyword arguments (missing keys: reference defaults). */
+export function createGino(config: Partial<GinoConfig> & Record<string, unknown> = {}, seed = 0): Gino {
+  return new Gino(config, seed);
+}
+
+/**
+ * The reference loss: relative L2 over the output window per (sample, point), averaged over samples and the first
+ * `coreLen` points. `eps` (default 0, the reference) is added to the denominator.
+ */
+export function relativeL2Loss(pred: tf.Tensor3D, target: tf.Tensor3D, coreLen: number, eps = 0): tf.Scalar {
+  return tf.tidy(() => {
+    const p = pred.slice([0, 0, 0], [-1, coreLen, -1]);
+    const y = target.slice([0, 0, 0], [-1, coreLen, -1]);
+    const num = tf.sqrt(tf.sum(tf.square(tf.sub(p, y)), -1));
+    let den = tf.sqrt(tf.sum(tf.square(y), -1));
+    if (eps > 0) den = tf.add(den, eps);
+    return tf.mean(tf.div(num, den));
+  });
+}

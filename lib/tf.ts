@@ -1,0 +1,80 @@
+/**
+ * TensorFlow.js and compute backends: `tensorflow` (tfjs-node-gpu or tfjs-node, when installed; loaded
+ * dynamically), `wasm` (the default here), `cpu` (the slow reference). On wasm and cpu the kernels that matter are
+ * replaced by faster ones (see `kernels.ts`).
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-wasm";
+import { registerFastKernels } from "./kernels.ts";
+import type { KernelReport } from "./kernels.ts";
+
+export { tf };
+
+/** Backend names accepted by `--backend`. */
+export type BackendName = "auto" | "tensorflow" | "wasm" | "cpu";
+
+/** What {@linkcode initBackend} set up. */
+export interface BackendInfo {
+  /** The tfjs backend in use (`tensorflow`, `wasm` or `cpu`). */
+  backend: string;
+  /** The npm package that provided the `tensorflow` backend, if any. */
+  nativePackage?: string;
+  /** Kernels replaced and the BLAS library found (wasm / cpu). */
+  kernels?: KernelReport;
+}
+
+let current: BackendInfo | undefined;
+
+async function tryNative(): Promise<string | undefined> {
+  for (const pkg of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
+    try {
+      // The specifier is computed so that the bundler and the type checker do not require the optional package.
+      const spec = ["npm:", pkg].join("");
+      await import(spec);
+      return pkg;
+    } catch {
+      // not installed
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Selects and initialises a backend. `auto` takes `tensorflow` when a native tfjs package is installed, else
+ * `wasm`. Idempotent for the same name.
+ */
+export async function initBackend(
+  name: BackendName = "auto",
+  log: (msg: string) => void = () => {},
+): Promise<BackendInfo> {
+  if (current && (name === "auto" || current.backend === name)) return current;
+  let info: BackendInfo;
+  if (name === "tensorflow" || name === "auto") {
+    const pkg = await tryNative();
+    if (pkg && (await tf.setBackend("tensorflow"))) {
+      await tf.ready();
+      info = { backend: "tensorflow", nativePackage: pkg };
+      current = info;
+      log(`backend: tensorflow (${pkg})`);
+      return info;
+    }
+    if (name === "tensorflow") {
+      throw new Error(
+        "--backend tensorflow needs @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node installed: " +
+          "`deno add npm:@tensorflow/tfjs-node-gpu@4.22.0` (its install script downloads libtensorflow; see hpc/README.md), " +
+          "or use --backend wasm",
+      );
+    }
+  }
+  const target = name === "cpu" ? "cpu" : "wasm";
+  if (!(await tf.setBackend(target))) throw new Error(`could not initialise the ${target} backend`);
+  await tf.ready();
+  const kernels = registerFastKernels(target, log);
+  info = { backend: target, kernels };
+  current = info;
+  log(`backend: ${target}${kernels.blas ? ` + BLAS (${kernels.blas})` : " (no system BLAS found)"}`);
+  return info;
+}
