@@ -48,3 +48,31 @@ export { arraySplit, listRawFiles, preparePatches } from "./lib/prepare.ts";
 export type { PatchInfo, PrepareOptions, PrepareResult } from "./lib/prepare.ts";
 export { formatSummary, summarizeDataset } from "./lib/summary.ts";
 export type { DataSummary } from "./lib/summary.ts";
+export { initBackend, tf } from "./lib/tf.ts";
+export type { BackendInfo, BackendName } from "./lib/tf.ts";
+export { createGino, Gino, kernelWidths, relativeL2Loss } from "./lib/gino/model.ts";
+export type { GinoGeometry, TorchTensor } from "./lib/gino/model.ts";
+export { GINO_DEFAULTS, resolveGinoConfig } from "./lib/gino/config.ts";
+export type { GinoConfig } from "./lib/gino/config.ts";
+export { neighborStats, radiusSearch } from "./lib/gino/neighbors.ts";
+export type { Neighbors, NeighborStats } from "./lib/gino/neighbors.ts";
+export { sinusoidalEmbedding } from "./lib/gino/embedding.ts";
+export { dftMatrices, keptFrequencies, spectralConv } from "./lib/gino/spectral.ts";
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  readSafetensors,
+  SafetensorsError,
+  writeSafetensors,
+} from "./lib/safetensors.ts";
+export type { SafeTensor, SafetensorsFile } from "./lib/safetensors.ts";
+export {
+  HENRY_DEFAULTS,
+  HENRY_DEMO,
+  henryGrid,
+  isochlorPositions,
+  simulateHenry,
+  writeHenry,
+} from "./lib/henry.ts";
+export type { HenryOptions, HenryState } from "./lib/henry.ts";
+export { DEMO_DIR, ensureDemoData } from "./lib/demo.ts";

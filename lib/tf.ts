@@ -13,6 +13,9 @@ import type { KernelReport } from "./kernels.ts";
 
 export { tf };
 
+// Production mode: no debug-time checks and no advice to install the Node.js backend on every run.
+tf.env().set("PROD", true);
+
 /** Backend names accepted by `--backend`. */
 export type BackendName = "auto" | "tensorflow" | "wasm" | "cpu";
 

@@ -25,7 +25,7 @@ import { Rng } from "../rng.ts";
 export interface TorchTensor {
   dtype: string;
   shape: number[];
-  data: ArrayLike<number> & { length: number };
+  data: ArrayLike<number> | BigInt64Array;
 }
 
 /** How a PyTorch parameter maps onto our variables. */
@@ -61,11 +61,14 @@ export interface GinoGeometry {
   dispose(): void;
 }
 
+let instances = 0;
+
 /** The GINO model. Create with {@linkcode createGino}. */
 export class Gino {
   readonly config: GinoConfig;
   readonly params: ParamSpec[] = [];
   #dft = new Map<string, DftMatrices>();
+  #id = ++instances;
 
   constructor(config: Partial<GinoConfig> & Record<string, unknown> = {}, seed = 0) {
     this.config = resolveGinoConfig(config);
@@ -81,7 +84,7 @@ export class Gino {
       shapes: number[][],
     ) => {
       const vars = values.map((v, i) =>
-        tf.variable(tf.tensor(v, shapes[i]), true, `${name}${i ? `#${i}` : ""}`)
+        tf.variable(tf.tensor(v, shapes[i]), true, `gino${this.#id}/${name}${i ? "#imag" : ""}`)
       );
       this.params.push({ name, torchShape, kind, vars });
     };
@@ -181,7 +184,14 @@ export class Gino {
       throw new Error(`state_dict does not fit this GINO configuration:\n  ${problems.join("\n  ")}`);
     }
     for (const p of this.params) {
-      const values = fromTorch(p, Float32Array.from(tensors[p.name].data as ArrayLike<number>));
+      const t = tensors[p.name];
+      if (t.data instanceof BigInt64Array || !["F32", "F64", "F16", "BF16"].includes(t.dtype ?? "F32")) {
+        throw new Error(`${p.name}: expected floating-point weights, got ${t.dtype}`);
+      }
+      if (t.dtype === "F16" || t.dtype === "BF16") {
+        throw new Error(`${p.name}: ${t.dtype} weights are not supported; save them as float32`);
+      }
+      const values = fromTorch(p, Float32Array.from(t.data as ArrayLike<number>));
       p.vars.forEach((v, i) => v.assign(tf.tensor(values[i], v.shape)));
     }
   }
