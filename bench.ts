@@ -15,6 +15,10 @@ import { PatchBatchSampler } from "./lib/sampler.ts";
 import { BatchAssembler } from "./lib/batch.ts";
 import { preparePatches } from "./lib/prepare.ts";
 import { Rng } from "./lib/rng.ts";
+import { initBackend, tf } from "./lib/tf.ts";
+import type { BackendName } from "./lib/tf.ts";
+import { createGino } from "./lib/gino/model.ts";
+import { latentGrid, trainStep } from "./lib/step.ts";
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -248,14 +252,127 @@ async function benchPrepare(tmp: string, out: Record<string, unknown>) {
   out.prepare = { seconds: res.seconds, csv_mb: csvBytes / 1e6 };
 }
 
+/** Training-step benchmark of the reference GINO configuration on uniform points. */
+async function benchStep(flags: Record<string, unknown>) {
+  const N = flags.points as number,
+    B = flags.batch as number,
+    G = flags.latent as number,
+    r = flags.radius as number;
+  const steps = flags.steps as number, micro = (flags["micro-batch"] as number | undefined) ?? B;
+  const info = await initBackend(flags.backend as BackendName);
+  const rng = new Rng(1);
+  const raw = Float64Array.from({ length: N * 3 }, () => rng.next());
+  // standardise per axis (ddof = 1)
+  const pts = new Float32Array(N * 3);
+  const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
+  for (let a = 0; a < 3; a++) {
+    let s = 0, s2 = 0;
+    for (let i = 0; i < N; i++) s += raw[i * 3 + a];
+    const mean = s / N;
+    for (let i = 0; i < N; i++) s2 += (raw[i * 3 + a] - mean) ** 2;
+    const std = Math.sqrt(s2 / (N - 1));
+    for (let i = 0; i < N; i++) {
+      const v = (pts[i * 3 + a] = (raw[i * 3 + a] - mean) / std);
+      lo[a] = Math.min(lo[a], v);
+      hi[a] = Math.max(hi[a], v);
+    }
+  }
+  const latent = latentGrid(pts, [G, G, G]);
+  const model = createGino({
+    in_gno_radius: r,
+    out_gno_radius: r,
+    in_gno_out_channels: 10,
+    out_channels: 10,
+    in_gno_channel_mlp_layers: [32, 64, 32],
+    out_gno_channel_mlp_layers: [32, 64, 32],
+    fno_n_layers: 4,
+    fno_n_modes: [8, 8, 8],
+    fno_hidden_channels: 64,
+    lifting_channels: 64,
+    projection_channel_ratio: 2,
+  });
+  const t0 = performance.now();
+  const geom = model.geometry(pts, latent, [G, G, G]);
+  const geomMs = performance.now() - t0;
+  const x = tf.randomNormal([B, N, 10]) as tf.Tensor3D, y = tf.randomNormal([B, N, 10]) as tf.Tensor3D;
+  const opt = tf.train.adam(1e-3);
+  let peak = 0;
+  const stepTimes: number[] = [], fwdTimes: number[] = [];
+  for (let s = 0; s < steps + 1; s++) {
+    const ts = performance.now();
+    const out = model.forwardGeometry(geom, x.slice([0, 0, 0], [micro, -1, -1]));
+    out.dataSync();
+    out.dispose();
+    const tf0 = performance.now() - ts;
+    const t1 = performance.now();
+    trainStep(model, geom, x, y, N, micro, opt);
+    const dt = performance.now() - t1;
+    peak = Math.max(peak, Deno.memoryUsage().rss);
+    if (s > 0) {
+      stepTimes.push(dt);
+      fwdTimes.push(tf0);
+    }
+  }
+  const res = {
+    backend: info.backend,
+    blas: info.kernels?.blas ?? null,
+    points: N,
+    batch: B,
+    micro_batch: micro,
+    latent: G,
+    radius: r,
+    edges_in: geom.stats.in.edges,
+    edges_out: geom.stats.out.edges,
+    empty_latent_share: geom.stats.in.emptyShare,
+    empty_point_share: geom.stats.out.emptyShare,
+    geometry_ms: geomMs,
+    step_ms: median(stepTimes),
+    forward_ms: median(fwdTimes),
+    peak_rss_mb: peak / 2 ** 20,
+    parameters: model.parameterCount,
+  };
+  if (flags.json) console.log(JSON.stringify(res));
+  else {
+    console.log(
+      `backend ${res.backend}${res.blas ? ` + BLAS ${res.blas}` : ""}; N=${N} B=${B}${
+        micro < B ? ` (micro-batches of ${micro})` : ""
+      } ` +
+        `latent ${G}^3 r=${r}: edges in ${res.edges_in} / out ${res.edges_out} ` +
+        `(empty latent ${(100 * res.empty_latent_share).toFixed(0)}%, empty points ${
+          (100 * res.empty_point_share).toFixed(0)
+        }%)`,
+    );
+    console.log(
+      `step ${res.step_ms.toFixed(0)} ms (median of ${steps}), forward ${res.forward_ms.toFixed(0)} ms, ` +
+        `geometry ${geomMs.toFixed(0)} ms (once per patch), peak RSS ${res.peak_rss_mb.toFixed(0)} MiB`,
+    );
+  }
+  geom.dispose();
+  model.dispose();
+}
+
 if (import.meta.main) {
   const flags = parseFlags(Deno.args, [
     { name: "json", type: "boolean", default: false, help: "also print the figures as JSON" },
     { name: "only", type: "list", help: "parts to run: sampler,assembly,csv,prepare" },
+    { name: "points", type: "int", default: 2000, help: "step: points" },
+    { name: "batch", type: "int", default: 8, help: "step: batch size" },
+    { name: "micro-batch", type: "int", help: "step: micro-batch size (gradient accumulation)" },
+    { name: "latent", type: "int", default: 16, help: "step: latent grid size per axis" },
+    { name: "radius", type: "number", default: 0.1, help: "step: GNO radius" },
+    { name: "backend", type: "string", default: "auto", help: "step: backend" },
+    { name: "steps", type: "int", default: 3, help: "step: timed steps after one warm-up" },
   ]);
   const what = flags._[0];
+  if (what === "step") {
+    await benchStep(flags);
+    Deno.exit(0);
+  }
   if (what !== "data") {
-    console.error("usage: deno task bench data [--only sampler,assembly,csv,prepare] [--json]");
+    console.error(
+      "usage: deno task bench data [--only sampler,assembly,csv,prepare] [--json]\n" +
+        "       deno task bench step [--points N --batch B --latent G --radius R --backend X --micro-batch M --json]",
+    );
     Deno.exit(2);
   }
   const only = flags.only as string[] | undefined;

@@ -18,7 +18,7 @@ import { edgeQueries, neighborStats, radiusSearch } from "./neighbors.ts";
 import type { NeighborStats } from "./neighbors.ts";
 import { dftMatrices, disposeDft, keptModeCounts, spectralConv } from "./spectral.ts";
 import type { DftMatrices } from "./spectral.ts";
-import { edgeReduce, gelu } from "./ops.ts";
+import { edgeReduce, gatherRows, gelu } from "./ops.ts";
 import { Rng } from "../rng.ts";
 
 /** A tensor in PyTorch layout (as in a state_dict / safetensors file). */
@@ -312,7 +312,7 @@ export class Gino {
     const wn = w0.slice([0, 0], [half, -1]), wq = w0.slice([half, 0], [half, -1]);
     const an = tf.matMul(embNbr, wn), aq = tf.matMul(embQuery, wq);
     let h: tf.Tensor2D = tf.add(
-      tf.add(tf.gather(an, nbrIdx), tf.gather(aq, queryIdx)),
+      tf.add(gatherRows(an, nbrIdx), gatherRows(aq, queryIdx)),
       this.v(`${prefix}.fcs.0.bias`),
     );
     for (let i = 1; i < layers; i++) {

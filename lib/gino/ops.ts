@@ -5,9 +5,21 @@
  */
 
 import { tf } from "../tf.ts";
+import { EDGE_REDUCE_KERNEL, GATHER_ROWS_KERNEL, GELU_KERNEL } from "../kernels.ts";
 
-/** Exact GELU, 0.5 x (1 + erf(x / sqrt 2)) (PyTorch's default). */
+/**
+ * Exact GELU, 0.5 x (1 + erf(x / sqrt 2)) (PyTorch's default): the fused kernel where the backend has it, else
+ * composed from stock ops.
+ */
 export function gelu(x: tf.Tensor): tf.Tensor {
+  if (tf.getKernel(GELU_KERNEL, tf.getBackend())) {
+    return tf.engine().runKernel(GELU_KERNEL, { x }) as tf.Tensor;
+  }
+  return geluComposed(x);
+}
+
+/** GELU from stock ops (the path of backends without the fused kernel). */
+export function geluComposed(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))));
 }
 
@@ -22,9 +34,31 @@ export function edgeReduce(
   dst: tf.Tensor1D,
   numSegments: number,
 ): tf.Tensor3D {
+  if (tf.getKernel(EDGE_REDUCE_KERNEL, tf.getBackend())) {
+    return tf.engine().runKernel(EDGE_REDUCE_KERNEL, { k, feats, src, dst }, { numSegments }) as tf.Tensor3D;
+  }
+  return edgeReduceComposed(k, feats, src, dst, numSegments);
+}
+
+/** {@linkcode edgeReduce} from stock ops (gather, multiply, segment sum). */
+export function edgeReduceComposed(
+  k: tf.Tensor2D,
+  feats: tf.Tensor3D,
+  src: tf.Tensor1D,
+  dst: tf.Tensor1D,
+  numSegments: number,
+): tf.Tensor3D {
   return tf.tidy(() => {
     const gathered = tf.gather(feats, src); // [E, B, C]
     const prod = tf.mul(gathered, k.expandDims(1));
     return tf.unsortedSegmentSum(prod, dst, numSegments) as tf.Tensor3D;
   });
+}
+
+/** Rows `indices` of x [M, ...] -> [E, ...] (a gather along axis 0 with a scatter-add gradient). */
+export function gatherRows<T extends tf.Tensor>(x: T, indices: tf.Tensor1D): T {
+  if (tf.getKernel(GATHER_ROWS_KERNEL, tf.getBackend())) {
+    return tf.engine().runKernel(GATHER_ROWS_KERNEL, { x, indices }) as T;
+  }
+  return tf.gather(x, indices) as T;
 }
