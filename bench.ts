@@ -19,6 +19,7 @@ import { initBackend, tf } from "./lib/tf.ts";
 import type { BackendName } from "./lib/tf.ts";
 import { createGino } from "./lib/gino/model.ts";
 import { latentGrid, trainStep } from "./lib/step.ts";
+import { Adam } from "./lib/adam.ts";
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -295,7 +296,7 @@ async function benchStep(flags: Record<string, unknown>) {
   const geom = model.geometry(pts, latent, [G, G, G]);
   const geomMs = performance.now() - t0;
   const x = tf.randomNormal([B, N, 10]) as tf.Tensor3D, y = tf.randomNormal([B, N, 10]) as tf.Tensor3D;
-  const opt = tf.train.adam(1e-3);
+  const opt = new Adam(model.variables, 1e-3);
   let peak = 0;
   const stepTimes: number[] = [], fwdTimes: number[] = [];
   for (let s = 0; s < steps + 1; s++) {

@@ -8,6 +8,7 @@
 
 import { tf } from "./tf.ts";
 import type { Gino, GinoGeometry } from "./gino/model.ts";
+import type { Adam } from "./adam.ts";
 import { relativeL2Loss } from "./gino/model.ts";
 
 /**
@@ -68,7 +69,8 @@ export interface StepOptions {
 
 /**
  * Trains on one batch: x [B, N, Cin], y [B, N, Cout] (tensors), loss on the first `coreLen` points, in micro-batches
- * of `microBatch`. Returns the batch's loss (the mean over samples and core points).
+ * of `microBatch`. Returns the batch's loss (the mean over samples and core points). A non-finite loss is returned
+ * without updating the weights.
  */
 export function trainStep(
   model: Gino,
@@ -77,7 +79,7 @@ export function trainStep(
   y: tf.Tensor3D,
   coreLen: number,
   microBatch: number,
-  optimizer: tf.Optimizer,
+  optimizer: Adam,
   options: StepOptions = {},
 ): number {
   const b = x.shape[0];
@@ -118,9 +120,7 @@ export function trainStep(
       grads = scaled;
     }
   }
-  const named: tf.NamedTensorMap = {};
-  vars.forEach((v, i) => (named[v.name] = grads[i]));
-  optimizer.applyGradients(named);
+  if (Number.isFinite(total)) optimizer.apply(grads);
   tf.dispose(grads);
   return total;
 }

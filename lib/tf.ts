@@ -31,12 +31,16 @@ export interface BackendInfo {
 
 let current: BackendInfo | undefined;
 
+/**
+ * The native backend packages, by bare name: they load only when the user added them to the import map
+ * (`deno add npm:@tensorflow/tfjs-node-gpu@4.22.0`); otherwise the import fails at once, with nothing downloaded.
+ */
+const NATIVE_PACKAGES = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"];
+
 async function tryNative(): Promise<string | undefined> {
-  for (const pkg of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
+  for (const pkg of NATIVE_PACKAGES) {
     try {
-      // The specifier is computed so that the bundler and the type checker do not require the optional package.
-      const spec = ["npm:", pkg].join("");
-      await import(spec);
+      await import(pkg);
       return pkg;
     } catch {
       // not installed

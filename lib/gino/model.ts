@@ -29,7 +29,7 @@ export interface TorchTensor {
 }
 
 /** How a PyTorch parameter maps onto our variables. */
-interface ParamSpec {
+export interface ParamSpec {
   name: string;
   torchShape: number[];
   kind: "linear" | "conv" | "bias" | "specbias" | "spectral";
@@ -450,7 +450,7 @@ function transpose(nb: { rowSplits: Int32Array; index: Int32Array }, nData: numb
 }
 
 /** PyTorch layout -> our variables' layouts. */
-function fromTorch(p: ParamSpec, t: Float32Array): Float32Array[] {
+export function fromTorch(p: ParamSpec, t: Float32Array): Float32Array[] {
   switch (p.kind) {
     case "bias":
     case "specbias":
@@ -481,7 +481,7 @@ function fromTorch(p: ParamSpec, t: Float32Array): Float32Array[] {
 }
 
 /** Our variables' layouts -> PyTorch layout. */
-function toTorch(p: ParamSpec, parts: Float32Array[]): Float32Array {
+export function toTorch(p: ParamSpec, parts: Float32Array[]): Float32Array {
   switch (p.kind) {
     case "bias":
     case "specbias":
