@@ -43,16 +43,22 @@ export interface GinoGeometry {
   /** Latent grid shape [G1, G2, G3]. */
   grid: number[];
   inEmbP: tf.Tensor2D;
+  /** Embeddings of the latent nodes that have an input-GNO edge (compact rows). */
   inEmbL: tf.Tensor2D;
   outEmbP: tf.Tensor2D;
+  /** Embeddings of the latent nodes that have an output-GNO edge (compact rows). */
   outEmbL: tf.Tensor2D;
   /** Input GNO edges: point index and latent index per edge, latent-major. */
   inSrc: tf.Tensor1D;
   inDst: tf.Tensor1D;
+  /** inDst as rows of the compact `inEmbL`. */
+  inDstCompact: tf.Tensor1D;
   /** 1 / max(count, 1) per latent node [Q, 1]. */
   inInvCount: tf.Tensor2D;
   /** Output GNO edges: latent index and point index per edge, point-major. */
   outSrc: tf.Tensor1D;
+  /** outSrc as rows of the compact `outEmbL`. */
+  outSrcCompact: tf.Tensor1D;
   outDst: tf.Tensor1D;
   /** 1 / max(count, 1) per point [N, 1] (mean reduction only). */
   outInvCount?: tf.Tensor2D;
@@ -252,6 +258,16 @@ export class Gino {
       return inv;
     };
     const embIn = 3 * 2 * c.in_gno_pos_embed_channels, embOut = 3 * 2 * c.out_gno_pos_embed_channels;
+    // Only latent nodes that have an edge need an embedding: keep those rows (numerically the same, far less memory
+    // on large grids) and index them through compact edge indices.
+    const inDst = edgeQueries(inNb);
+    const [inUsed, inDstCompact] = compact(inDst, q);
+    const [outUsed, outSrcCompact] = compact(outNb.index, q);
+    const rows = (flat: ArrayLike<number>, used: Int32Array) => {
+      const out = new Float32Array(used.length * 3);
+      used.forEach((u, i) => out.set([flat[u * 3], flat[u * 3 + 1], flat[u * 3 + 2]], i * 3));
+      return out;
+    };
     const g: GinoGeometry = {
       n,
       grid: [...grid],
@@ -260,21 +276,31 @@ export class Gino {
         [n, embIn],
       ),
       inEmbL: tf.tensor2d(
-        sinusoidalEmbedding(latent, c.in_gno_pos_embed_channels, c.in_gno_pos_embed_max_positions),
-        [q, embIn],
+        sinusoidalEmbedding(
+          rows(latent, inUsed),
+          c.in_gno_pos_embed_channels,
+          c.in_gno_pos_embed_max_positions,
+        ),
+        [inUsed.length, embIn],
       ),
       outEmbP: tf.tensor2d(
         sinusoidalEmbedding(points, c.out_gno_pos_embed_channels, c.out_gno_pos_embed_max_positions),
         [n, embOut],
       ),
       outEmbL: tf.tensor2d(
-        sinusoidalEmbedding(latent, c.out_gno_pos_embed_channels, c.out_gno_pos_embed_max_positions),
-        [q, embOut],
+        sinusoidalEmbedding(
+          rows(latent, outUsed),
+          c.out_gno_pos_embed_channels,
+          c.out_gno_pos_embed_max_positions,
+        ),
+        [outUsed.length, embOut],
       ),
       inSrc: tf.tensor1d(inNb.index, "int32"),
-      inDst: tf.tensor1d(edgeQueries(inNb), "int32"),
+      inDst: tf.tensor1d(inDst, "int32"),
+      inDstCompact: tf.tensor1d(inDstCompact, "int32"),
       inInvCount: tf.tensor2d(counts(inNb.rowSplits), [q, 1]),
       outSrc: tf.tensor1d(outNb.index, "int32"),
+      outSrcCompact: tf.tensor1d(outSrcCompact, "int32"),
       outDst: tf.tensor1d(edgeQueries(outNb), "int32"),
       outInvCount: c.out_gno_reduction === "mean" ? tf.tensor2d(counts(outNb.rowSplits), [n, 1]) : undefined,
       stats: { in: neighborStats(inNb), out: neighborStats(outNb) },
@@ -287,8 +313,10 @@ export class Gino {
             this.outEmbL,
             this.inSrc,
             this.inDst,
+            this.inDstCompact,
             this.inInvCount,
             this.outSrc,
+            this.outSrcCompact,
             this.outDst,
             this.outInvCount,
           ]
@@ -357,7 +385,7 @@ export class Gino {
         g.inEmbP,
         g.inEmbL,
         g.inSrc,
-        g.inDst,
+        g.inDstCompact,
       );
       const xt = x.transpose([1, 0, 2]) as tf.Tensor3D; // [N, B, Cin]
       const a = tf.mul(edgeReduce(kIn, xt, g.inSrc, g.inDst, q), g.inInvCount.reshape([q, 1, 1])); // [Q, B, Cin]
@@ -390,7 +418,7 @@ export class Gino {
         this.#layers("out_gno"),
         g.outEmbL,
         g.outEmbP,
-        g.outSrc,
+        g.outSrcCompact,
         g.outDst,
       );
       let o = edgeReduce(kOut, lat, g.outSrc, g.outDst, n); // [N, B, C]
@@ -434,6 +462,17 @@ export function kernelWidths(layers: number[], kernelIn: number, out: number): n
   const w = layers[0] === kernelIn ? [...layers] : [kernelIn, ...layers];
   if (w[w.length - 1] !== out) w.push(out);
   return w;
+}
+
+/** Sorted unique values of `idx` (all < n) and `idx` renumbered as positions in that list. */
+function compact(idx: Int32Array, n: number): [Int32Array, Int32Array] {
+  const pos = new Int32Array(n).fill(-1);
+  for (const i of idx) pos[i] = 0;
+  let k = 0;
+  for (let i = 0; i < n; i++) if (pos[i] === 0) pos[i] = k++;
+  const used = new Int32Array(k);
+  for (let i = 0; i < n; i++) if (pos[i] >= 0) used[pos[i]] = i;
+  return [used, idx.map((i) => pos[i])];
 }
 
 /** CSR transpose: from per-query lists over `nData` data items to per-data lists over the queries. */
