@@ -1,22 +1,29 @@
 /**
- * `deno task train`: trains a GINO on patch data. `--dry-run` loads the data as training would, builds the
- * sampler, prints a summary and exits (`--json`: one JSON object on stdout).
+ * `deno task train`: trains a GINO on patch data, with checkpoints, exact resume and walltime-safe stopping.
+ * `--dry-run` loads the data as training would, builds the sampler, prints a summary and exits (`--json`: one JSON
+ * object on stdout). Exit statuses: 0 done, 2 bad input, 3 stopped resumably (signal or --time-limit), 4 loss
+ * became NaN/Inf, 130 second interrupt.
  *
  * @module
  */
 
 import { FlagError, formatHelp, parseFlags } from "./lib/cli.ts";
-import type { FlagSpec } from "./lib/cli.ts";
-import { DATA_FLAGS, dataSettings } from "./lib/options.ts";
+import type { FlagSpec, ParsedFlags } from "./lib/cli.ts";
+import { DATA_FLAGS, dataSettings, MODEL_FLAGS, TRAIN_FLAGS } from "./lib/options.ts";
 import { DataError, loadPatchDataset } from "./lib/dataset.ts";
 import { PatchBatchSampler } from "./lib/sampler.ts";
 import { formatSummary, summarizeDataset } from "./lib/summary.ts";
 import { CsvError } from "./lib/csv.ts";
 import { NpyError } from "./lib/npy.ts";
 import { DEMO_DIR, ensureDemoData } from "./lib/demo.ts";
+import { EXIT, train } from "./lib/trainer.ts";
+import { CheckpointError } from "./lib/checkpoint.ts";
+import { HenryError } from "./lib/henry.ts";
 
 const FLAGS: FlagSpec[] = [
   ...DATA_FLAGS,
+  ...TRAIN_FLAGS,
+  ...MODEL_FLAGS,
   {
     name: "config",
     type: "string",
@@ -29,32 +36,21 @@ const FLAGS: FlagSpec[] = [
     help: "load the data, build the sampler, print a summary, exit",
   },
   { name: "json", type: "boolean", default: false, help: "print the dry run's summary as one JSON object" },
+  { name: "quiet", type: "boolean", default: false, help: "log to train.log only" },
   { name: "help", type: "boolean", default: false, help: "show this help" },
 ];
 
-async function main(args: string[]): Promise<number> {
-  let flags = parseFlags(args, FLAGS);
-  if (flags.help) {
-    console.log(formatHelp("Usage: deno task train [flags]", FLAGS));
-    return 0;
-  }
-  if (flags.config) {
-    let base: Record<string, unknown>;
-    try {
-      base = JSON.parse(await Deno.readTextFile(flags.config as string));
-    } catch (e) {
-      throw new FlagError(`--config ${flags.config}: ${(e as Error).message}`);
-    }
-    flags = parseFlags(args, FLAGS, base);
-  }
+const USAGE = `Usage: deno task train [flags]
+
+Trains a GINO on the patch data in <base-data-dir>/<patch-data-subdir> (without --base-data-dir: the built-in demo
+data set, generated on first use). Writes <results-dir>/<run-name>/: config.json, checkpoints/, loss_history.json,
+training_curves.html/.png, train.log, metrics.jsonl. Resume with --resume-from auto (or a checkpoint path);
+--epochs is the total target. Exit status: 0 done, 2 bad input, 3 stopped before the end with a resumable
+checkpoint (SIGTERM/SIGINT or --time-limit), 4 loss became NaN/Inf, 130 second Ctrl-C.`;
+
+async function dryRun(flags: ParsedFlags): Promise<number> {
   const data = dataSettings(flags);
-  if (!data.baseDataDir) {
-    // no data given: the built-in demo data set, generated and prepared on first use
-    data.baseDataDir = await ensureDemoData(DEMO_DIR, (m) => console.error(m));
-  }
-  if (!flags["dry-run"]) {
-    throw new FlagError("training is not available in this version; use --dry-run to check the data");
-  }
+  if (!data.baseDataDir) data.baseDataDir = await ensureDemoData(DEMO_DIR, (m) => console.error(m));
   const dir = `${data.baseDataDir}/${data.patchDataSubdir}`;
   const ds = await loadPatchDataset(dir, {
     targetCols: data.targetCols,
@@ -77,13 +73,38 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
+async function main(args: string[]): Promise<number> {
+  let flags = parseFlags(args, FLAGS);
+  if (flags.help) {
+    console.log(formatHelp(USAGE, FLAGS));
+    return 0;
+  }
+  if (flags.config) {
+    let base: Record<string, unknown>;
+    try {
+      base = JSON.parse(await Deno.readTextFile(flags.config as string));
+    } catch (e) {
+      throw new FlagError(`--config ${flags.config}: ${(e as Error).message}`);
+    }
+    const explicit = flags.__explicit;
+    flags = parseFlags(args, FLAGS, base);
+    // settings from the config file count as given
+    flags.__explicit = [...new Set([...explicit, ...Object.keys(base).map((k) => k.replaceAll("_", "-"))])];
+  }
+  if (flags["dry-run"]) return await dryRun(flags);
+  return await train(flags, flags.__explicit, { quiet: flags.quiet as boolean });
+}
+
 if (import.meta.main) {
   try {
     Deno.exit(await main(Deno.args));
   } catch (e) {
-    if (e instanceof FlagError || e instanceof DataError || e instanceof CsvError || e instanceof NpyError) {
+    if (
+      e instanceof FlagError || e instanceof DataError || e instanceof CsvError || e instanceof NpyError ||
+      e instanceof CheckpointError || e instanceof HenryError
+    ) {
       console.error(`error: ${e.message}`);
-      Deno.exit(2);
+      Deno.exit(EXIT.usage);
     }
     throw e;
   }

@@ -31,8 +31,11 @@ export class FlagError extends Error {
   }
 }
 
-/** Parsed flags: name (kebab-case) -> value; `_` holds positional arguments. */
-export type ParsedFlags = Record<string, unknown> & { _: string[] };
+/**
+ * Parsed flags: name (kebab-case) -> value; `_` holds positional arguments, `__explicit` the names of the flags
+ * given on the command line.
+ */
+export type ParsedFlags = Record<string, unknown> & { _: string[]; __explicit: string[] };
 
 function parseValue(spec: FlagSpec, raw: string, shown: string): unknown {
   const bad = (what: string) => new FlagError(`--${shown}: ${what}, got '${raw}'`);
@@ -91,7 +94,8 @@ export function parseFlags(
     byName.set(s.name, s);
     for (const a of s.aliases ?? []) byName.set(a, s);
   }
-  const out: ParsedFlags = { _: [] };
+  const out: ParsedFlags = { _: [], __explicit: [] };
+  const explicit = new Set<string>();
   for (const s of specs) if (s.default !== undefined) out[s.name] = s.default;
   for (const [k, v] of Object.entries(base)) {
     const key = k.replaceAll("_", "-");
@@ -128,6 +132,7 @@ export function parseFlags(
       }
     }
     if (!spec) throw new FlagError(`unknown flag --${name} (see --help)`);
+    explicit.add(spec.name);
     if (spec.type === "boolean") {
       if (negated) {
         if (eq >= 0) throw new FlagError(`--${name} takes no value`);
@@ -145,6 +150,7 @@ export function parseFlags(
     }
     out[spec.name] = parseValue(spec, raw, name);
   }
+  out.__explicit = [...explicit];
   for (const s of specs) {
     if (s.check && out[s.name] !== undefined) {
       const msg = s.check(out[s.name] as never);

@@ -106,6 +106,8 @@ export class PatchDataset {
     readonly options: Required<Omit<DatasetOptions, "normalization">>,
     /** Bytes of the observation and coordinate arrays in the `.npy` files. */
     readonly rawBytes: number,
+    /** Hash of the loaded data (patch names, shapes, coordinates and values): changes when the data change. */
+    readonly fingerprint: string,
   ) {}
 
   /** Number of target columns C. */
@@ -441,6 +443,11 @@ export async function loadPatchDataset(dir: string, options: DatasetOptions): Pr
   // A constant field (std 0) is left unscaled rather than divided by zero.
   const safe = (s: number) => (s > 0 && Number.isFinite(s) ? s : 1);
 
+  const rawHash = new DataHash();
+  for (const r of raws) {
+    rawHash.bytes(new Uint8Array(r.values.buffer, r.values.byteOffset, r.values.byteLength));
+  }
+  const valuesHash = rawHash.hex();
   const patches: Patch[] = raws.map((r) => {
     const coords = new Float32Array(r.n * 3);
     for (let j = 0; j < r.n; j++) {
@@ -467,5 +474,44 @@ export async function loadPatchDataset(dir: string, options: DatasetOptions): Pr
       droppedPoints: r.droppedPoints,
     };
   });
-  return new PatchDataset(dir, patches, norm, opts, rawBytes);
+  const h = new DataHash();
+  h.text(JSON.stringify({ cols: opts.targetCols, shift: Array.from(shift) }));
+  for (const r of raws) {
+    h.text(`${r.name}:${r.nCore}:${r.nGhost}:${r.steps}`);
+    h.bytes(new Uint8Array(r.coords.buffer, r.coords.byteOffset, r.coords.byteLength));
+  }
+  h.text(valuesHash);
+  return new PatchDataset(dir, patches, norm, opts, rawBytes, h.hex());
+}
+
+/** A fast non-cryptographic 64-bit hash (two 32-bit multiply-xorshift lanes) for data fingerprints. */
+class DataHash {
+  #a = 0x811c9dc5;
+  #b = 0x9e3779b9;
+  bytes(u8: Uint8Array): void {
+    let a = this.#a, b = this.#b;
+    const n4 = u8.length >> 2;
+    const words = u8.byteOffset % 4 === 0
+      ? new Uint32Array(u8.buffer, u8.byteOffset, n4)
+      : new Uint32Array(u8.slice(0, n4 * 4).buffer);
+    for (let i = 0; i < n4; i++) {
+      const w = words[i];
+      a = Math.imul(a ^ w, 0x01000193);
+      b = Math.imul(b ^ (w >>> 7) ^ (w << 11), 0x85ebca6b);
+      b ^= b >>> 13;
+    }
+    for (let i = n4 * 4; i < u8.length; i++) {
+      a = Math.imul(a ^ u8[i], 0x01000193);
+      b = Math.imul(b ^ u8[i], 0xc2b2ae35);
+    }
+    a = Math.imul(a ^ u8.length, 0x01000193);
+    this.#a = a >>> 0;
+    this.#b = b >>> 0;
+  }
+  text(s: string): void {
+    this.bytes(new TextEncoder().encode(s));
+  }
+  hex(): string {
+    return this.#a.toString(16).padStart(8, "0") + this.#b.toString(16).padStart(8, "0");
+  }
 }

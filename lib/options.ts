@@ -73,6 +73,137 @@ export const DATA_FLAGS: FlagSpec[] = [
   },
 ];
 
+const timeLimitCheck = (
+  v: string,
+) => (parseDuration(v) === undefined
+  ? `expected a duration like 23h30m, 90m or 3600, got '${v}'`
+  : undefined);
+
+/** Flags of the model (the reference training script's names). */
+export const MODEL_FLAGS: FlagSpec[] = [
+  {
+    name: "gno-radius",
+    type: "number",
+    default: 0.1,
+    help: "radius of both GNOs, in standardised coordinate units",
+  },
+  { name: "latent-grid", type: "intlist", default: [32], help: "latent grid points per axis: G or Gx,Gy,Gz" },
+  { name: "fno-modes", type: "intlist", default: [8], help: "FNO modes: M or Mx,My,Mz" },
+  { name: "fno-hidden-channels", type: "int", default: 64, help: "FNO width", check: positiveInt },
+  { name: "fno-layers", type: "int", default: 4, help: "FNO layers", check: positiveInt },
+  {
+    name: "lifting-channels",
+    type: "int",
+    default: 64,
+    help: "hidden width of the lifting MLP",
+    check: positiveInt,
+  },
+  {
+    name: "gno-mlp-layers",
+    type: "intlist",
+    default: [32, 64, 32],
+    help: "hidden widths of the GNO kernel MLPs",
+  },
+  {
+    name: "projection-channel-ratio",
+    type: "int",
+    default: 2,
+    help: "projection hidden width = ratio x FNO width",
+    check: positiveInt,
+  },
+];
+
+/** Flags of the training run. */
+export const TRAIN_FLAGS: FlagSpec[] = [
+  {
+    name: "epochs",
+    type: "int",
+    default: 5,
+    help: "total epochs of the run (a resumed run continues up to this)",
+    check: positiveInt,
+  },
+  { name: "learning-rate", type: "number", default: 1e-3, help: "Adam learning rate" },
+  { name: "lr-gamma", type: "number", default: 0.95, help: "learning-rate decay factor" },
+  {
+    name: "lr-scheduler-interval",
+    type: "int",
+    default: 5,
+    help: "decay the learning rate every this many epochs",
+    check: positiveInt,
+  },
+  {
+    name: "grad-clip-norm",
+    type: "number",
+    help: "clip the global gradient norm to this value (off by default)",
+  },
+  {
+    name: "micro-batch",
+    type: "int",
+    help: "windows per forward/backward pass; gradients are accumulated (default: sized to memory)",
+    check: positiveInt,
+  },
+  {
+    name: "loss-eps",
+    type: "number",
+    default: 0,
+    help: "epsilon added to the relative L2 loss's denominator (0 = reference)",
+  },
+  { name: "results-dir", type: "string", default: "results", help: "folder of run folders" },
+  { name: "run-name", type: "string", help: "run folder name (default gino_YYYYMMDD_HHMMSS)" },
+  {
+    name: "resume-from",
+    type: "string",
+    help: "checkpoint to resume, or 'auto' (newest valid checkpoint of the newest run)",
+  },
+  {
+    name: "force-resume",
+    type: "boolean",
+    default: false,
+    help: "resume although the data differ from the checkpoint's",
+  },
+  { name: "checkpoint-dir", type: "string", help: "where checkpoints go (default <run>/checkpoints)" },
+  {
+    name: "save-checkpoint-every",
+    type: "int",
+    default: 5,
+    help: "write checkpoint_epoch_NNNN every this many epochs",
+    check: positiveInt,
+  },
+  {
+    name: "early-stopping-patience",
+    type: "int",
+    help: "stop after this many epochs without a better validation loss (off by default)",
+    check: positiveInt,
+  },
+  {
+    name: "time-limit",
+    type: "string",
+    help: "stop (resumably) before this much wall time has passed, e.g. 23h30m",
+    check: timeLimitCheck,
+  },
+  {
+    name: "backend",
+    type: "string",
+    default: "auto",
+    help: "auto, tensorflow, wasm or cpu",
+    check: (
+      v: string,
+    ) => (["auto", "tensorflow", "wasm", "cpu"].includes(v)
+      ? undefined
+      : `expected auto, tensorflow, wasm or cpu, got '${v}'`),
+  },
+];
+
+/** Parses a duration: `23h30m`, `1d2h`, `90m`, `45s`, or plain seconds. Returns seconds, or undefined. */
+export function parseDuration(text: string): number | undefined {
+  const t = text.trim();
+  if (/^\d+(\.\d+)?$/.test(t)) return Number(t);
+  const m = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(t);
+  if (!m || t === "") return undefined;
+  const [, d, h, mi, s] = m.map((v) => (v === undefined ? 0 : Number(v)));
+  return d * 86400 + h * 3600 + mi * 60 + s;
+}
+
 /** Typed data settings. */
 export interface DataSettings {
   baseDataDir?: string;

@@ -1,0 +1,172 @@
+/**
+ * Run folders: naming, listing, finding the newest valid checkpoint (for `--resume-from auto` and the checkpoint
+ * manager), and the human log.
+ *
+ * @module
+ */
+
+import { verifyCheckpointBytes } from "./checkpoint.ts";
+import type { TrainingState } from "./checkpoint.ts";
+
+/** File names of the special checkpoints. */
+export const LATEST = "latest_checkpoint.safetensors";
+export const BEST = "best_checkpoint.safetensors";
+export const FINAL = "final_checkpoint.safetensors";
+
+/** `checkpoint_epoch_NNNN.safetensors` */
+export function epochCheckpointName(epoch: number): string {
+  return `checkpoint_epoch_${String(epoch).padStart(4, "0")}.safetensors`;
+}
+
+/** A default run name: `gino_YYYYMMDD_HHMMSS` (local time). */
+export function defaultRunName(d = new Date()): string {
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `gino_${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}_${p(d.getHours())}${
+    p(d.getMinutes())
+  }${p(d.getSeconds())}`;
+}
+
+/** A checkpoint file found in a run. */
+export interface CheckpointFile {
+  path: string;
+  name: string;
+  size: number;
+  mtime: number;
+}
+
+/** A run folder. */
+export interface RunInfo {
+  name: string;
+  dir: string;
+  checkpointDir: string;
+  checkpoints: CheckpointFile[];
+  /** Newest modification time of anything in the run (ms). */
+  mtime: number;
+}
+
+async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.stat(path);
+  } catch {
+    return null;
+  }
+}
+
+/** Checkpoint files of a run folder (from `<run>/checkpoints`), newest first. */
+export async function listCheckpoints(checkpointDir: string): Promise<CheckpointFile[]> {
+  const out: CheckpointFile[] = [];
+  try {
+    for await (const e of Deno.readDir(checkpointDir)) {
+      if (!e.isFile || !e.name.endsWith(".safetensors")) continue;
+      const st = await statOrNull(`${checkpointDir}/${e.name}`);
+      if (st) {
+        out.push({
+          path: `${checkpointDir}/${e.name}`,
+          name: e.name,
+          size: st.size,
+          mtime: st.mtime?.getTime() ?? 0,
+        });
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out.sort((a, b) => b.mtime - a.mtime || b.name.localeCompare(a.name));
+}
+
+/** Run folders of a results folder, newest first. */
+export async function listRuns(resultsDir: string): Promise<RunInfo[]> {
+  const runs: RunInfo[] = [];
+  try {
+    for await (const e of Deno.readDir(resultsDir)) {
+      if (!e.isDirectory || e.name.startsWith(".")) continue;
+      const dir = `${resultsDir}/${e.name}`;
+      const cfg = await statOrNull(`${dir}/config.json`);
+      const checkpointDir = `${dir}/checkpoints`;
+      const checkpoints = await listCheckpoints(checkpointDir);
+      if (!cfg && checkpoints.length === 0) continue;
+      const hist = await statOrNull(`${dir}/loss_history.json`);
+      const mtime = Math.max(
+        cfg?.mtime?.getTime() ?? 0,
+        hist?.mtime?.getTime() ?? 0,
+        ...checkpoints.map((c) => c.mtime),
+      );
+      runs.push({ name: e.name, dir, checkpointDir, checkpoints, mtime });
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return runs.sort((a, b) => b.mtime - a.mtime || b.name.localeCompare(a.name));
+}
+
+/** A valid checkpoint with its state. */
+export interface FoundCheckpoint {
+  path: string;
+  run: RunInfo;
+  state: TrainingState;
+}
+
+/** Progress of a checkpoint (for ordering): epochs done plus the share of the next one. */
+export function progressOf(state: TrainingState): number {
+  return state.epoch + Math.min(state.step_in_epoch, 999_999) / 1e6;
+}
+
+/**
+ * The newest valid checkpoint: of the newest run that has one; within a run the one furthest along (ties: newest
+ * file). Corrupt or truncated files are skipped with a warning.
+ */
+export async function findLatestCheckpoint(
+  resultsDir: string,
+  warn: (msg: string) => void = console.warn,
+): Promise<FoundCheckpoint | undefined> {
+  for (const run of await listRuns(resultsDir)) {
+    let best: FoundCheckpoint | undefined;
+    for (const c of run.checkpoints) {
+      const v = await verifyCheckpointBytes(await Deno.readFile(c.path), c.path);
+      if (!v.ok) {
+        warn(`warning: skipping ${c.path}: ${v.problems.join("; ")}`);
+        continue;
+      }
+      const s = v.state!;
+      if (!best || progressOf(s) > progressOf(best.state)) best = { path: c.path, run, state: s };
+    }
+    if (best) return best;
+    if (run.checkpoints.length) {
+      warn(`warning: run ${run.dir} has no valid checkpoint; looking at older runs`);
+    }
+  }
+  return undefined;
+}
+
+/** A logger that writes to the console and appends to a log file. */
+export class RunLog {
+  #file?: Deno.FsFile;
+  #enc = new TextEncoder();
+
+  constructor(path?: string, readonly quiet = false) {
+    if (path) this.#file = Deno.openSync(path, { append: true, create: true });
+  }
+
+  /** Logs a line (timestamped in the file). */
+  info(msg: string): void {
+    if (!this.quiet) console.log(msg);
+    this.#file?.writeSync(this.#enc.encode(`${new Date().toISOString()} ${msg}\n`));
+  }
+
+  /** Logs a warning (stderr). */
+  warn(msg: string): void {
+    console.error(msg);
+    this.#file?.writeSync(this.#enc.encode(`${new Date().toISOString()} ${msg}\n`));
+  }
+
+  /** Starts writing to a file (after the run folder is known). */
+  attach(path: string): void {
+    this.#file?.close();
+    this.#file = Deno.openSync(path, { append: true, create: true });
+  }
+
+  close(): void {
+    this.#file?.close();
+    this.#file = undefined;
+  }
+}

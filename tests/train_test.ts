@@ -1,0 +1,293 @@
+import assert from "node:assert/strict";
+import { writeHenry } from "../lib/henry.ts";
+import { preparePatches } from "../lib/prepare.ts";
+import { readSafetensors } from "../lib/safetensors.ts";
+import { loadCheckpoint } from "../lib/checkpoint.ts";
+import { tempDir } from "./_helpers.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+
+/** A small patch data set (Henry slab, 2 patches) shared by the tests of this file. */
+let dataDir: string | undefined;
+async function data(): Promise<string> {
+  if (dataDir) return dataDir;
+  const dir = await Deno.makeTempDir({ prefix: "gino-gw-train-data-" });
+  await writeHenry({
+    nx: 12,
+    nz: 6,
+    ny: 2,
+    steps: 48,
+    saveEvery: 2,
+    initialConcentration: 0,
+    seaBoundary: "fixed",
+  }, { out: dir, force: true });
+  await preparePatches({ rawDir: `${dir}/all`, outDir: `${dir}/filter_patch`, nPatches: 2, sliceSplit: 2 });
+  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+  return (dataDir = dir);
+}
+
+const TINY = [
+  "--input-window-size",
+  "3",
+  "--output-window-size",
+  "2",
+  "--batch-size",
+  "4",
+  "--latent-grid",
+  "8",
+  "--fno-modes",
+  "4",
+  "--fno-hidden-channels",
+  "8",
+  "--lifting-channels",
+  "8",
+  "--fno-layers",
+  "2",
+  "--gno-mlp-layers",
+  "8",
+  "--gno-radius",
+  "0.6",
+  "--projection-channel-ratio",
+  "1",
+  "--backend",
+  "wasm",
+  "--quiet",
+];
+
+async function train(args: string[], env: Record<string, string> = {}) {
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}train.ts`, "--base-data-dir", await data(), ...TINY, ...args],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+    cwd: ROOT,
+  });
+  const out = await cmd.output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+async function modelTensors(path: string) {
+  const f = await readSafetensors(path);
+  return Object.fromEntries(Object.entries(f.tensors).filter(([k]) => k.startsWith("model.")));
+}
+
+Deno.test("a run interrupted by SIGTERM mid-epoch and resumed with --resume-from auto ends with the same weights", async () => {
+  await using a = await tempDir();
+  await using b = await tempDir();
+  const full = await train(["--epochs", "3", "--results-dir", a.dir, "--run-name", "r"]);
+  assert.equal(full.code, 0, full.stderr);
+  // 8 training batches per epoch here; stop after global step 10 (epoch 2, batch 2)
+  const first = await train(["--epochs", "3", "--results-dir", b.dir, "--run-name", "r"], {
+    GINO_GW_TEST_SIGTERM_AFTER_STEP: "10",
+  });
+  assert.equal(first.code, 3, first.stderr);
+  assert.match(first.stderr, /SIGTERM received/);
+  const mid = await loadCheckpoint(`${b.dir}/r/checkpoints/latest_checkpoint.safetensors`);
+  assert.equal(mid.state.epoch, 1);
+  assert.ok(mid.state.step_in_epoch > 0, "stopped mid-epoch");
+  const second = await train(["--epochs", "3", "--results-dir", b.dir, "--resume-from", "auto"]);
+  assert.equal(second.code, 0, second.stderr);
+  const w1 = await modelTensors(`${a.dir}/r/checkpoints/final_checkpoint.safetensors`);
+  const w2 = await modelTensors(`${b.dir}/r/checkpoints/final_checkpoint.safetensors`);
+  assert.deepEqual(Object.keys(w2), Object.keys(w1));
+  for (const k of Object.keys(w1)) assert.deepEqual(w2[k].data, w1[k].data, `${k} differs after the resume`);
+  const h1 = JSON.parse(await Deno.readTextFile(`${a.dir}/r/loss_history.json`));
+  const h2 = JSON.parse(await Deno.readTextFile(`${b.dir}/r/loss_history.json`));
+  assert.deepEqual(h2.train_losses, h1.train_losses);
+  assert.deepEqual(h2.val_losses, h1.val_losses);
+  assert.equal(h2.sessions.length, 2);
+});
+
+Deno.test("after two resumes the loss history holds each epoch once, and the curves mark the resume points", async () => {
+  await using t = await tempDir();
+  const r1 = await train(["--epochs", "2", "--results-dir", t.dir, "--run-name", "h"]);
+  assert.equal(r1.code, 0, r1.stderr);
+  const r2 = await train(["--epochs", "3", "--results-dir", t.dir, "--resume-from", "auto"], {
+    GINO_GW_TEST_SIGTERM_AFTER_STEP: "19",
+  });
+  assert.equal(r2.code, 3, r2.stderr);
+  const r3 = await train(["--epochs", "4", "--results-dir", t.dir, "--resume-from", "auto"]);
+  assert.equal(r3.code, 0, r3.stderr);
+  const h = JSON.parse(await Deno.readTextFile(`${t.dir}/h/loss_history.json`));
+  assert.equal(h.train_losses.length, 4);
+  assert.equal(h.val_losses.length, 4);
+  assert.equal(h.total_epochs, 4);
+  assert.equal(h.sessions.length, 3);
+  assert.deepEqual(h.sessions.map((x: { first_epoch: number }) => x.first_epoch), [1, 3, 3]);
+  const metrics = (await Deno.readTextFile(`${t.dir}/h/metrics.jsonl`)).trim().split("\n").map((l) =>
+    JSON.parse(l)
+  );
+  assert.deepEqual(metrics.map((m) => m.epoch), [1, 2, 3, 4]);
+  const png = await Deno.readFile(`${t.dir}/h/training_curves.png`);
+  assert.deepEqual(Array.from(png.subarray(0, 8)), [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  const view = new DataView(png.buffer);
+  assert.equal(String.fromCharCode(...png.subarray(12, 16)), "IHDR");
+  assert.ok(view.getUint32(16) >= 640 && view.getUint32(20) >= 480);
+  const html = await Deno.readTextFile(`${t.dir}/h/training_curves.html`);
+  assert.match(html, /"name":"train loss"/);
+  assert.match(html, /"name":"validation loss"/);
+  assert.match(html, /resumed \(epoch 3\)/);
+  assert.match(html, /Plotly\.newPlot/);
+  assert.ok(!/<script src=/.test(html), "plotly is inlined, not loaded from the web");
+});
+
+Deno.test("a corrupted or truncated checkpoint is refused with a clear message, and auto resume skips it", async () => {
+  await using t = await tempDir();
+  const r = await train([
+    "--epochs",
+    "2",
+    "--results-dir",
+    t.dir,
+    "--run-name",
+    "c",
+    "--save-checkpoint-every",
+    "1",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const latest = `${t.dir}/c/checkpoints/latest_checkpoint.safetensors`;
+  const bytes = await Deno.readFile(latest);
+  bytes[bytes.length - 100] ^= 0xff;
+  await Deno.writeFile(latest, bytes);
+  const bad = await train(["--epochs", "3", "--results-dir", t.dir, "--resume-from", latest]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /latest_checkpoint\.safetensors: SHA-256 of the tensor data does not match/);
+  const final = `${t.dir}/c/checkpoints/final_checkpoint.safetensors`;
+  const fb = await Deno.readFile(final);
+  await Deno.writeFile(final, fb.subarray(0, fb.length - 1000));
+  const auto = await train(["--epochs", "3", "--results-dir", t.dir, "--resume-from", "auto"]);
+  assert.equal(auto.code, 0, auto.stderr);
+  assert.match(auto.stderr, /skipping .*latest_checkpoint\.safetensors: .*SHA-256/);
+  assert.match(auto.stderr, /skipping .*final_checkpoint\.safetensors: .*truncated/);
+  const h = JSON.parse(await Deno.readTextFile(`${t.dir}/c/loss_history.json`));
+  assert.equal(h.total_epochs, 3);
+});
+
+Deno.test("an incompatible resume is refused, naming the setting with its saved and current values", async () => {
+  await using t = await tempDir();
+  const r = await train(["--epochs", "1", "--results-dir", t.dir, "--run-name", "i"]);
+  assert.equal(r.code, 0, r.stderr);
+  const bad = await train([
+    "--epochs",
+    "2",
+    "--results-dir",
+    t.dir,
+    "--resume-from",
+    "auto",
+    "--fno-hidden-channels",
+    "16",
+  ]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--fno-hidden-channels: saved 8, now 16/);
+  const data = await train([
+    "--epochs",
+    "2",
+    "--results-dir",
+    t.dir,
+    "--resume-from",
+    "auto",
+    "--val-ratio",
+    "0.4",
+  ]);
+  assert.equal(data.code, 2);
+  assert.match(data.stderr, /--val-ratio: saved 0.3, now 0.4/);
+  assert.match(data.stderr, /--force-resume/);
+});
+
+Deno.test("a SIGKILL while a checkpoint is being written leaves the previous checkpoint loadable", async () => {
+  await using t = await tempDir();
+  const r = await train(["--epochs", "1", "--results-dir", t.dir, "--run-name", "k"]);
+  assert.equal(r.code, 0, r.stderr);
+  const dir = `${t.dir}/k/checkpoints`;
+  const before = await loadCheckpoint(`${dir}/latest_checkpoint.safetensors`);
+  // resume towards more epochs and kill the process as soon as a temporary checkpoint file appears
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `${ROOT}train.ts`,
+      "--base-data-dir",
+      await data(),
+      ...TINY,
+      "--epochs",
+      "50",
+      "--results-dir",
+      t.dir,
+      "--resume-from",
+      "auto",
+    ],
+    stdout: "null",
+    stderr: "null",
+    cwd: ROOT,
+  }).spawn();
+  let killed = false;
+  for (let i = 0; i < 3000 && !killed; i++) {
+    for (const e of Deno.readDirSync(dir)) {
+      if (e.name.endsWith(".tmp")) {
+        child.kill("SIGKILL");
+        killed = true;
+        break;
+      }
+    }
+    if (!killed) await new Promise((res) => setTimeout(res, 5));
+  }
+  if (!killed) child.kill("SIGKILL");
+  await child.status;
+  assert.ok(killed, "a checkpoint write was caught in progress");
+  const after = await loadCheckpoint(`${dir}/latest_checkpoint.safetensors`);
+  assert.ok(after.state.epoch >= before.state.epoch);
+  const resumed = await train([
+    "--epochs",
+    String(after.state.epoch + 1),
+    "--results-dir",
+    t.dir,
+    "--resume-from",
+    "auto",
+  ]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+});
+
+Deno.test("--time-limit stops with a resumable checkpoint and exit status 3", async () => {
+  await using t = await tempDir();
+  const r = await train([
+    "--epochs",
+    "500",
+    "--results-dir",
+    t.dir,
+    "--run-name",
+    "tl",
+    "--time-limit",
+    "6s",
+  ]);
+  assert.equal(r.code, 3, r.stderr);
+  const c = await loadCheckpoint(`${t.dir}/tl/checkpoints/latest_checkpoint.safetensors`);
+  assert.ok(c.state.epoch < 500);
+  const log = await Deno.readTextFile(`${t.dir}/tl/train.log`);
+  assert.match(log, /stopped by time limit/);
+});
+
+Deno.test("a NaN loss stops training with status 4 and keeps the last good checkpoint", async () => {
+  await using t = await tempDir();
+  const r = await train([
+    "--epochs",
+    "30",
+    "--results-dir",
+    t.dir,
+    "--run-name",
+    "n",
+    "--learning-rate",
+    "1e30",
+  ]);
+  assert.equal(r.code, 4, `exit ${r.code}: ${r.stderr}`);
+  assert.match(r.stderr, /loss became (NaN|Infinity|-Infinity)/);
+  try {
+    const c = await loadCheckpoint(`${t.dir}/n/checkpoints/latest_checkpoint.safetensors`);
+    const w = Object.values(c.file.tensors).filter((x) => x.dtype === "F32");
+    for (const x of w) assert.ok((x.data as Float32Array).every(Number.isFinite), "saved weights are finite");
+  } catch (e) {
+    assert.match((e as Error).message, /checkpoint not found/);
+  }
+});
