@@ -20,6 +20,9 @@ import type { GinoConfig } from "./gino/config.ts";
 /** The format tag written into every checkpoint. */
 export const CHECKPOINT_FORMAT = "gino-gw checkpoint v1";
 
+/** The data fingerprint of a checkpoint imported from PyTorch weights: the first training run adopts its data. */
+export const IMPORTED = "imported";
+
 /** One session of a run (a start, or a resume). */
 export interface SessionRecord {
   start: string;

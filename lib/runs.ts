@@ -13,6 +13,9 @@ export const LATEST = "latest_checkpoint.safetensors";
 export const BEST = "best_checkpoint.safetensors";
 export const FINAL = "final_checkpoint.safetensors";
 
+/** A file in a run folder that exists while a training session runs (pid, host, start). */
+export const RUN_LOCK = ".running";
+
 /** `checkpoint_epoch_NNNN.safetensors` */
 export function epochCheckpointName(epoch: number): string {
   return `checkpoint_epoch_${String(epoch).padStart(4, "0")}.safetensors`;

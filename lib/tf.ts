@@ -7,7 +7,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import "@tensorflow/tfjs-backend-wasm";
+import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import { registerFastKernels } from "./kernels.ts";
 import type { KernelReport } from "./kernels.ts";
 
@@ -50,6 +50,31 @@ async function tryNative(): Promise<string | undefined> {
 }
 
 /**
+ * Where the wasm backend's `.wasm` files are, when they are not in node_modules (a bundle or a compiled binary):
+ * `GINO_GW_WASM_DIR`, else the folder of the main module or of the executable if it holds them. A file URL.
+ */
+function wasmDir(): string | undefined {
+  const file = "tfjs-backend-wasm-simd.wasm";
+  const env = (() => {
+    try {
+      return Deno.env.get("GINO_GW_WASM_DIR");
+    } catch {
+      return undefined;
+    }
+  })();
+  if (env) return new URL(env.endsWith("/") ? env : `${env}/`, `file://${Deno.cwd()}/`).href;
+  for (const base of [Deno.mainModule, `file://${Deno.execPath()}`]) {
+    try {
+      const url = new URL(`./${file}`, base);
+      if (url.protocol === "file:" && Deno.statSync(url).isFile) return new URL("./", url).href;
+    } catch {
+      // not there
+    }
+  }
+  return undefined;
+}
+
+/**
  * Selects and initialises a backend. `auto` takes `tensorflow` when a native tfjs package is installed, else
  * `wasm`. Idempotent for the same name.
  */
@@ -77,6 +102,15 @@ export async function initBackend(
     }
   }
   const target = name === "cpu" ? "cpu" : "wasm";
+  if (target === "wasm") {
+    const dir = wasmDir();
+    if (dir) {
+      setWasmPaths(dir);
+      // the backend's loader refers to __dirname, which a bundled (ES module) program does not define
+      const g = globalThis as { __dirname?: string };
+      g.__dirname ??= new URL(dir).pathname;
+    }
+  }
   if (!(await tf.setBackend(target))) throw new Error(`could not initialise the ${target} backend`);
   await tf.ready();
   const kernels = registerFastKernels(target, log);

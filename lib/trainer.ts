@@ -27,6 +27,7 @@ import { latentGrid, trainStep } from "./step.ts";
 import {
   CHECKPOINT_FORMAT,
   CheckpointError,
+  IMPORTED,
   loadCheckpoint,
   restoreTensors,
   saveCheckpoint,
@@ -39,6 +40,7 @@ import {
   FINAL,
   findLatestCheckpoint,
   LATEST,
+  RUN_LOCK,
   RunLog,
 } from "./runs.ts";
 import { writeTextFileAtomic } from "./atomic.ts";
@@ -214,8 +216,16 @@ export async function train(
     stride: s["window-stride"] as number,
     valRatio: s["val-ratio"] as number,
     nanPolicy: s["nan-policy"] as "fail" | "drop",
-    normalization: ckpt?.state.normalization,
+    normalization: ckpt?.state.normalization ?? undefined,
   });
+  const imported = ckpt?.state.data_fingerprint === IMPORTED;
+  if (ckpt && imported) {
+    log.info(
+      `starting from imported weights ${ckpt.path}: normalisation statistics computed from ${dataDir}`,
+    );
+    ckpt.state.normalization = ds.normalization;
+    ckpt.state.data_fingerprint = ds.fingerprint;
+  }
   if (ckpt && ckpt.state.data_fingerprint !== ds.fingerprint) {
     const msg =
       `the data differ from the checkpoint's (data fingerprint: saved ${ckpt.state.data_fingerprint}, now ${ds.fingerprint}; ${dataDir})`;
@@ -259,6 +269,10 @@ export async function train(
   if (ckpt) {
     restoreTensors(ckpt, model, adam);
     state = structuredClone(ckpt.state);
+    if (imported) {
+      state.sampler = sampler.getState();
+      state.run_name = (s["run-name"] as string | undefined) ?? defaultRunName(startedAt);
+    }
     try {
       sampler.setState(state.sampler);
     } catch (e) {
@@ -304,10 +318,16 @@ export async function train(
   state.config = config;
 
   // ---- run folder ----
-  const runDir = ckpt ? runDirOf(ckpt) : `${s["results-dir"]}/${state.run_name}`;
+  const runDir = ckpt && !imported ? runDirOf(ckpt) : `${s["results-dir"]}/${state.run_name}`;
   const ckptDir = (s["checkpoint-dir"] as string | undefined) ?? `${runDir}/checkpoints`;
   await Deno.mkdir(ckptDir, { recursive: true });
   log.attach(`${runDir}/train.log`);
+  // a lock that says "running" to the checkpoint manager (pid and host), removed when this session ends
+  const lockPath = `${runDir}/${RUN_LOCK}`;
+  await Deno.writeTextFile(
+    lockPath,
+    JSON.stringify({ pid: Deno.pid, host: Deno.hostname(), start: startedAt.toISOString() }),
+  );
   await writeTextFileAtomic(
     `${runDir}/config.json`,
     JSON.stringify(
@@ -347,9 +367,10 @@ export async function train(
     log.info(
       `nothing to do: the run already has ${state.epoch} epochs (--epochs ${epochs}); raise --epochs to train further`,
     );
-    session.end = new Date().toISOString();
-    session.exit = "nothing to do";
-    await writeHistory(runDir, state);
+    state.history.sessions.pop(); // a session that trained nothing is not recorded
+    await Deno.remove(lockPath).catch(() => {});
+    adam.dispose();
+    model.dispose();
     log.close();
     return EXIT.done;
   }
@@ -447,7 +468,7 @@ export async function train(
       await saveCheckpoint(`${ckptDir}/${name}`, model, adam, state);
       written.push(`${ckptDir}/${name}`);
     };
-    if (kind === "epoch" && state.epoch % (s["save-checkpoint-every"] as number) === 0) {
+    if (kind !== "stop" && state.epoch % (s["save-checkpoint-every"] as number) === 0) {
       await write(epochCheckpointName(state.epoch));
     }
     if (improved) await write(BEST);
@@ -615,6 +636,7 @@ export async function train(
     }
     session.end = new Date().toISOString();
     session.exit = exitText;
+    await Deno.remove(lockPath).catch(() => {});
     if (exit !== EXIT.diverged) await writeHistory(runDir, state).catch(() => {});
     for (const g of geometries.values()) g.dispose();
     adam.dispose();

@@ -40,11 +40,30 @@ export function curveSummary(d: CurveData): string[] {
   ];
 }
 
-let plotlySource: string | undefined;
-function plotly(): string {
-  if (plotlySource === undefined) {
-    const require = createRequire(import.meta.url);
-    plotlySource = Deno.readTextFileSync(require.resolve("plotly.js-dist-min"));
+let plotlySource: string | null | undefined;
+/**
+ * The plotly.js source: from the npm package, else `GINO_GW_PLOTLY` or a `plotly.min.js` beside the executable
+ * (compiled binaries); null when none is found (the page then says so and lists the numbers).
+ */
+function plotly(): string | null {
+  if (plotlySource !== undefined) return plotlySource;
+  const candidates: (() => string | undefined)[] = [
+    () => createRequire(import.meta.url).resolve("plotly.js-dist-min"),
+    () => Deno.env.get("GINO_GW_PLOTLY"),
+    () => Deno.execPath().replace(/[^/\\]*$/, "plotly.min.js"),
+    () => new URL("./plotly.min.js", Deno.mainModule).pathname,
+  ];
+  plotlySource = null;
+  for (const c of candidates) {
+    try {
+      const path = c();
+      if (path) {
+        plotlySource = Deno.readTextFileSync(path);
+        break;
+      }
+    } catch {
+      // try the next place
+    }
   }
   return plotlySource;
 }
@@ -90,12 +109,20 @@ export function curvesHtml(d: CurveData): string {
   };
   const json = (v: unknown) => JSON.stringify(v).replaceAll("</", "<\\/");
   const summary = curveSummary(d).join(" &middot; ");
+  const lib = plotly();
+  const fallback = lib
+    ? ""
+    : `<p>plotly.js was not found next to this program, so the interactive chart is missing; ` +
+      `see training_curves.png. Epoch, train loss, validation loss:</p><pre>${
+        epochs.map((e, i) => `${e}\t${d.train[i]}\t${d.val[i]}`).join("\n")
+      }</pre>`;
   return `<!doctype html>
 <html><head><meta charset="utf-8"><title>Training curves: ${d.run}</title>
-<script>${plotly()}</script></head>
+<script>${lib ?? "window.Plotly = { newPlot() {} };"}</script></head>
 <body style="font-family: sans-serif">
 <div id="curves" style="width: 100%; height: 80vh"></div>
 <p id="summary">${summary}</p>
+${fallback}
 <script>
 const data = ${json(data)};
 const layout = ${json(layout)};

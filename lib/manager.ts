@@ -1,0 +1,473 @@
+/**
+ * The checkpoint manager's operations (`deno task ckpt <command>`): latest, list, show, verify, clean, backup,
+ * export to and import from PyTorch weights. Each returns plain data; `manage_checkpoints.ts` prints it.
+ *
+ * @module
+ */
+
+import {
+  CHECKPOINT_FORMAT,
+  CheckpointError,
+  encodeCheckpoint,
+  IMPORTED,
+  verifyCheckpointBytes,
+} from "./checkpoint.ts";
+import type { TrainingState } from "./checkpoint.ts";
+import { BEST, FINAL, findLatestCheckpoint, LATEST, listCheckpoints, listRuns, RUN_LOCK } from "./runs.ts";
+import type { RunInfo } from "./runs.ts";
+import { readSafetensors, writeSafetensors } from "./safetensors.ts";
+import { writeFileAtomic } from "./atomic.ts";
+import { createGino } from "./gino/model.ts";
+import { ginoConfigFor } from "./trainer.ts";
+import { DATA_FLAGS, MODEL_FLAGS, TRAIN_FLAGS } from "./options.ts";
+
+/** A problem the user must fix; the message names the file or run. */
+export class ManagerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ManagerError";
+  }
+}
+
+/** Summary of a run. */
+export interface RunSummary {
+  run: string;
+  dir: string;
+  epochs_done: number;
+  epochs_target: number | null;
+  last_train_loss: number | null;
+  last_val_loss: number | null;
+  best_val_loss: number | null;
+  best_epoch: number | null;
+  sessions: number;
+  last_update: string | null;
+  size_bytes: number;
+  checkpoints: number;
+  state: "running" | "finished" | "interrupted" | "failed" | "empty";
+  last_exit: string | null;
+}
+
+interface History {
+  train_losses: number[];
+  val_losses: number[];
+  best?: { val_loss: number | null; epoch: number | null };
+  last_updated?: string;
+  sessions: { exit: string | null; end: string | null; host: string }[];
+}
+
+async function readJson<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path)) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+async function dirSize(dir: string): Promise<number> {
+  let total = 0;
+  for await (const e of Deno.readDir(dir)) {
+    const p = `${dir}/${e.name}`;
+    if (e.isDirectory) total += await dirSize(p);
+    else if (e.isFile) total += (await Deno.stat(p)).size;
+  }
+  return total;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Summarises one run folder. */
+export async function summarizeRun(run: RunInfo): Promise<RunSummary> {
+  const hist = await readJson<History>(`${run.dir}/loss_history.json`);
+  const cfg = await readJson<{ settings?: Record<string, unknown> }>(`${run.dir}/config.json`);
+  const lock = await readJson<{ pid: number; host: string }>(`${run.dir}/${RUN_LOCK}`);
+  const target = (cfg?.settings?.epochs as number | undefined) ?? null;
+  const done = hist?.train_losses.length ?? 0;
+  const last = hist?.sessions.at(-1);
+  let state: RunSummary["state"];
+  if (lock && (lock.host !== Deno.hostname() || pidAlive(lock.pid))) state = "running";
+  else if (!hist && run.checkpoints.length === 0) state = "empty";
+  else if (last?.exit && /loss became/.test(last.exit)) state = "failed";
+  else if (lock || (last && last.end === null)) state = "failed"; // the session ended without closing (killed)
+  else if (
+    (target !== null && done >= target) || (last?.exit ?? "").startsWith("early stopping") ||
+    last?.exit === "completed"
+  ) {
+    state = "finished";
+  } else state = "interrupted";
+  return {
+    run: run.name,
+    dir: run.dir,
+    epochs_done: done,
+    epochs_target: target,
+    last_train_loss: hist?.train_losses.at(-1) ?? null,
+    last_val_loss: hist?.val_losses.at(-1) ?? null,
+    best_val_loss: hist?.best?.val_loss ?? null,
+    best_epoch: hist?.best?.epoch ?? null,
+    sessions: hist?.sessions.length ?? 0,
+    last_update: hist?.last_updated ?? (run.mtime ? new Date(run.mtime).toISOString() : null),
+    size_bytes: await dirSize(run.dir),
+    checkpoints: run.checkpoints.length,
+    state,
+    last_exit: last?.exit ?? null,
+  };
+}
+
+/** `list`: every run, newest first. */
+export async function listCommand(resultsDir: string): Promise<RunSummary[]> {
+  return await Promise.all((await listRuns(resultsDir)).map(summarizeRun));
+}
+
+/** What `latest` reports. */
+export interface LatestInfo {
+  checkpoint: string;
+  run: string;
+  epoch: number;
+  step_in_epoch: number;
+  train_loss: number | null;
+  val_loss: number | null;
+  best_val_loss: number | null;
+  best_epoch: number | null;
+  sessions: number;
+  saved_at: string;
+  size_bytes: number;
+}
+
+/** `latest`: the newest valid checkpoint of the newest run. */
+export async function latestCommand(resultsDir: string, warn: (m: string) => void): Promise<LatestInfo> {
+  const found = await findLatestCheckpoint(resultsDir, warn);
+  if (!found) throw new ManagerError(`no valid checkpoint in ${resultsDir} (train first: deno task train)`);
+  const s = found.state;
+  return {
+    checkpoint: found.path,
+    run: found.run.name,
+    epoch: s.epoch,
+    step_in_epoch: s.step_in_epoch,
+    train_loss: s.history.train_losses.at(-1) ?? null,
+    val_loss: s.history.val_losses.at(-1) ?? null,
+    best_val_loss: s.best.val_loss,
+    best_epoch: s.best.epoch,
+    sessions: s.history.sessions.length,
+    saved_at: s.saved_at,
+    size_bytes: (await Deno.stat(found.path)).size,
+  };
+}
+
+/** Result of verifying one file. */
+export interface VerifyReport {
+  path: string;
+  ok: boolean;
+  problems: string[];
+  epoch?: number;
+  sha256?: string;
+}
+
+/** Verifies one checkpoint file. */
+export async function verifyFile(path: string): Promise<VerifyReport> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    return { path, ok: false, problems: [`${path}: ${(e as Error).message}`] };
+  }
+  const v = await verifyCheckpointBytes(bytes, path);
+  return { path, ok: v.ok, problems: v.problems, epoch: v.state?.epoch, sha256: v.sha256 };
+}
+
+/** `verify PATH|RUN`: a checkpoint file, or every checkpoint of a run folder (a name in the results folder works). */
+export async function verifyCommand(target: string, resultsDir: string): Promise<VerifyReport[]> {
+  const dir = await resolveRunDir(target, resultsDir);
+  if (dir) {
+    const files = await listCheckpoints(`${dir}/checkpoints`);
+    if (!files.length) throw new ManagerError(`no checkpoints in ${dir}/checkpoints`);
+    return await Promise.all(files.map((f) => verifyFile(f.path)));
+  }
+  return [await verifyFile(target)];
+}
+
+async function resolveRunDir(target: string, resultsDir: string): Promise<string | undefined> {
+  for (const cand of [target, `${resultsDir}/${target}`]) {
+    try {
+      if ((await Deno.stat(cand)).isDirectory) return cand.replace(/\/+$/, "");
+    } catch {
+      // not there
+    }
+  }
+  return undefined;
+}
+
+/** What `show` reports. */
+export interface ShowInfo {
+  path: string;
+  integrity: VerifyReport;
+  epoch: number;
+  step_in_epoch: number;
+  global_step: number;
+  train_losses: number[];
+  val_losses: number[];
+  best: TrainingState["best"];
+  scheduler: TrainingState["scheduler"];
+  optimizer: TrainingState["adam"];
+  settings: Record<string, unknown>;
+  gino_config: unknown;
+  normalization: unknown;
+  data_fingerprint: string;
+  sessions: TrainingState["history"]["sessions"];
+  tensors: { name: string; dtype: string; shape: number[]; bytes: number }[];
+  parameters: number;
+}
+
+/** `show PATH`: everything in one checkpoint. */
+export async function showCommand(path: string): Promise<ShowInfo> {
+  const integrity = await verifyFile(path);
+  let file;
+  try {
+    file = await readSafetensors(path);
+  } catch (e) {
+    throw new ManagerError((e as Error).message);
+  }
+  const state = JSON.parse(file.metadata.training_state ?? "null") as TrainingState | null;
+  if (!state) throw new ManagerError(`${path}: no training state in the header (not a gino-gw checkpoint)`);
+  const tensors = Object.entries(file.tensors).map(([name, t]) => ({
+    name,
+    dtype: t.dtype,
+    shape: t.shape,
+    bytes: t.data.byteLength,
+  }));
+  return {
+    path,
+    integrity,
+    epoch: state.epoch,
+    step_in_epoch: state.step_in_epoch,
+    global_step: state.global_step,
+    train_losses: state.history.train_losses,
+    val_losses: state.history.val_losses,
+    best: state.best,
+    scheduler: state.scheduler,
+    optimizer: state.adam,
+    settings: state.config,
+    gino_config: state.gino_config,
+    normalization: state.normalization,
+    data_fingerprint: state.data_fingerprint,
+    sessions: state.history.sessions,
+    tensors,
+    parameters: tensors.filter((t) => t.name.startsWith("model.")).reduce(
+      (s, t) => s + t.shape.reduce((a, b) => a * b, 1),
+      0,
+    ),
+  };
+}
+
+/** What `clean` did (or would do). */
+export interface CleanReport {
+  run: string;
+  kept: string[];
+  deleted: string[];
+  freed_bytes: number;
+  dry_run: boolean;
+}
+
+/** `clean RUN [KEEP]`: deletes all but the newest KEEP epoch checkpoints; never latest, best or final. */
+export async function cleanCommand(
+  target: string,
+  resultsDir: string,
+  keep: number,
+  dryRun: boolean,
+): Promise<CleanReport> {
+  if (!Number.isInteger(keep) || keep < 0) {
+    throw new ManagerError(`KEEP must be a whole number >= 0, got ${keep}`);
+  }
+  const dir = await resolveRunDir(target, resultsDir);
+  if (!dir) throw new ManagerError(`no run folder ${target} (nor ${resultsDir}/${target})`);
+  const files = await listCheckpoints(`${dir}/checkpoints`);
+  const epochFiles = files.filter((f) => /^checkpoint_epoch_\d+\.safetensors$/.test(f.name)).sort((a, b) =>
+    b.name.localeCompare(a.name)
+  );
+  const special = files.filter((f) => [LATEST, BEST, FINAL].includes(f.name));
+  const del = epochFiles.slice(keep);
+  const report: CleanReport = {
+    run: dir,
+    kept: [...special, ...epochFiles.slice(0, keep)].map((f) => f.name),
+    deleted: del.map((f) => f.name),
+    freed_bytes: del.reduce((s, f) => s + f.size, 0),
+    dry_run: dryRun,
+  };
+  if (!dryRun) { for (const f of del) await Deno.remove(f.path); }
+  return report;
+}
+
+/** `backup PATH [DEST]`: a verified copy named by run and epoch; refuses to overwrite. */
+export async function backupCommand(
+  path: string,
+  dest: string,
+): Promise<{ from: string; to: string; sha256: string }> {
+  const before = await verifyFile(path);
+  if (!before.ok) {
+    throw new ManagerError(`not backing up a damaged checkpoint: ${before.problems.join("; ")}`);
+  }
+  const file = await readSafetensors(path);
+  const state = JSON.parse(file.metadata.training_state) as TrainingState;
+  const kind = path.split("/").pop()!.replace(/\.safetensors$/, "").replace(/_?checkpoint_?/, "") ||
+    "checkpoint";
+  const name = `${state.run_name}_epoch${String(state.epoch).padStart(4, "0")}${
+    state.step_in_epoch ? `_step${state.step_in_epoch}` : ""
+  }_${kind}.safetensors`;
+  await Deno.mkdir(dest, { recursive: true });
+  const to = `${dest}/${name}`;
+  try {
+    await Deno.stat(to);
+    throw new ManagerError(`${to} exists already; not overwriting it (remove it or choose another DEST)`);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  const bytes = await Deno.readFile(path);
+  const tmp = `${to}.${Deno.pid}.tmp`;
+  await Deno.writeFile(tmp, bytes, { createNew: true });
+  const after = await verifyFile(tmp);
+  if (!after.ok || after.sha256 !== before.sha256) {
+    await Deno.remove(tmp).catch(() => {});
+    throw new ManagerError(
+      `the copy at ${to} does not verify (${after.problems.join("; ")}); nothing was kept`,
+    );
+  }
+  try {
+    await Deno.link(tmp, to); // fails if `to` appeared meanwhile: never overwrite
+  } finally {
+    await Deno.remove(tmp).catch(() => {});
+  }
+  return { from: path, to, sha256: after.sha256! };
+}
+
+/** `export PATH OUT`: the model weights alone, with the reference PyTorch names and layouts. */
+export async function exportCommand(
+  path: string,
+  out: string,
+): Promise<{ tensors: number; parameters: number; out: string }> {
+  const v = await verifyFile(path);
+  if (!v.ok) throw new ManagerError(v.problems.join("; "));
+  const file = await readSafetensors(path);
+  const weights: Record<string, { dtype: string; shape: number[]; data: Float32Array }> = {};
+  for (const [k, t] of Object.entries(file.tensors)) {
+    if (k.startsWith("model.")) {
+      weights[k.slice(6)] = { dtype: "F32", shape: t.shape, data: t.data as Float32Array };
+    }
+  }
+  await writeSafetensors(out, weights, { format: "pt" });
+  return {
+    tensors: Object.keys(weights).length,
+    parameters: Object.values(weights).reduce((s, t) => s + t.data.length, 0),
+    out,
+  };
+}
+
+const FLAG_DEFAULTS = Object.fromEntries(
+  [...DATA_FLAGS, ...MODEL_FLAGS, ...TRAIN_FLAGS].filter((f) => f.default !== undefined).map((
+    f,
+  ) => [f.name, f.default]),
+);
+
+/**
+ * `import TORCH --config CONFIG --out PATH`: a checkpoint (epoch 0, fresh optimiser) holding PyTorch weights, that
+ * training can start or fine-tune from with `--resume-from PATH`. CONFIG is the reference constructor's keyword
+ * arguments (or `{"gino_kwargs": {...}}`, as in the fixtures), optionally with `"settings"` (training flags such as
+ * `target-cols` and `latent-grid`).
+ */
+export async function importCommand(
+  torchPath: string,
+  configPath: string,
+  out: string,
+): Promise<{ out: string; settings: Record<string, unknown> }> {
+  const raw = await readJson<Record<string, unknown>>(configPath);
+  if (!raw) throw new ManagerError(`${configPath}: not found or not JSON`);
+  const kw = (raw.gino_kwargs ?? raw) as Record<string, unknown>;
+  const given = (raw.settings ?? {}) as Record<string, unknown>;
+  const settings: Record<string, unknown> = { ...FLAG_DEFAULTS };
+  for (const [k, v] of Object.entries(given)) settings[k.replaceAll("_", "-")] = v;
+  const cols = settings["target-cols"] as string[];
+  const need = (k: string) => {
+    if (kw[k] === undefined) throw new ManagerError(`${configPath}: '${k}' is missing`);
+    return kw[k];
+  };
+  const tin = need("in_gno_out_channels") as number, tout = need("out_channels") as number;
+  if (tin % cols.length || tout % cols.length) {
+    throw new ManagerError(
+      `${configPath}: in_gno_out_channels ${tin} / out_channels ${tout} do not divide by the ${cols.length} target column(s)`,
+    );
+  }
+  if (kw.in_gno_radius !== kw.out_gno_radius) {
+    throw new ManagerError(`${configPath}: different in/out GNO radii are not supported by train.ts`);
+  }
+  if (JSON.stringify(kw.in_gno_channel_mlp_layers) !== JSON.stringify(kw.out_gno_channel_mlp_layers)) {
+    throw new ManagerError(`${configPath}: different in/out GNO kernel MLPs are not supported by train.ts`);
+  }
+  Object.assign(settings, {
+    "input-window-size": tin / cols.length,
+    "output-window-size": tout / cols.length,
+    "gno-radius": need("in_gno_radius"),
+    "fno-modes": need("fno_n_modes"),
+    "fno-hidden-channels": need("fno_hidden_channels"),
+    "fno-layers": need("fno_n_layers"),
+    "lifting-channels": need("lifting_channels"),
+    "gno-mlp-layers": need("in_gno_channel_mlp_layers"),
+    "projection-channel-ratio": need("projection_channel_ratio"),
+  });
+  if (raw.latent_grid_shape && !given["latent-grid"] && !given["latent_grid"]) {
+    settings["latent-grid"] = raw.latent_grid_shape;
+  }
+  const model = createGino(ginoConfigFor(settings));
+  try {
+    const file = await readSafetensors(torchPath);
+    model.loadTorchStateDict(file.tensors);
+  } catch (e) {
+    model.dispose();
+    throw new ManagerError(`${torchPath}: ${(e as Error).message}`);
+  }
+  const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+  for (const [k, t] of Object.entries(model.toTorchStateDict())) {
+    tensors[`model.${k}`] = { shape: t.shape, data: t.data };
+  }
+  for (const p of model.params) {
+    const zeros = new Float32Array(p.torchShape.reduce((a, b) => a * b, 1));
+    tensors[`optim.${p.name}.exp_avg`] = { shape: p.torchShape, data: zeros };
+    tensors[`optim.${p.name}.exp_avg_sq`] = { shape: p.torchShape, data: zeros };
+  }
+  const lr = settings["learning-rate"] as number;
+  const state: TrainingState = {
+    format: CHECKPOINT_FORMAT,
+    epoch: 0,
+    step_in_epoch: 0,
+    partial_epoch: { loss_sum: 0, samples: 0, seconds: 0 },
+    global_step: 0,
+    scheduler: {
+      lr,
+      base_lr: lr,
+      gamma: settings["lr-gamma"] as number,
+      interval: settings["lr-scheduler-interval"] as number,
+    },
+    adam: { step: 0, lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+    // deno-lint-ignore no-explicit-any
+    sampler: null as any,
+    history: { train_losses: [], val_losses: [], epoch_seconds: [], sessions: [] },
+    best: { val_loss: null, epoch: null },
+    early_stopping: { bad_epochs: 0 },
+    config: settings,
+    gino_config: model.config,
+    // deno-lint-ignore no-explicit-any
+    normalization: null as any,
+    data_fingerprint: IMPORTED,
+    run_name: (settings["run-name"] as string | undefined) ??
+      out.split("/").pop()!.replace(/\.safetensors$/, ""),
+    saved_at: new Date().toISOString(),
+  };
+  model.dispose();
+  await writeFileAtomic(out, await encodeCheckpoint(tensors, state));
+  return { out, settings };
+}
+
+export { CheckpointError };
