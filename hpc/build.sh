@@ -10,19 +10,19 @@ cd "$(dirname "$0")/.."
 mode=${1:-bundle}
 perms=(--allow-read --allow-write --allow-env --allow-sys --allow-ffi)
 mkdir -p dist
-deno install >/dev/null   # populate node_modules (tfjs, the wasm backend, plotly)
+"${DENO:-deno}" install >/dev/null   # populate node_modules (tfjs, the wasm backend, plotly)
 wasm_dir=$(dirname "$(ls node_modules/.deno/@tensorflow+tfjs-backend-wasm@*/node_modules/@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm | head -n 1)")
 plotly=$(ls node_modules/.deno/plotly.js-dist-min@*/node_modules/plotly.js-dist-min/plotly.min.js | head -n 1)
 cp "$wasm_dir"/*.wasm "$plotly" dist/
 case "$mode" in
   bundle)
-    deno bundle --platform deno --quiet -o dist/gino-train.js train.ts
-    deno bundle --platform deno --quiet -o dist/gino-ckpt.js manage_checkpoints.ts
+    "${DENO:-deno}" bundle --platform deno --quiet -o dist/gino-train.js train.ts
+    "${DENO:-deno}" bundle --platform deno --quiet -o dist/gino-ckpt.js manage_checkpoints.ts
     echo "built dist/gino-train.js, dist/gino-ckpt.js (+ .wasm files and plotly.min.js beside them)"
     ;;
   compile)
-    deno compile "${perms[@]}" --include "$wasm_dir" --include "$plotly" -o dist/gino-train train.ts
-    deno compile "${perms[@]}" -o dist/gino-ckpt manage_checkpoints.ts
+    "${DENO:-deno}" compile "${perms[@]}" --include "$wasm_dir" --include "$plotly" -o dist/gino-train train.ts
+    "${DENO:-deno}" compile "${perms[@]}" -o dist/gino-ckpt manage_checkpoints.ts
     echo "built dist/gino-train, dist/gino-ckpt (keep the .wasm files and plotly.min.js beside them)"
     ;;
   *)

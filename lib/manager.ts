@@ -18,6 +18,8 @@ import type { RunInfo } from "./runs.ts";
 import { readSafetensors, writeSafetensors } from "./safetensors.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { createGino } from "./gino/model.ts";
+import { resolveGinoConfig } from "./gino/config.ts";
+import { initBackend } from "./tf.ts";
 import { ginoConfigFor } from "./trainer.ts";
 import { DATA_FLAGS, MODEL_FLAGS, TRAIN_FLAGS } from "./options.ts";
 
@@ -385,7 +387,15 @@ export async function importCommand(
 ): Promise<{ out: string; settings: Record<string, unknown> }> {
   const raw = await readJson<Record<string, unknown>>(configPath);
   if (!raw) throw new ManagerError(`${configPath}: not found or not JSON`);
-  const kw = (raw.gino_kwargs ?? raw) as Record<string, unknown>;
+  let kw: Record<string, unknown>;
+  try {
+    kw = resolveGinoConfig((raw.gino_kwargs ?? raw) as Record<string, unknown>) as unknown as Record<
+      string,
+      unknown
+    >;
+  } catch (e) {
+    throw new ManagerError(`${configPath}: ${(e as Error).message}`);
+  }
   const given = (raw.settings ?? {}) as Record<string, unknown>;
   const settings: Record<string, unknown> = { ...FLAG_DEFAULTS };
   for (const [k, v] of Object.entries(given)) settings[k.replaceAll("_", "-")] = v;
@@ -420,6 +430,7 @@ export async function importCommand(
   if (raw.latent_grid_shape && !given["latent-grid"] && !given["latent_grid"]) {
     settings["latent-grid"] = raw.latent_grid_shape;
   }
+  await initBackend("cpu"); // only layout conversion: the plain backend does
   const model = createGino(ginoConfigFor(settings));
   try {
     const file = await readSafetensors(torchPath);

@@ -118,6 +118,13 @@ function gridOf(s: Record<string, unknown>): number[] {
 }
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+/** A setting in comparable form (`8` and `8,8,8` are the same mode or grid setting). */
+function canonical(key: string, v: unknown): unknown {
+  if ((key === "fno-modes" || key === "latent-grid") && Array.isArray(v) && v.length === 1) {
+    return [v[0], v[0], v[0]];
+  }
+  return v;
+}
 const fmtLoss = (v: number) => (Number.isFinite(v) ? v.toFixed(6) : String(v));
 function fmtTime(sec: number): string {
   const h = Math.floor(sec / 3600), m = Math.floor((sec % 3600) / 60), s = Math.floor(sec % 60);
@@ -161,7 +168,7 @@ export async function train(
     const saved = ckpt.state.config;
     const refused: string[] = [], dataDiff: string[] = [];
     for (const key of explicit) {
-      if (!(key in saved) || same(saved[key], settings[key])) continue;
+      if (!(key in saved) || same(canonical(key, saved[key]), canonical(key, settings[key]))) continue;
       const line = `--${key}: saved ${JSON.stringify(saved[key])}, now ${JSON.stringify(settings[key])}`;
       if (MODEL_KEYS.includes(key)) refused.push(line);
       else if (DATA_KEYS.includes(key)) dataDiff.push(line);

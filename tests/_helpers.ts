@@ -68,3 +68,80 @@ export async function runScript(
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
+
+/** Flags of a tiny model for fast training tests. */
+export const TINY_TRAIN_ARGS = [
+  "--input-window-size",
+  "3",
+  "--output-window-size",
+  "2",
+  "--batch-size",
+  "4",
+  "--latent-grid",
+  "8",
+  "--fno-modes",
+  "4",
+  "--fno-hidden-channels",
+  "8",
+  "--lifting-channels",
+  "8",
+  "--fno-layers",
+  "2",
+  "--gno-mlp-layers",
+  "8",
+  "--gno-radius",
+  "0.6",
+  "--projection-channel-ratio",
+  "1",
+  "--backend",
+  "wasm",
+  "--quiet",
+];
+
+let tinyData: Promise<string> | undefined;
+/** A small patch data set (Henry slab, 2 patches), made once per test process and removed at its end. */
+export function tinyPatchData(): Promise<string> {
+  tinyData ??= (async () => {
+    const { writeHenry } = await import("../lib/henry.ts");
+    const { preparePatches } = await import("../lib/prepare.ts");
+    const dir = await Deno.makeTempDir({ prefix: "gino-gw-tiny-data-" });
+    await writeHenry({
+      nx: 12,
+      nz: 6,
+      ny: 2,
+      steps: 48,
+      saveEvery: 2,
+      initialConcentration: 0,
+      seaBoundary: "fixed",
+    }, { out: dir, force: true });
+    await preparePatches({ rawDir: `${dir}/all`, outDir: `${dir}/filter_patch`, nPatches: 2, sliceSplit: 2 });
+    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+    return dir;
+  })();
+  return tinyData;
+}
+
+/** Runs train.ts on the tiny data set with the tiny model plus `args`. */
+export async function runTrain(args: string[], env: Record<string, string> = {}) {
+  const root = new URL("../", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `${root}train.ts`,
+      "--base-data-dir",
+      await tinyPatchData(),
+      ...TINY_TRAIN_ARGS,
+      ...args,
+    ],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+    cwd: root,
+  }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}

@@ -1,74 +1,11 @@
 import assert from "node:assert/strict";
-import { writeHenry } from "../lib/henry.ts";
-import { preparePatches } from "../lib/prepare.ts";
 import { readSafetensors } from "../lib/safetensors.ts";
 import { loadCheckpoint } from "../lib/checkpoint.ts";
-import { tempDir } from "./_helpers.ts";
+import { runTrain, tempDir, TINY_TRAIN_ARGS, tinyPatchData } from "./_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
-/** A small patch data set (Henry slab, 2 patches) shared by the tests of this file. */
-let dataDir: string | undefined;
-async function data(): Promise<string> {
-  if (dataDir) return dataDir;
-  const dir = await Deno.makeTempDir({ prefix: "gino-gw-train-data-" });
-  await writeHenry({
-    nx: 12,
-    nz: 6,
-    ny: 2,
-    steps: 48,
-    saveEvery: 2,
-    initialConcentration: 0,
-    seaBoundary: "fixed",
-  }, { out: dir, force: true });
-  await preparePatches({ rawDir: `${dir}/all`, outDir: `${dir}/filter_patch`, nPatches: 2, sliceSplit: 2 });
-  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-  return (dataDir = dir);
-}
-
-const TINY = [
-  "--input-window-size",
-  "3",
-  "--output-window-size",
-  "2",
-  "--batch-size",
-  "4",
-  "--latent-grid",
-  "8",
-  "--fno-modes",
-  "4",
-  "--fno-hidden-channels",
-  "8",
-  "--lifting-channels",
-  "8",
-  "--fno-layers",
-  "2",
-  "--gno-mlp-layers",
-  "8",
-  "--gno-radius",
-  "0.6",
-  "--projection-channel-ratio",
-  "1",
-  "--backend",
-  "wasm",
-  "--quiet",
-];
-
-async function train(args: string[], env: Record<string, string> = {}) {
-  const cmd = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}train.ts`, "--base-data-dir", await data(), ...TINY, ...args],
-    env,
-    stdout: "piped",
-    stderr: "piped",
-    cwd: ROOT,
-  });
-  const out = await cmd.output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
+const train = runTrain;
 
 async function modelTensors(path: string) {
   const f = await readSafetensors(path);
@@ -210,8 +147,8 @@ Deno.test("a SIGKILL while a checkpoint is being written leaves the previous che
       "-A",
       `${ROOT}train.ts`,
       "--base-data-dir",
-      await data(),
-      ...TINY,
+      await tinyPatchData(),
+      ...TINY_TRAIN_ARGS,
       "--epochs",
       "50",
       "--results-dir",

@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { writeHenry } from "../lib/henry.ts";
+import { preparePatches } from "../lib/prepare.ts";
+import { tempDir } from "./_helpers.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const TINY = "--input-window-size 3 --output-window-size 2 --batch-size 4 --latent-grid 8 --fno-modes 4 " +
+  "--fno-hidden-channels 8 --lifting-channels 8 --fno-layers 2 --gno-mlp-layers 8 --gno-radius 0.6 " +
+  "--projection-channel-ratio 1 --backend wasm --run-name pbs";
+
+async function setup(dir: string) {
+  await writeHenry({
+    nx: 12,
+    nz: 6,
+    ny: 2,
+    steps: 48,
+    saveEvery: 2,
+    initialConcentration: 0,
+    seaBoundary: "fixed",
+  }, { out: `${dir}/data`, force: true });
+  await preparePatches({
+    rawDir: `${dir}/data/all`,
+    outDir: `${dir}/data/filter_patch`,
+    nPatches: 2,
+    sliceSplit: 2,
+  });
+  await Deno.mkdir(`${dir}/bin`);
+  await Deno.writeTextFile(
+    `${dir}/bin/qstat`,
+    `#!/bin/bash\necho "Job Id: $2"\necho "    Resource_List.walltime = 00:01:00"\n`,
+  );
+  await Deno.writeTextFile(
+    `${dir}/bin/qsub`,
+    `#!/bin/bash\necho "$@" >> "${dir}/qsub.log"\necho "999.test"\n`,
+  );
+  await Deno.chmod(`${dir}/bin/qstat`, 0o755);
+  await Deno.chmod(`${dir}/bin/qsub`, 0o755);
+}
+
+function job(dir: string, epochs: number, extra: Record<string, string> = {}) {
+  return new Deno.Command("bash", {
+    args: [`${ROOT}/hpc/train_gino.pbs`],
+    env: {
+      PATH: `${dir}/bin:${Deno.env.get("PATH")}`,
+      PBS_JOBID: "123.test",
+      PBS_O_WORKDIR: ROOT,
+      DENO: Deno.execPath(),
+      TRAIN_ARGS: `--base-data-dir ${dir}/data --epochs ${epochs} ${TINY}`,
+      RESULTS_DIR: `${dir}/results`,
+      MARGIN_SEC: "52", // walltime 60 s -> training stops after 8 s
+      RESUBMIT: "1",
+      ...extra,
+    },
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+Deno.test("the PBS job starts training, resumes when resubmitted, forwards SIGTERM, and ends the chain when done", async () => {
+  await using t = await tempDir();
+  await setup(t.dir);
+  const hist = async () => JSON.parse(await Deno.readTextFile(`${t.dir}/results/pbs/loss_history.json`));
+
+  // 1. first submission: trains until the time limit, then resubmits itself after this job
+  const first = await job(t.dir, 1000).output();
+  const out1 = text(first.stdout) + text(first.stderr);
+  assert.equal(first.code, 0, out1);
+  assert.match(out1, /training stops after 8s/);
+  assert.match(out1, /trainer exited with status 3/);
+  const qsub1 = (await Deno.readTextFile(`${t.dir}/qsub.log`)).trim().split("\n");
+  assert.equal(qsub1.length, 1);
+  assert.match(
+    qsub1[0],
+    /-W depend=afterany:123\.test -v GINO_CHAIN_ENV=.*\.pbs_chain_env .*train_gino\.pbs/,
+  );
+  const envFile = qsub1[0].match(/GINO_CHAIN_ENV=(\S+)/)![1];
+  assert.match(await Deno.readTextFile(envFile), /CHAIN_INDEX=1/);
+  const epochsAfter1 = (await hist()).total_epochs;
+  assert.ok(epochsAfter1 >= 1);
+
+  // 2. the resubmitted job (settings from the chain file) resumes the same run
+  const second = await job(t.dir, 1000, { GINO_CHAIN_ENV: envFile, TRAIN_ARGS: "", RESUBMIT: "" }).output();
+  const out2 = text(second.stdout) + text(second.stderr);
+  assert.equal(second.code, 0, out2);
+  assert.match(out2, /chain step 1/);
+  assert.equal((await hist()).sessions.length, 2);
+  assert.ok((await hist()).total_epochs > epochsAfter1);
+
+  // 3. SIGTERM (the walltime warning) is forwarded; the trainer saves and the chain continues
+  const child = job(t.dir, 1000, { MARGIN_SEC: "0", WALLTIME: "" }).spawn();
+  const log = `${t.dir}/results/pbs/train.log`;
+  const before = (await Deno.readTextFile(log)).split("\n").length;
+  for (let i = 0; i < 600; i++) {
+    const lines = (await Deno.readTextFile(log)).split("\n");
+    if (lines.slice(before).some((l) => / epoch \d+\/1000 /.test(l))) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill("SIGTERM");
+  const third = await child.output();
+  const out3 = text(third.stdout) + text(third.stderr);
+  assert.equal(third.code, 0, out3);
+  assert.match(out3, /TERM received: asking the trainer to save and stop/);
+  assert.match(out3, /trainer exited with status 3/);
+  const h3 = await hist();
+  assert.equal(h3.sessions.length, 3);
+  assert.match(h3.sessions[2].exit, /stopped by SIGTERM/);
+
+  // 4. when the target is reached the trainer exits 0 and nothing is resubmitted
+  const qsubBefore = (await Deno.readTextFile(`${t.dir}/qsub.log`)).trim().split("\n").length;
+  const last = await job(t.dir, h3.total_epochs + 1).output();
+  const out4 = text(last.stdout) + text(last.stderr);
+  assert.equal(last.code, 0, out4);
+  assert.match(out4, /training complete: the chain stops here/);
+  assert.equal((await Deno.readTextFile(`${t.dir}/qsub.log`)).trim().split("\n").length, qsubBefore);
+  assert.equal((await hist()).total_epochs, h3.total_epochs + 1);
+});
