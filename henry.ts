@@ -96,6 +96,8 @@ const KEYS: Record<string, keyof HenryOptions> = {
   "steps": "steps",
   "save-every": "saveEvery",
   "inflow-variation": "inflowVariation",
+  "inflow-amplitude": "inflowAmplitude",
+  "inflow-period": "inflowPeriod",
 };
 
 if (import.meta.main) {

@@ -76,3 +76,33 @@ export {
 } from "./lib/henry.ts";
 export type { HenryOptions, HenryState } from "./lib/henry.ts";
 export { DEMO_DIR, ensureDemoData } from "./lib/demo.ts";
+export { EXIT, ginoConfigFor, train } from "./lib/trainer.ts";
+export { Adam } from "./lib/adam.ts";
+export type { AdamState } from "./lib/adam.ts";
+export { latentGrid, linspace32, predictWindow, trainStep } from "./lib/step.ts";
+export type { ResidualSpec, StepOptions } from "./lib/step.ts";
+export {
+  CHECKPOINT_FORMAT,
+  CheckpointError,
+  loadCheckpoint,
+  restoreTensors,
+  saveCheckpoint,
+  verifyCheckpointBytes,
+} from "./lib/checkpoint.ts";
+export type { Checkpoint, SessionRecord, TrainingState } from "./lib/checkpoint.ts";
+export { findLatestCheckpoint, listRuns } from "./lib/runs.ts";
+export {
+  backupCommand,
+  cleanCommand,
+  exportCommand,
+  importCommand,
+  latestCommand,
+  listCommand,
+  showCommand,
+  verifyCommand,
+} from "./lib/manager.ts";
+export { forecast, formatReport, predict } from "./lib/predict.ts";
+export type { ErrorStats, PredictOptions, PredictorMetrics, PredictReport } from "./lib/predict.ts";
+export { writeCurves } from "./lib/plot/curves.ts";
+export { renderChart } from "./lib/plot/chart.ts";
+export { Canvas, encodePng } from "./lib/plot/png.ts";

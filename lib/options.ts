@@ -105,6 +105,12 @@ export const MODEL_FLAGS: FlagSpec[] = [
     help: "hidden widths of the GNO kernel MLPs",
   },
   {
+    name: "residual",
+    type: "boolean",
+    default: false,
+    help: "predict the change from the last input step (an option beyond the reference GINO)",
+  },
+  {
     name: "projection-channel-ratio",
     type: "int",
     default: 2,

@@ -57,8 +57,37 @@ export function linspace32(start: number, end: number, steps: number): Float32Ar
   return out;
 }
 
+/** Residual prediction: the model predicts the change from the last input step of each target column. */
+export interface ResidualSpec {
+  cols: number;
+  tin: number;
+  tout: number;
+}
+
+/**
+ * The model's prediction for x [B, N, C * Tin]: the GINO output, plus (with `residual`) the last input step of each
+ * column repeated over the output window.
+ */
+export function predictWindow(
+  model: Gino,
+  geom: GinoGeometry,
+  x: tf.Tensor3D,
+  residual?: ResidualSpec,
+): tf.Tensor3D {
+  const out = model.forwardGeometry(geom, x);
+  if (!residual) return out;
+  return tf.tidy(() => {
+    const [b, n] = x.shape;
+    const { cols, tin, tout } = residual;
+    const last = x.reshape([b, n, cols, tin]).slice([0, 0, 0, tin - 1], [-1, -1, -1, 1]);
+    return tf.add(out, tf.tile(last, [1, 1, 1, tout]).reshape([b, n, cols * tout])) as tf.Tensor3D;
+  });
+}
+
 /** Options of {@linkcode trainStep}. */
 export interface StepOptions {
+  /** Predict the change from the last input step (see {@linkcode predictWindow}). */
+  residual?: ResidualSpec;
   /** Clip the global gradient norm to this value (off when undefined). */
   clipNorm?: number;
   /** Epsilon of the relative L2 loss's denominator (0 = the reference). */
@@ -94,7 +123,12 @@ export function trainStep(
       return tf.variableGrads(
         () =>
           tf.mul(
-            relativeL2Loss(model.forwardGeometry(geom, xs), ys, coreLen, options.lossEps ?? 0),
+            relativeL2Loss(
+              predictWindow(model, geom, xs, options.residual),
+              ys,
+              coreLen,
+              options.lossEps ?? 0,
+            ),
             m / b,
           ) as tf.Scalar,
         vars,

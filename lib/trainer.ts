@@ -23,7 +23,8 @@ import { createGino, relativeL2Loss } from "./gino/model.ts";
 import type { Gino, GinoGeometry } from "./gino/model.ts";
 import type { GinoConfig } from "./gino/config.ts";
 import { Adam } from "./adam.ts";
-import { latentGrid, trainStep } from "./step.ts";
+import { latentGrid, predictWindow, trainStep } from "./step.ts";
+import type { ResidualSpec } from "./step.ts";
 import {
   CHECKPOINT_FORMAT,
   CheckpointError,
@@ -62,6 +63,7 @@ const MODEL_KEYS = [
   "lifting-channels",
   "gno-mlp-layers",
   "projection-channel-ratio",
+  "residual",
   "input-window-size",
   "output-window-size",
   "target-cols",
@@ -456,6 +458,13 @@ export async function train(
   let stepMs = 0, valMs = 0, ckptMs = 2000;
   const fits = (ms: number) => performance.now() + ms + ckptMs * 1.5 < deadline;
 
+  const residual: ResidualSpec | undefined = s["residual"]
+    ? {
+      cols: (s["target-cols"] as string[]).length,
+      tin: s["input-window-size"] as number,
+      tout: s["output-window-size"] as number,
+    }
+    : undefined;
   const valLossFn = (pred: tf.Tensor3D, y: tf.Tensor3D, nCore: number) =>
     relativeL2Loss(pred, y, nCore, s["loss-eps"] as number);
   const cols = s["target-cols"] as string[];
@@ -512,6 +521,7 @@ export async function train(
         const loss = trainStep(model, geometry(sb.patch), x, y, batch.nCore, micro, adam, {
           clipNorm: s["grad-clip-norm"] as number | undefined,
           lossEps: s["loss-eps"] as number,
+          residual,
         });
         tf.dispose([x, y]);
         if (!Number.isFinite(loss)) {
@@ -563,6 +573,7 @@ export async function train(
         tensorsOf,
         cols,
         tout,
+        residual,
       );
       valMs = performance.now() - tv;
       const trainLoss = state.partial_epoch.loss_sum / state.partial_epoch.samples;
@@ -682,6 +693,7 @@ function validate(
   tensorsOf: (b: Batch) => readonly [tf.Tensor3D, tf.Tensor3D],
   cols: string[],
   tout: number,
+  residual?: ResidualSpec,
 ): { loss: number; perColumn: number[] } {
   sampler.beginEpoch();
   let sum = 0, n = 0;
@@ -693,7 +705,7 @@ function validate(
       const m = Math.min(micro, batch.b - s0);
       const vals = tf.tidy(() => {
         const xs = x.slice([s0, 0, 0], [m, -1, -1]), ys = y.slice([s0, 0, 0], [m, -1, -1]);
-        const pred = model.forwardGeometry(geometry(sb.patch), xs);
+        const pred = predictWindow(model, geometry(sb.patch), xs, residual);
         const out = [lossFn(pred, ys, batch.nCore)];
         if (cols.length > 1) {
           cols.forEach((_, c) =>

@@ -1,0 +1,496 @@
+/**
+ * Prediction and evaluation with a trained checkpoint: the model on every window of a part of the data (its own
+ * normalisation statistics, never recomputed), optionally rolled out autoregressively, with metrics in physical
+ * units per target variable, patch and forecast step, next to two baselines on the same windows (persistence: the
+ * last input step repeated; linear extrapolation of the last two input steps). Writes `metrics.json`, CSV files of
+ * predictions mapped back to the mesh nodes, and PNG figures.
+ *
+ * @module
+ */
+
+import { initBackend, tf } from "./tf.ts";
+import type { BackendName } from "./tf.ts";
+import { loadCheckpoint, restoreTensors } from "./checkpoint.ts";
+import { loadPatchDataset } from "./dataset.ts";
+import type { Part, Patch, PatchDataset } from "./dataset.ts";
+import { createGino } from "./gino/model.ts";
+import type { Gino, GinoGeometry } from "./gino/model.ts";
+import { latentGrid, predictWindow } from "./step.ts";
+import { readNpy } from "./npy.ts";
+import { writeFileAtomic, writeTextFileAtomic } from "./atomic.ts";
+import { COLORS, renderChart } from "./plot/chart.ts";
+import { encodePng } from "./plot/png.ts";
+import { renderFieldMaps } from "./plot/fieldmap.ts";
+
+/** Options of {@linkcode predict}. */
+export interface PredictOptions {
+  /** The checkpoint (its settings, weights and normalisation statistics are used). */
+  checkpoint: string;
+  /** Data folder (default: the checkpoint's). */
+  baseDataDir?: string;
+  /** Patch subfolder (default: the checkpoint's). */
+  patchDataSubdir?: string;
+  /** Which windows: `val` (default), `train` or `all` (the whole series). */
+  part?: Part | "all";
+  /** Output windows chained autoregressively (1 = a single window). */
+  rollout?: number;
+  /** Windows per forward pass. */
+  batchSize?: number;
+  backend?: BackendName;
+  /** Output folder (metrics.json, predictions/, figures). */
+  outDir: string;
+  /** Write the per-time-step CSV files (default true). */
+  csv?: boolean;
+  /** Write the PNG figures (default true). */
+  figures?: boolean;
+  /** Time steps of the cross-section maps (built-in demo data); default first and last predicted steps. */
+  mapSteps?: number[];
+  log?: (msg: string) => void;
+}
+
+/** Error statistics of one variable (physical units). */
+export interface ErrorStats {
+  /** ||pred - true|| / ||true|| over all points, windows and steps counted. */
+  rel_l2_field: number;
+  rmse: number;
+  mae: number;
+  max_error: number;
+  count: number;
+}
+
+/** Statistics of a predictor: overall, per forecast step (1-based lead), per patch. */
+export interface PredictorMetrics {
+  /** The training loss's relative L2 (standardised units, per window and point over the horizon), mean. */
+  rel_l2_loss: number;
+  overall: Record<string, ErrorStats>;
+  per_step: Record<string, ErrorStats[]>;
+  per_patch: Record<string, Record<string, ErrorStats>>;
+}
+
+/** The report of {@linkcode predict} (also `metrics.json`). */
+export interface PredictReport {
+  checkpoint: string;
+  data_dir: string;
+  part: string;
+  rollout: number;
+  horizon: number;
+  windows: number;
+  target_cols: string[];
+  units: string;
+  model: PredictorMetrics;
+  persistence: PredictorMetrics;
+  linear: PredictorMetrics;
+  csv_files: number;
+  figures: string[];
+}
+
+class Acc {
+  se = 0;
+  ae = 0;
+  max = 0;
+  yy = 0;
+  n = 0;
+  add(pred: number, truth: number) {
+    const e = pred - truth;
+    this.se += e * e;
+    this.ae += Math.abs(e);
+    if (Math.abs(e) > this.max) this.max = Math.abs(e);
+    this.yy += truth * truth;
+    this.n++;
+  }
+  stats(): ErrorStats {
+    return {
+      rel_l2_field: this.yy > 0 ? Math.sqrt(this.se / this.yy) : NaN,
+      rmse: this.n ? Math.sqrt(this.se / this.n) : NaN,
+      mae: this.n ? this.ae / this.n : NaN,
+      max_error: this.max,
+      count: this.n,
+    };
+  }
+}
+
+class PredictorAcc {
+  overall: Acc[];
+  perStep: Acc[][];
+  perPatch = new Map<string, Acc[]>();
+  lossSum = 0;
+  lossN = 0;
+  constructor(readonly cols: number, readonly horizon: number) {
+    this.overall = Array.from({ length: cols }, () => new Acc());
+    this.perStep = Array.from({ length: cols }, () => Array.from({ length: horizon }, () => new Acc()));
+  }
+  patch(name: string): Acc[] {
+    let a = this.perPatch.get(name);
+    if (!a) this.perPatch.set(name, a = Array.from({ length: this.cols }, () => new Acc()));
+    return a;
+  }
+  result(colNames: string[]): PredictorMetrics {
+    const byCol = <T>(f: (c: number) => T) => Object.fromEntries(colNames.map((n, c) => [n, f(c)]));
+    return {
+      rel_l2_loss: this.lossN ? this.lossSum / this.lossN : NaN,
+      overall: byCol((c) => this.overall[c].stats()),
+      per_step: byCol((c) => this.perStep[c].map((a) => a.stats())),
+      per_patch: byCol((c) => Object.fromEntries([...this.perPatch].map(([p, a]) => [p, a[c].stats()]))),
+    };
+  }
+}
+
+/** Start steps of the windows of a part that leave room for the whole horizon. */
+function windowStarts(p: Patch, part: Part | "all", tin: number, horizon: number, stride: number): number[] {
+  const [lo, hi] = part === "train"
+    ? [0, p.trainSteps]
+    : part === "val"
+    ? [p.trainSteps, p.steps]
+    : [0, p.steps];
+  const out: number[] = [];
+  for (let t = lo; t + tin + horizon <= hi; t += stride) out.push(t);
+  return out;
+}
+
+/**
+ * Forecasts `horizon` steps for windows starting at `starts` of patch `p`: x is built from the true series, then
+ * each output window is fed back as input (rollout). Returns standardised predictions [B][C][N][horizon] flat.
+ */
+export function forecast(
+  model: Gino,
+  geom: GinoGeometry,
+  p: Patch,
+  starts: number[],
+  cols: number,
+  tin: number,
+  tout: number,
+  rollout: number,
+  residual = false,
+): Float32Array {
+  const B = starts.length, N = p.n, T = p.steps, H = tout * rollout;
+  const out = new Float32Array(B * cols * N * H);
+  // seq[b][c][n][k]: the last tin steps known for each point (true at first, then predicted)
+  const x = new Float32Array(B * N * cols * tin);
+  for (let b = 0; b < B; b++) {
+    for (let n = 0; n < N; n++) {
+      for (let c = 0; c < cols; c++) {
+        const src = (c * N + n) * T + starts[b];
+        for (let i = 0; i < tin; i++) x[((b * N + n) * cols + c) * tin + i] = p.values[src + i];
+      }
+    }
+  }
+  for (let k = 0; k < rollout; k++) {
+    const pred = tf.tidy(() =>
+      predictWindow(
+        model,
+        geom,
+        tf.tensor3d(x, [B, N, cols * tin]),
+        residual ? { cols, tin, tout } : undefined,
+      )
+        .dataSync() as Float32Array
+    );
+    for (let b = 0; b < B; b++) {
+      for (let n = 0; n < N; n++) {
+        for (let c = 0; c < cols; c++) {
+          const po = ((b * N + n) * cols + c) * tout, xo = ((b * N + n) * cols + c) * tin;
+          for (let j = 0; j < tout; j++) out[((b * cols + c) * N + n) * H + k * tout + j] = pred[po + j];
+          if (k + 1 < rollout) {
+            // next input: the last tin steps of (inputs followed by predictions)
+            const seq = [...x.subarray(xo, xo + tin), ...pred.subarray(po, po + tout)];
+            for (let i = 0; i < tin; i++) x[xo + i] = seq[seq.length - tin + i];
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Runs the evaluation; see the module documentation. */
+export async function predict(o: PredictOptions): Promise<PredictReport> {
+  const log = o.log ?? (() => {});
+  const ckpt = await loadCheckpoint(o.checkpoint);
+  const s = ckpt.state.config;
+  const cols = s["target-cols"] as string[];
+  const tin = s["input-window-size"] as number, tout = s["output-window-size"] as number;
+  const rollout = o.rollout ?? 1;
+  if (!Number.isInteger(rollout) || rollout < 1) {
+    throw new Error(`--rollout must be a positive integer, got ${rollout}`);
+  }
+  const horizon = tout * rollout;
+  const part = o.part ?? "val";
+  const dataDir = `${o.baseDataDir ?? s["base-data-dir"]}/${o.patchDataSubdir ?? s["patch-data-subdir"]}`;
+  const ds: PatchDataset = await loadPatchDataset(dataDir, {
+    targetCols: cols,
+    inputWindow: tin,
+    outputWindow: tout,
+    stride: s["window-stride"] as number,
+    valRatio: s["val-ratio"] as number,
+    nanPolicy: s["nan-policy"] as "fail" | "drop",
+    normalization: ckpt.state.normalization,
+  });
+  await initBackend(o.backend ?? "auto", log);
+  const model = createGino(ckpt.state.gino_config as unknown as Record<string, unknown>);
+  restoreTensors(ckpt, model);
+  const g = s["latent-grid"] as number[];
+  const grid = g.length === 1 ? [g[0], g[0], g[0]] : g;
+  const { mean, std } = ckpt.state.normalization;
+  const phys = (c: number, v: number) => v * std[c] + mean[c];
+  const C = cols.length;
+  const acc = {
+    model: new PredictorAcc(C, horizon),
+    persistence: new PredictorAcc(C, horizon),
+    linear: new PredictorAcc(C, horizon),
+  };
+  const batchSize = o.batchSize ?? (s["batch-size"] as number);
+  let windows = 0;
+  // CSV trajectories: non-overlapping forecasts from the start of the part
+  const csvRows = new Map<number, string[]>();
+  const scatter: [number, number][] = [];
+  const fieldAt = new Map<number, Map<number, { truth: number; pred: number }>>(); // step -> node -> values (first column)
+  await Deno.mkdir(o.outDir, { recursive: true });
+  for (let pi = 0; pi < ds.patches.length; pi++) {
+    const p = ds.patches[pi];
+    const geom = model.geometry(p.coords, latentGrid(p.coords, grid), grid);
+    const nodes = await readNodeIds(`${dataDir}/${p.name}`, p);
+    const raw = await readNpy(`${dataDir}/${p.name}/core_coords.npy`);
+    const coords = Float64Array.from(raw.data as ArrayLike<number>);
+    const all = windowStarts(p, part, tin, horizon, 1);
+    const traj = new Set(windowStarts(p, part, tin, horizon, horizon));
+    const T = p.steps, N = p.n, nc = p.nCore;
+    for (let b0 = 0; b0 < all.length; b0 += batchSize) {
+      const starts = all.slice(b0, b0 + batchSize);
+      const pred = forecast(model, geom, p, starts, C, tin, tout, rollout, Boolean(s["residual"]));
+      starts.forEach((t0, b) => {
+        windows++;
+        const writeCsv = traj.has(t0);
+        for (const [kind, a] of Object.entries(acc)) {
+          const patchAcc = a.patch(p.name);
+          let lossSum = 0;
+          for (let n = 0; n < nc; n++) {
+            let num = 0, den = 0;
+            for (let c = 0; c < C; c++) {
+              const row = (c * N + n) * T;
+              const last = p.values[row + t0 + tin - 1], prev = p.values[row + t0 + tin - 2] ?? last;
+              for (let h = 0; h < horizon; h++) {
+                const truth = p.values[row + t0 + tin + h];
+                const v = kind === "model"
+                  ? pred[((b * C + c) * N + n) * horizon + h]
+                  : kind === "persistence"
+                  ? last
+                  : last + (h + 1) * (tin >= 2 ? last - prev : 0);
+                num += (v - truth) ** 2;
+                den += truth * truth;
+                const pv = phys(c, v), tv = phys(c, truth);
+                a.overall[c].add(pv, tv);
+                a.perStep[c][h].add(pv, tv);
+                patchAcc[c].add(pv, tv);
+                if (kind === "model") {
+                  if (c === 0 && scatter.length < 20000 && (n + h + b) % 7 === 0) scatter.push([tv, pv]);
+                  if (writeCsv) {
+                    const step = t0 + tin + h;
+                    if (c === 0) {
+                      let m = fieldAt.get(step);
+                      if (!m) fieldAt.set(step, m = new Map());
+                      m.set(nodes[n], { truth: tv, pred: pv });
+                    }
+                  }
+                }
+              }
+            }
+            lossSum += Math.sqrt(num) / Math.sqrt(den);
+          }
+          a.lossSum += lossSum;
+          a.lossN += nc;
+        }
+        if (writeCsv && o.csv !== false) {
+          for (let h = 0; h < horizon; h++) {
+            const step = t0 + tin + h;
+            let rows = csvRows.get(step);
+            if (!rows) csvRows.set(step, rows = []);
+            for (let n = 0; n < nc; n++) {
+              const cells = [
+                String(nodes[n]),
+                fmt(coords[n * 3]),
+                fmt(coords[n * 3 + 1]),
+                fmt(coords[n * 3 + 2]),
+              ];
+              for (let c = 0; c < C; c++) {
+                const truth = phys(c, p.values[(c * N + n) * T + step]);
+                const pv = phys(c, pred[((b * C + c) * N + n) * horizon + h]);
+                cells.push(fmt(truth), fmt(pv), fmt(pv - truth));
+              }
+              rows.push(cells.join(","));
+            }
+          }
+        }
+      });
+    }
+    geom.dispose();
+  }
+  model.dispose();
+  if (windows === 0) {
+    throw new Error(
+      `no ${part} windows of ${tin} + ${horizon} steps in ${dataDir}; use --part all or a smaller --rollout`,
+    );
+  }
+  let csvFiles = 0;
+  if (o.csv !== false) {
+    await Deno.mkdir(`${o.outDir}/predictions`, { recursive: true });
+    const header = ["node", "X", "Y", "Z", ...cols.flatMap((c) => [`${c}_true`, `${c}_pred`, `${c}_error`])]
+      .join(",");
+    for (const [step, rows] of [...csvRows].sort((a, b) => a[0] - b[0])) {
+      rows.sort((a, b) => Number(a.slice(0, a.indexOf(","))) - Number(b.slice(0, b.indexOf(","))));
+      await writeTextFileAtomic(
+        `${o.outDir}/predictions/${String(step).padStart(4, "0")}.csv`,
+        `${header}\n${rows.join("\n")}\n`,
+      );
+      csvFiles++;
+    }
+  }
+  const report: PredictReport = {
+    checkpoint: o.checkpoint,
+    data_dir: dataDir,
+    part,
+    rollout,
+    horizon,
+    windows,
+    target_cols: cols,
+    units:
+      "physical (de-normalised) units of each target column; rel_l2_loss in standardised units as in training",
+    model: acc.model.result(cols),
+    persistence: acc.persistence.result(cols),
+    linear: acc.linear.result(cols),
+    csv_files: csvFiles,
+    figures: [],
+  };
+  if (o.figures !== false) {
+    report.figures = await writeFigures(
+      o,
+      report,
+      scatter,
+      fieldAt,
+      String(o.baseDataDir ?? s["base-data-dir"]),
+    );
+  }
+  await writeTextFileAtomic(`${o.outDir}/metrics.json`, JSON.stringify(report, null, 1) + "\n");
+  return report;
+}
+
+const fmt = (v: number) => (Number.isInteger(v) ? String(v) : v.toPrecision(9));
+
+async function readNodeIds(dir: string, p: Patch): Promise<number[]> {
+  try {
+    const a = await readNpy(`${dir}/core_nodes.npy`);
+    const ids = Array.from(a.data as ArrayLike<number | bigint>, Number);
+    if (ids.length >= p.nCore) return ids;
+  } catch {
+    // patch folders of the Python pipeline have no node ids
+  }
+  return Array.from({ length: p.nCore }, (_, i) => p.id * 1_000_000 + i + 1);
+}
+
+async function writeFigures(
+  o: PredictOptions,
+  r: PredictReport,
+  scatter: [number, number][],
+  fieldAt: Map<number, Map<number, { truth: number; pred: number }>>,
+  baseDir: string,
+): Promise<string[]> {
+  const out: string[] = [];
+  for (const col of r.target_cols) {
+    const steps = Array.from({ length: r.horizon }, (_, i) => i + 1);
+    const chart = renderChart({
+      title: `Error over the forecast horizon: ${col}`,
+      xLabel: "forecast step",
+      yLabel: "RMSE",
+      series: [
+        {
+          name: "model",
+          x: steps,
+          y: r.model.per_step[col].map((s) => s.rmse),
+          color: COLORS.blue,
+          markers: true,
+        },
+        {
+          name: "persistence",
+          x: steps,
+          y: r.persistence.per_step[col].map((s) => s.rmse),
+          color: COLORS.grey,
+          markers: true,
+          dash: [8, 5],
+        },
+        {
+          name: "linear extrapolation",
+          x: steps,
+          y: r.linear.per_step[col].map((s) => s.rmse),
+          color: COLORS.orange,
+          markers: true,
+          dash: [3, 4],
+        },
+      ],
+      notes: [
+        `${r.windows} windows of the ${r.part} part, rollout ${r.rollout}; RMSE in the column's physical units`,
+      ],
+    });
+    const f = `${o.outDir}/error_vs_horizon_${col}.png`;
+    await writeFileAtomic(f, await encodePng(chart));
+    out.push(f);
+  }
+  const sc = renderChart({
+    title: `Predicted vs true: ${r.target_cols[0]}`,
+    xLabel: "true",
+    yLabel: "predicted",
+    diagonal: true,
+    series: [{
+      name: "model",
+      x: scatter.map((p) => p[0]),
+      y: scatter.map((p) => p[1]),
+      color: COLORS.blue,
+      markers: true,
+      lines: false,
+    }],
+    width: 760,
+    height: 700,
+  });
+  const fs = `${o.outDir}/scatter_${r.target_cols[0]}.png`;
+  await writeFileAtomic(fs, await encodePng(sc));
+  out.push(fs);
+  // cross-section maps on the built-in Henry data (its grid is known)
+  try {
+    const henry = JSON.parse(await Deno.readTextFile(`${baseDir}/henry.json`));
+    const steps = [...fieldAt.keys()].sort((a, b) => a - b);
+    const chosen = o.mapSteps?.length
+      ? o.mapSteps.filter((s) => fieldAt.has(s))
+      : [steps[0], steps.at(-1)!].filter((s, i, a) => s !== undefined && a.indexOf(s) === i);
+    for (const step of chosen) {
+      const canvas = renderFieldMaps(
+        henry.parameters,
+        fieldAt.get(step)!,
+        `${r.target_cols[0]} at time step ${step} (y-row 1)`,
+      );
+      const fm = `${o.outDir}/section_${r.target_cols[0]}_step${String(step).padStart(4, "0")}.png`;
+      await writeFileAtomic(fm, await encodePng(canvas));
+      out.push(fm);
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out;
+}
+
+/** The printed table: variable, metric, model, persistence, linear extrapolation. */
+export function formatReport(r: PredictReport): string {
+  const rows: string[][] = [["variable", "metric", "model", "persistence", "linear"]];
+  for (const col of r.target_cols) {
+    for (const m of ["rel_l2_field", "rmse", "mae", "max_error"] as const) {
+      rows.push([col, m, ...[r.model, r.persistence, r.linear].map((p) => p.overall[col][m].toPrecision(4))]);
+    }
+  }
+  rows.push([
+    "all",
+    "rel_l2_loss",
+    ...[r.model, r.persistence, r.linear].map((p) => p.rel_l2_loss.toPrecision(4)),
+  ]);
+  const w = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+  const lines = rows.map((row) => row.map((c, i) => c.padEnd(w[i])).join("  "));
+  lines.splice(1, 0, w.map((x) => "-".repeat(x)).join("  "));
+  return `${r.windows} windows (${r.part} part), horizon ${r.horizon} steps (rollout ${r.rollout}), physical units\n${
+    lines.join("\n")
+  }`;
+}

@@ -1,0 +1,112 @@
+/**
+ * `deno task predict --checkpoint PATH`: runs a trained model on the validation windows (or another part or data
+ * folder), writes metrics against persistence and linear-extrapolation baselines, prediction CSVs and figures.
+ *
+ * @module
+ */
+
+import { FlagError, formatHelp, parseFlags, positiveInt } from "./lib/cli.ts";
+import type { FlagSpec } from "./lib/cli.ts";
+import { formatReport, predict } from "./lib/predict.ts";
+import { CheckpointError } from "./lib/checkpoint.ts";
+import { DataError } from "./lib/dataset.ts";
+import { preparePatches } from "./lib/prepare.ts";
+import type { BackendName } from "./lib/tf.ts";
+
+const FLAGS: FlagSpec[] = [
+  { name: "checkpoint", type: "string", help: "the checkpoint to evaluate (required)" },
+  { name: "base-data-dir", type: "string", help: "data folder (default: the checkpoint's)" },
+  { name: "patch-data-subdir", type: "string", help: "patch subfolder (default: the checkpoint's)" },
+  {
+    name: "raw-dir",
+    type: "string",
+    help: "a raw CSV folder: prepared into patches (in --out) and evaluated",
+  },
+  {
+    name: "part",
+    type: "string",
+    default: "val",
+    help: "windows of: val, train or all",
+    check: (
+      v: string,
+    ) => (["val", "train", "all"].includes(v) ? undefined : `expected val, train or all, got '${v}'`),
+  },
+  {
+    name: "rollout",
+    type: "int",
+    default: 1,
+    help: "output windows chained autoregressively",
+    check: positiveInt,
+  },
+  {
+    name: "batch-size",
+    type: "int",
+    help: "windows per forward pass (default: the training batch size)",
+    check: positiveInt,
+  },
+  { name: "backend", type: "string", default: "auto", help: "auto, tensorflow, wasm or cpu" },
+  { name: "out", type: "string", help: "output folder (default <run>/predictions_<checkpoint>)" },
+  { name: "csv", type: "boolean", default: true, help: "write one CSV per predicted time step" },
+  { name: "figures", type: "boolean", default: true, help: "write PNG figures" },
+  { name: "map-steps", type: "intlist", help: "time steps of the cross-section maps (demo data)" },
+  { name: "json", type: "boolean", default: false, help: "print metrics.json instead of the table" },
+  { name: "help", type: "boolean", default: false, help: "show this help" },
+];
+
+if (import.meta.main) {
+  try {
+    const f = parseFlags(Deno.args, FLAGS);
+    if (f.help) {
+      console.log(formatHelp("Usage: deno task predict --checkpoint PATH [flags]", FLAGS));
+      Deno.exit(0);
+    }
+    const ckpt = f.checkpoint as string | undefined;
+    if (!ckpt) throw new FlagError("--checkpoint PATH is required");
+    const parts = ckpt.split("/");
+    const name = parts.pop()!.replace(/\.safetensors$/, "");
+    if (parts.at(-1) === "checkpoints") parts.pop();
+    const outDir = (f.out as string | undefined) ?? `${parts.join("/") || "."}/predictions_${name}`;
+    let base = f["base-data-dir"] as string | undefined;
+    let sub = f["patch-data-subdir"] as string | undefined;
+    if (f["raw-dir"]) {
+      base = `${outDir}/data`;
+      sub = "filter_patch";
+      await preparePatches({
+        rawDir: f["raw-dir"] as string,
+        outDir: `${base}/${sub}`,
+        force: true,
+        log: (m) => console.error(m),
+      });
+    }
+    const report = await predict({
+      checkpoint: ckpt,
+      baseDataDir: base,
+      patchDataSubdir: sub,
+      part: f.part as "val" | "train" | "all",
+      rollout: f.rollout as number,
+      batchSize: f["batch-size"] as number | undefined,
+      backend: f.backend as BackendName,
+      outDir,
+      csv: f.csv as boolean,
+      figures: f.figures as boolean,
+      mapSteps: f["map-steps"] as number[] | undefined,
+      log: (m) => console.error(m),
+    });
+    if (f.json) console.log(JSON.stringify(report));
+    else {
+      console.log(formatReport(report));
+      console.log(
+        `\nwrote ${outDir}/metrics.json, ${report.csv_files} CSV files in ${outDir}/predictions/, ${report.figures.length} figures`,
+      );
+    }
+  } catch (e) {
+    if (
+      e instanceof FlagError || e instanceof CheckpointError || e instanceof DataError ||
+      (e as Error).message?.startsWith("no ")
+    ) {
+      console.error(`error: ${(e as Error).message}`);
+      Deno.exit(2);
+    }
+    throw e;
+  }
+}
