@@ -106,3 +106,16 @@ export type { ErrorStats, PredictOptions, PredictorMetrics, PredictReport } from
 export { writeCurves } from "./lib/plot/curves.ts";
 export { renderChart } from "./lib/plot/chart.ts";
 export { Canvas, encodePng } from "./lib/plot/png.ts";
+export type { Scalar, Tensor, Tensor1D, Tensor2D, Tensor3D, Tensor4D, Variable } from "@tensorflow/tfjs";
+export type { KernelReport } from "./lib/kernels.ts";
+export type { Spread } from "./lib/summary.ts";
+export type { ParamSpec } from "./lib/gino/model.ts";
+export type { DftMatrices } from "./lib/gino/spectral.ts";
+export type { CleanReport, LatestInfo, RunSummary, ShowInfo, VerifyReport } from "./lib/manager.ts";
+export type { CheckpointFile, FoundCheckpoint, RunInfo } from "./lib/runs.ts";
+export type { VerifyResult } from "./lib/checkpoint.ts";
+export type { ChartSpec, Series } from "./lib/plot/chart.ts";
+export type { Rgb } from "./lib/plot/png.ts";
+export type { CurveData } from "./lib/plot/curves.ts";
+export type { HenryRunInfo, HenryStats, WriteHenryOptions } from "./lib/henry.ts";
+export type { TrainHooks } from "./lib/trainer.ts";

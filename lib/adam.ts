@@ -11,19 +11,28 @@ import { tf } from "./tf.ts";
 
 /** Saved scalar state of {@linkcode Adam}. */
 export interface AdamState {
+  /** Time step number (0 = the initial state). */
   step: number;
+  /** Learning rate. */
   lr: number;
+  /** First-moment decay. */
   beta1: number;
+  /** Second-moment decay. */
   beta2: number;
+  /** Denominator epsilon. */
   eps: number;
 }
 
 /** Adam over a fixed list of variables. */
 export class Adam {
+  /** Time step number (0 = the initial state). */
   step = 0;
+  /** First moments, per variable. */
   readonly m: tf.Variable[];
+  /** Second moments, per variable. */
   readonly v: tf.Variable[];
 
+  /** An optimiser over `vars` with PyTorch's defaults. */
   constructor(
     readonly vars: tf.Variable[],
     public lr = 1e-3,

@@ -37,6 +37,7 @@ export class BatchAssembler {
   #targets: Float32Array;
   #starts: Int32Array;
 
+  /** Buffers for batches of up to `maxBatch` windows of the largest patch. */
   constructor(readonly dataset: PatchDataset, readonly maxBatch: number) {
     const maxN = Math.max(...dataset.patches.map((p) => p.n));
     const { inputWindow, outputWindow } = dataset.options;

@@ -25,18 +25,27 @@ export const IMPORTED = "imported";
 
 /** One session of a run (a start, or a resume). */
 export interface SessionRecord {
+  /** Session start (ISO time). */
   start: string;
+  /** Session end (ISO time), null while running or after a crash. */
   end: string | null;
+  /** First epoch trained in the session. */
   first_epoch: number | null;
+  /** Last epoch completed in the session. */
   last_epoch: number | null;
+  /** Checkpoint the session resumed from. */
   resumed_from: string | null;
+  /** Host name. */
   host: string;
+  /** Compute backend used. */
   backend: string;
+  /** How the session ended. */
   exit: string | null;
 }
 
 /** Everything besides tensors that a resume needs. */
 export interface TrainingState {
+  /** Format tag of the checkpoint. */
   format: string;
   /** Epochs completed. */
   epoch: number;
@@ -44,36 +53,52 @@ export interface TrainingState {
   step_in_epoch: number;
   /** Sum of loss x batch size and the sample count of the partial epoch (exact epoch losses after a resume). */
   partial_epoch: { loss_sum: number; samples: number; seconds: number };
+  /** Batches trained over the whole run. */
   global_step: number;
+  /** Learning-rate schedule state. */
   scheduler: { lr: number; base_lr: number; gamma: number; interval: number };
+  /** Optimiser scalar state (moments are tensors). */
   adam: AdamState;
+  /** Batch sampler state (also mid-epoch). */
   sampler: SamplerState;
+  /** Losses of every epoch and the sessions. */
   history: {
     train_losses: number[];
     val_losses: number[];
     epoch_seconds: number[];
     sessions: SessionRecord[];
   };
+  /** Best validation loss and its epoch. */
   best: { val_loss: number | null; epoch: number | null };
+  /** Epochs without improvement so far. */
   early_stopping: { bad_epochs: number };
   /** Every setting of the run. */
   config: Record<string, unknown>;
+  /** The model configuration. */
   gino_config: GinoConfig;
+  /** Normalisation statistics. */
   normalization: Normalization;
+  /** Hash of the training data. */
   data_fingerprint: string;
+  /** Name of the run folder. */
   run_name: string;
+  /** When the checkpoint was written (ISO time). */
   saved_at: string;
 }
 
 /** A loaded checkpoint. */
 export interface Checkpoint {
+  /** The file. */
   path: string;
+  /** The training state. */
   state: TrainingState;
+  /** The decoded safetensors file. */
   file: SafetensorsFile;
 }
 
 /** A checkpoint that cannot be used; the message names the file and what is wrong. */
 export class CheckpointError extends Error {
+  /** An error with the given message. */
   constructor(message: string) {
     super(message);
     this.name = "CheckpointError";
@@ -143,10 +168,15 @@ export async function saveCheckpoint(
 
 /** Result of {@linkcode verifyCheckpointBytes}. */
 export interface VerifyResult {
+  /** Ok. */
   ok: boolean;
+  /** Problems. */
   problems: string[];
+  /** File. */
   file?: SafetensorsFile;
+  /** State. */
   state?: TrainingState;
+  /** Sha256. */
   sha256?: string;
 }
 

@@ -9,6 +9,7 @@
 
 /** An error in a CSV file; the message names the file, the line and the column. */
 export class CsvError extends Error {
+  /** An error in `path` at `line`. */
   constructor(
     message: string,
     /** The file that was being read. */

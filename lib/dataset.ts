@@ -85,6 +85,7 @@ export type Part = "train" | "val";
 
 /** An error in the data; the message names the folder or file and the fix. */
 export class DataError extends Error {
+  /** An error with the given message. */
   constructor(message: string) {
     super(message);
     this.name = "DataError";
@@ -95,6 +96,7 @@ const REQUIRED_FILES = ["core_coords.npy", "core_obs.npy", "ghost_coords.npy", "
 
 /** The loaded patch dataset. */
 export class PatchDataset {
+  /** Made by {@linkcode loadPatchDataset}. */
   constructor(
     /** The folder that was loaded. */
     readonly dir: string,

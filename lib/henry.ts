@@ -97,9 +97,13 @@ export const HENRY_DEFAULTS: HenryOptions = {
 
 /** A saved state. Cell index = ((layer - 1) ny + (row - 1)) nx + (col - 1) = node - 1. */
 export interface HenryState {
+  /** Time step number (0 = the initial state). */
   step: number;
+  /** Simulated time, d. */
   time: number;
+  /** Concentration per cell, kg/m3. */
   concentration: Float64Array;
+  /** Hydraulic head per cell, m. */
   head: Float64Array;
   /** Relative salt mass-balance error of this step (0 for the initial state). */
   massBalanceError: number;
@@ -152,10 +156,15 @@ export function validateHenry(o: HenryOptions): void {
 
 /** Solver statistics of a run. */
 export interface HenryStats {
+  /** Seconds. */
   seconds: number;
+  /** Transport iterations mean. */
   transportIterationsMean: number;
+  /** Transport iterations max. */
   transportIterationsMax: number;
+  /** Max mass balance error. */
   maxMassBalanceError: number;
+  /** Flow bandwidth. */
   flowBandwidth: number;
 }
 
@@ -388,7 +397,9 @@ export function* simulateHenry(
 }
 
 /** Cell-centre coordinates and node numbering of the grid (raw CSV columns). */
-export function henryGrid(options: Partial<HenryOptions> = {}) {
+export function henryGrid(
+  options: Partial<HenryOptions> = {},
+): { n: number; x: Float64Array; y: Float64Array; z: Float64Array; slice: Int32Array } {
   const o: HenryOptions = { ...HENRY_DEFAULTS, ...options };
   const { nx, ny, nz } = o;
   const n = nx * ny * nz;
@@ -419,10 +430,15 @@ export interface WriteHenryOptions {
 
 /** Summary written to `henry.json`. */
 export interface HenryRunInfo {
+  /** Parameters. */
   parameters: HenryOptions;
+  /** Saved steps. */
   saved_steps: number[];
+  /** Saved times. */
   saved_times: number[];
+  /** Nodes. */
   nodes: number;
+  /** Stats. */
   stats: HenryStats;
 }
 

@@ -26,6 +26,7 @@ export class KdTree {
     this.#build(0, this.perm.length);
   }
 
+  /** Number of points in the tree. */
   get size(): number {
     return this.perm.length;
   }

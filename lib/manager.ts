@@ -33,19 +33,33 @@ export class ManagerError extends Error {
 
 /** Summary of a run. */
 export interface RunSummary {
+  /** Run. */
   run: string;
+  /** Dir. */
   dir: string;
+  /** Epochs done. */
   epochs_done: number;
+  /** Epochs target. */
   epochs_target: number | null;
+  /** Last train loss. */
   last_train_loss: number | null;
+  /** Last val loss. */
   last_val_loss: number | null;
+  /** Best val loss. */
   best_val_loss: number | null;
+  /** Best epoch. */
   best_epoch: number | null;
+  /** Sessions. */
   sessions: number;
+  /** Last update. */
   last_update: string | null;
+  /** Size bytes. */
   size_bytes: number;
+  /** Checkpoints. */
   checkpoints: number;
+  /** State. */
   state: "running" | "finished" | "interrupted" | "failed" | "empty";
+  /** Last exit. */
   last_exit: string | null;
 }
 
@@ -128,16 +142,27 @@ export async function listCommand(resultsDir: string): Promise<RunSummary[]> {
 
 /** What `latest` reports. */
 export interface LatestInfo {
+  /** Checkpoint. */
   checkpoint: string;
+  /** Run. */
   run: string;
+  /** Epoch. */
   epoch: number;
+  /** Step in epoch. */
   step_in_epoch: number;
+  /** Train loss. */
   train_loss: number | null;
+  /** Val loss. */
   val_loss: number | null;
+  /** Best val loss. */
   best_val_loss: number | null;
+  /** Best epoch. */
   best_epoch: number | null;
+  /** Sessions. */
   sessions: number;
+  /** Saved at. */
   saved_at: string;
+  /** Size bytes. */
   size_bytes: number;
 }
 
@@ -163,10 +188,15 @@ export async function latestCommand(resultsDir: string, warn: (m: string) => voi
 
 /** Result of verifying one file. */
 export interface VerifyReport {
+  /** Path. */
   path: string;
+  /** Ok. */
   ok: boolean;
+  /** Problems. */
   problems: string[];
+  /** Epoch. */
   epoch?: number;
+  /** Sha256. */
   sha256?: string;
 }
 
@@ -206,22 +236,39 @@ async function resolveRunDir(target: string, resultsDir: string): Promise<string
 
 /** What `show` reports. */
 export interface ShowInfo {
+  /** Path. */
   path: string;
+  /** Integrity. */
   integrity: VerifyReport;
+  /** Epoch. */
   epoch: number;
+  /** Step in epoch. */
   step_in_epoch: number;
+  /** Global step. */
   global_step: number;
+  /** Train losses. */
   train_losses: number[];
+  /** Val losses. */
   val_losses: number[];
+  /** Best. */
   best: TrainingState["best"];
+  /** Scheduler. */
   scheduler: TrainingState["scheduler"];
+  /** Optimizer. */
   optimizer: TrainingState["adam"];
+  /** Settings. */
   settings: Record<string, unknown>;
+  /** Gino config. */
   gino_config: unknown;
+  /** Normalization. */
   normalization: unknown;
+  /** Data fingerprint. */
   data_fingerprint: string;
+  /** Sessions. */
   sessions: TrainingState["history"]["sessions"];
+  /** Tensors. */
   tensors: { name: string; dtype: string; shape: number[]; bytes: number }[];
+  /** Parameters. */
   parameters: number;
 }
 
@@ -268,10 +315,15 @@ export async function showCommand(path: string): Promise<ShowInfo> {
 
 /** What `clean` did (or would do). */
 export interface CleanReport {
+  /** Run. */
   run: string;
+  /** Kept. */
   kept: string[];
+  /** Deleted. */
   deleted: string[];
+  /** Freed bytes. */
   freed_bytes: number;
+  /** Dry run. */
   dry_run: boolean;
 }
 

@@ -25,6 +25,7 @@ export interface NpyArray {
 
 /** An error in a `.npy` file; the message names the file and what is wrong. */
 export class NpyError extends Error {
+  /** An error in the file `path`. */
   constructor(message: string, readonly path: string) {
     super(message);
     this.name = "NpyError";

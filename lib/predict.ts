@@ -36,6 +36,7 @@ export interface PredictOptions {
   rollout?: number;
   /** Windows per forward pass. */
   batchSize?: number;
+  /** Compute backend used. */
   backend?: BackendName;
   /** Output folder (metrics.json, predictions/, figures). */
   outDir: string;
@@ -45,6 +46,7 @@ export interface PredictOptions {
   figures?: boolean;
   /** Time steps of the cross-section maps (built-in demo data); default first and last predicted steps. */
   mapSteps?: number[];
+  /** Progress messages. */
   log?: (msg: string) => void;
 }
 
@@ -52,9 +54,13 @@ export interface PredictOptions {
 export interface ErrorStats {
   /** ||pred - true|| / ||true|| over all points, windows and steps counted. */
   rel_l2_field: number;
+  /** Root-mean-square error. */
   rmse: number;
+  /** Mean absolute error. */
   mae: number;
+  /** Largest absolute error. */
   max_error: number;
+  /** Values compared. */
   count: number;
 }
 
@@ -62,25 +68,41 @@ export interface ErrorStats {
 export interface PredictorMetrics {
   /** The training loss's relative L2 (standardised units, per window and point over the horizon), mean. */
   rel_l2_loss: number;
+  /** Over all windows, points and steps, per column. */
   overall: Record<string, ErrorStats>;
+  /** Per forecast step (index 0 = lead 1), per column. */
   per_step: Record<string, ErrorStats[]>;
+  /** Per patch, per column. */
   per_patch: Record<string, Record<string, ErrorStats>>;
 }
 
 /** The report of {@linkcode predict} (also `metrics.json`). */
 export interface PredictReport {
+  /** The checkpoint evaluated. */
   checkpoint: string;
+  /** The patch folder that was loaded. */
   data_dir: string;
+  /** Which part of the series. */
   part: string;
+  /** Output windows chained. */
   rollout: number;
+  /** Forecast steps. */
   horizon: number;
+  /** Windows evaluated. */
   windows: number;
+  /** Target columns, in channel order. */
   target_cols: string[];
+  /** What the units are. */
   units: string;
+  /** Metrics of the model. */
   model: PredictorMetrics;
+  /** Metrics of persistence (the last input step repeated). */
   persistence: PredictorMetrics;
+  /** Metrics of linear extrapolation. */
   linear: PredictorMetrics;
+  /** CSV files written. */
   csv_files: number;
+  /** Figures written. */
   figures: string[];
 }
 

@@ -48,20 +48,31 @@ export interface PrepareOptions {
 
 /** Summary of one written patch (also in `patches.json`). */
 export interface PatchInfo {
+  /** Patch id. */
   id: number;
+  /** Folder name. */
   name: string;
+  /** Slice group. */
   group: number;
+  /** Core points. */
   core: number;
+  /** Ghost points. */
   ghost: number;
+  /** Ids of the neighbouring patches. */
   neighbours: number[];
 }
 
 /** What {@linkcode preparePatches} wrote. */
 export interface PrepareResult {
+  /** The patch folder written. */
   outDir: string;
+  /** Mesh nodes. */
   nodes: number;
+  /** Time steps. */
   steps: number;
+  /** Number of patches. */
   patches: PatchInfo[];
+  /** Wall time, s. */
   seconds: number;
 }
 

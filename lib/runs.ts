@@ -31,17 +31,25 @@ export function defaultRunName(d = new Date()): string {
 
 /** A checkpoint file found in a run. */
 export interface CheckpointFile {
+  /** Path. */
   path: string;
+  /** Name. */
   name: string;
+  /** Size. */
   size: number;
+  /** Mtime. */
   mtime: number;
 }
 
 /** A run folder. */
 export interface RunInfo {
+  /** Name. */
   name: string;
+  /** Dir. */
   dir: string;
+  /** Checkpoint dir. */
   checkpointDir: string;
+  /** Checkpoints. */
   checkpoints: CheckpointFile[];
   /** Newest modification time of anything in the run (ms). */
   mtime: number;
@@ -104,8 +112,11 @@ export async function listRuns(resultsDir: string): Promise<RunInfo[]> {
 
 /** A valid checkpoint with its state. */
 export interface FoundCheckpoint {
+  /** Path. */
   path: string;
+  /** Run. */
   run: RunInfo;
+  /** State. */
   state: TrainingState;
 }
 

@@ -13,8 +13,11 @@ export type SafeDtype = "F32" | "F64" | "I32" | "I64" | "U8" | "I8" | "I16" | "F
 
 /** One tensor: dtype name, shape, and the elements (a typed array; F16/BF16/BOOL as raw bytes). */
 export interface SafeTensor {
+  /** Element type name (safetensors dtype, e.g. F32). */
   dtype: string;
+  /** Shape (C order). */
   shape: number[];
+  /** The elements, C order. */
   data: Float32Array | Float64Array | Int32Array | BigInt64Array | Int8Array | Int16Array | Uint8Array;
 }
 
@@ -28,6 +31,7 @@ export interface SafetensorsFile {
 
 /** A malformed, truncated or unreadable safetensors file; the message names the file and the problem. */
 export class SafetensorsError extends Error {
+  /** An error with the given message. */
   constructor(message: string) {
     super(message);
     this.name = "SafetensorsError";

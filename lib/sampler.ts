@@ -37,7 +37,9 @@ export interface SamplerState {
   counts: number[];
   /** Options the state was made with. */
   batchSize: number;
+  /** Re-form batches every epoch. */
   shuffleWithinBatches: boolean;
+  /** Shuffle the batch order every epoch. */
   shufflePatches: boolean;
 }
 
@@ -51,9 +53,13 @@ export interface SampledBatch {
 
 /** Batches windows of one patch at a time; see the module documentation. */
 export class PatchBatchSampler {
+  /** Windows per patch. */
   readonly counts: Int32Array;
+  /** Windows per batch. */
   readonly batchSize: number;
+  /** Re-form batches every epoch. */
   readonly shuffleWithinBatches: boolean;
+  /** Shuffle the batch order every epoch. */
   readonly shufflePatches: boolean;
   /** Windows in all patches. */
   readonly totalWindows: number;
@@ -69,6 +75,7 @@ export class PatchBatchSampler {
   #batchPatch: Int32Array;
   #batchOrder: Int32Array; // permutation of batches for this epoch
 
+  /** A sampler over patches with `counts[p]` windows each. */
   constructor(counts: ArrayLike<number>, options: SamplerOptions) {
     if (!Number.isInteger(options.batchSize) || options.batchSize < 1) {
       throw new Error(`batch size must be a positive integer, got ${options.batchSize}`);

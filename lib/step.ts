@@ -59,8 +59,11 @@ export function linspace32(start: number, end: number, steps: number): Float32Ar
 
 /** Residual prediction: the model predicts the change from the last input step of each target column. */
 export interface ResidualSpec {
+  /** Target columns C. */
   cols: number;
+  /** Input steps per column. */
   tin: number;
+  /** Output steps per column. */
   tout: number;
 }
 

@@ -8,35 +8,61 @@ import type { Normalization, PatchDataset } from "./dataset.ts";
 
 /** Min / mean / max of a count over patches. */
 export interface Spread {
+  /** Min. */
   min: number;
+  /** Mean. */
   mean: number;
+  /** Max. */
   max: number;
+  /** Total. */
   total: number;
 }
 
 /** The dry run's summary (also its `--json` output). */
 export interface DataSummary {
+  /** The patch folder that was loaded. */
   data_dir: string;
+  /** Number of patches. */
   patches: number;
+  /** Training windows in all patches. */
   train_samples: number;
+  /** Validation windows in all patches. */
   val_samples: number;
+  /** Training batches per epoch. */
   train_batches: number;
+  /** Validation batches. */
   val_batches: number;
+  /** Windows per batch. */
   batch_size: number;
+  /** Points (core + ghost) per patch. */
   points_per_patch: Spread;
+  /** Core points per patch. */
   core_points: Spread;
+  /** Ghost points per patch. */
   ghost_points: Spread;
+  /** Time steps per patch. */
   time_steps: Spread;
+  /** Steps in the training part per patch. */
   train_steps: Spread;
+  /** Target columns, in channel order. */
   target_cols: string[];
+  /** Input steps T_in. */
   input_window_size: number;
+  /** Output steps T_out. */
   output_window_size: number;
+  /** Steps between window starts. */
   window_stride: number;
+  /** Share of each series held out for validation. */
   val_ratio: number;
+  /** Patches whose training part is shorter than a window. */
   patches_without_train_samples: string[];
+  /** Patches whose validation part is shorter than a window. */
   patches_without_val_samples: string[];
+  /** Points dropped because of NaN/Inf values. */
   dropped_points: number;
+  /** Normalisation statistics. */
   normalization: Normalization;
+  /** Bytes of the loaded arrays and of the .npy arrays. */
   memory: { dataset_bytes: number; npy_bytes: number };
 }
 

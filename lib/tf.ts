@@ -6,11 +6,13 @@
  * @module
  */
 
+/** TensorFlow.js (the tensor library the model is built on). */
 import * as tf from "@tensorflow/tfjs";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import { registerFastKernels } from "./kernels.ts";
 import type { KernelReport } from "./kernels.ts";
 
+/** TensorFlow.js, the tensor library of the model (the same instance the toolkit uses). */
 export { tf };
 
 // Production mode: no debug-time checks and no advice to install the Node.js backend on every run.

@@ -7,29 +7,53 @@
 
 /** The reference GINO constructor's keyword arguments that this implementation supports. */
 export interface GinoConfig {
+  /** Coordinate dimension of the input GNO (3). */
   in_gno_coord_dim: number;
+  /** Neighbour radius of the input GNO (standardised units). */
   in_gno_radius: number;
+  /** Positional embedding ('transformer'). */
   gno_pos_embed_type: string;
+  /** Frequencies per coordinate of the input-GNO embedding. */
   in_gno_pos_embed_channels: number;
+  /** Frequency base of the input-GNO embedding. */
   in_gno_pos_embed_max_positions: number;
+  /** Hidden widths of the input-GNO kernel MLP. */
   in_gno_channel_mlp_layers: number[];
+  /** Output channels of the input GNO (= input window x columns). */
   in_gno_out_channels: number;
+  /** Latent features concatenated to the grid (not supported: null). */
   latent_feature_channels: number | null;
+  /** FNO layers. */
   fno_n_layers: number;
+  /** FNO modes per axis (z is halved + 1). */
   fno_n_modes: number[];
+  /** FNO width. */
   fno_hidden_channels: number;
+  /** Bias on the 1x1 skips (false). */
   fno_skip_fno_bias: boolean;
+  /** FFT normalisation ('forward'). */
   fno_fft_norm: string;
+  /** Factorisation rank (no effect: dense weights). */
   fno_rank: number;
+  /** Maximum modes (null = n_modes). */
   fno_max_n_modes: number[] | null;
+  /** Hidden width of the lifting MLP. */
   lifting_channels: number;
+  /** Coordinate dimension of the output GNO (3). */
   out_gno_coord_dim: number;
+  /** Neighbour radius of the output GNO. */
   out_gno_radius: number;
+  /** Positional embedding of the output GNO ('transformer'). */
   out_gno_pos_embed_type: string;
+  /** Frequencies per coordinate of the output-GNO embedding. */
   out_gno_pos_embed_channels: number;
+  /** Frequency base of the output-GNO embedding. */
   out_gno_pos_embed_max_positions: number;
+  /** Hidden widths of the output-GNO kernel MLP. */
   out_gno_channel_mlp_layers: number[];
+  /** Projection hidden width = ratio x FNO width. */
   projection_channel_ratio: number;
+  /** Output channels (= output window x columns). */
   out_channels: number;
   /** Options beyond the reference (defaults reproduce it). */
   out_gno_reduction: "sum" | "mean";

@@ -23,16 +23,23 @@ import { Rng } from "../rng.ts";
 
 /** A tensor in PyTorch layout (as in a state_dict / safetensors file). */
 export interface TorchTensor {
+  /** Element type name (safetensors dtype, e.g. F32). */
   dtype: string;
+  /** Shape (C order). */
   shape: number[];
+  /** The elements, C order. */
   data: ArrayLike<number> | BigInt64Array;
 }
 
 /** How a PyTorch parameter maps onto our variables. */
 export interface ParamSpec {
+  /** Name. */
   name: string;
+  /** Torch shape. */
   torchShape: number[];
+  /** Kind. */
   kind: "linear" | "conv" | "bias" | "specbias" | "spectral";
+  /** Vars. */
   vars: tf.Variable[];
 }
 
@@ -42,14 +49,17 @@ export interface GinoGeometry {
   n: number;
   /** Latent grid shape [G1, G2, G3]. */
   grid: number[];
+  /** Input-GNO embeddings of the points [N, 3 * 2 * channels]. */
   inEmbP: tf.Tensor2D;
   /** Embeddings of the latent nodes that have an input-GNO edge (compact rows). */
   inEmbL: tf.Tensor2D;
+  /** Output-GNO embeddings of the points. */
   outEmbP: tf.Tensor2D;
   /** Embeddings of the latent nodes that have an output-GNO edge (compact rows). */
   outEmbL: tf.Tensor2D;
   /** Input GNO edges: point index and latent index per edge, latent-major. */
   inSrc: tf.Tensor1D;
+  /** Input-GNO edges: the latent node of each edge (latent-major). */
   inDst: tf.Tensor1D;
   /** inDst as rows of the compact `inEmbL`. */
   inDstCompact: tf.Tensor1D;
@@ -59,11 +69,13 @@ export interface GinoGeometry {
   outSrc: tf.Tensor1D;
   /** outSrc as rows of the compact `outEmbL`. */
   outSrcCompact: tf.Tensor1D;
+  /** Output-GNO edges: the point of each edge (point-major). */
   outDst: tf.Tensor1D;
   /** 1 / max(count, 1) per point [N, 1] (mean reduction only). */
   outInvCount?: tf.Tensor2D;
   /** Neighbourhood statistics of both GNOs. */
   stats: { in: NeighborStats; out: NeighborStats };
+  /** Frees the geometry's tensors. */
   dispose(): void;
 }
 
@@ -71,11 +83,14 @@ let instances = 0;
 
 /** The GINO model. Create with {@linkcode createGino}. */
 export class Gino {
+  /** The resolved configuration. */
   readonly config: GinoConfig;
+  /** Parameters in reference order, with their variables. */
   readonly params: ParamSpec[] = [];
   #dft = new Map<string, DftMatrices>();
   #id = ++instances;
 
+  /** Builds the model; weights are initialised as PyTorch would (seeded), see gino-spec.md section 4. */
   constructor(config: Partial<GinoConfig> & Record<string, unknown> = {}, seed = 0) {
     this.config = resolveGinoConfig(config);
     const c = this.config;

@@ -8,16 +8,23 @@
 
 /** CSR neighbour lists: the neighbours of query q are `index[rowSplits[q] .. rowSplits[q + 1])`. */
 export interface Neighbors {
+  /** Offsets of each query's neighbours in `index` (length queries + 1). */
   rowSplits: Int32Array;
+  /** Neighbour (data) indices, grouped by query. */
   index: Int32Array;
 }
 
 /** Neighbourhood statistics, so users see when the radius does not fit the point spacing. */
 export interface NeighborStats {
+  /** Queries. */
   queries: number;
+  /** Edges (neighbour pairs). */
   edges: number;
+  /** Mean neighbours per query. */
   mean: number;
+  /** Fewest neighbours of a query. */
   min: number;
+  /** Most neighbours of a query. */
   max: number;
   /** Share of queries with no neighbour (their reduced output is zero). */
   emptyShare: number;

@@ -20,21 +20,35 @@ export function keptFrequencies(g: number, m: number): number[] {
 
 /** DFT matrices of one grid shape and mode set (tensors, kept for the life of the model). */
 export interface DftMatrices {
+  /** Grid. */
   grid: number[];
+  /** Modes. */
   modes: [number, number, number]; // kept counts along x, y, z
   // forward, transposed for A @ h with A [1, modes, G]
+  /** Ezc. */
   ezc: tf.Tensor3D;
+  /** Ezs neg. */
   ezsNeg: tf.Tensor3D;
+  /** Eyc. */
   eyc: tf.Tensor3D;
+  /** Eys. */
   eys: tf.Tensor3D;
+  /** Exc. */
   exc: tf.Tensor3D;
+  /** Exs. */
   exs: tf.Tensor3D;
   // inverse [1, G, modes]
+  /** Fxc. */
   fxc: tf.Tensor3D;
+  /** Fxs. */
   fxs: tf.Tensor3D;
+  /** Fyc. */
   fyc: tf.Tensor3D;
+  /** Fys. */
   fys: tf.Tensor3D;
+  /** Fzc. */
   fzc: tf.Tensor3D;
+  /** Fzs neg. */
   fzsNeg: tf.Tensor3D;
 }
 

@@ -10,22 +10,33 @@ import type { Rgb } from "./png.ts";
 
 /** One series of a chart. */
 export interface Series {
+  /** Name. */
   name: string;
+  /** X. */
   x: number[];
+  /** Y. */
   y: number[];
+  /** Color. */
   color: Rgb;
   /** Draw markers instead of (or with) lines. */
   markers?: boolean;
+  /** Lines. */
   lines?: boolean;
+  /** Dash. */
   dash?: [number, number];
 }
 
 /** A chart's content. */
 export interface ChartSpec {
+  /** Title. */
   title: string;
+  /** X label. */
   xLabel: string;
+  /** Y label. */
   yLabel: string;
+  /** Series. */
   series: Series[];
+  /** Log y. */
   logY?: boolean;
   /** Vertical marks at x positions (e.g. resume points). */
   marks?: { x: number; label: string }[];
@@ -33,7 +44,9 @@ export interface ChartSpec {
   notes?: string[];
   /** A dashed diagonal y = x (predicted vs true plots). */
   diagonal?: boolean;
+  /** Width. */
   width?: number;
+  /** Height. */
   height?: number;
 }
 

@@ -12,12 +12,17 @@ import { writeFileAtomic, writeTextFileAtomic } from "../atomic.ts";
 
 /** What the curves show. */
 export interface CurveData {
+  /** Run. */
   run: string;
+  /** Train. */
   train: number[];
+  /** Val. */
   val: number[];
   /** Epochs (1-based) at which a session resumed the run. */
   resumes: number[];
+  /** Sessions. */
   sessions: number;
+  /** Wall seconds. */
   wallSeconds: number;
 }
 

@@ -14,8 +14,10 @@ const FONT =
 
 /** An RGBA raster. */
 export class Canvas {
+  /** RGBA bytes, row by row. */
   readonly pixels: Uint8Array;
 
+  /** A canvas of the given size filled with the background colour. */
   constructor(readonly width: number, readonly height: number, background: Rgb = [255, 255, 255]) {
     this.pixels = new Uint8Array(width * height * 4);
     for (let i = 0; i < width * height; i++) this.pixels.set([...background, 255], i * 4);
