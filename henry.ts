@@ -65,6 +65,13 @@ const FLAGS: FlagSpec[] = [
     help: "inflow of y-row j scaled by 1 + a cos(pi (j + 0.5) / ny)",
   },
   {
+    name: "inflow-amplitude",
+    type: "number",
+    default: D.inflowAmplitude,
+    help: "inflow varies in time as 1 + a sin(2 pi t / period)",
+  },
+  { name: "inflow-period", type: "number", default: D.inflowPeriod, help: "period of that variation, d" },
+  {
     name: "demo",
     type: "boolean",
     default: false,

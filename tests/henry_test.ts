@@ -171,3 +171,21 @@ Deno.test("the demo data set is generated and prepared on first use, and loads a
   await ensureDemoData(dir, () => {});
   assert.deepEqual((await Deno.stat(`${dir}/henry.json`)).mtime, before);
 });
+
+Deno.test("inflow varying in time moves the wedge back and forth and keeps the salt balance", () => {
+  const base: Partial<HenryOptions> = {
+    nx: 16,
+    nz: 8,
+    steps: 200,
+    saveEvery: 10,
+    initialConcentration: 0,
+    seaBoundary: "fixed",
+  };
+  const toes: number[] = [];
+  for (const s of simulateHenry({ ...base, inflowAmplitude: 0.5, inflowPeriod: 0.1 })) {
+    assert.ok(s.massBalanceError < 1e-8, `mass balance ${s.massBalanceError} at step ${s.step}`);
+    if (s.step >= 100) toes.push(isochlorPositions(s.concentration, base, [0.5])[0]);
+  }
+  // after the intrusion the toe keeps moving: more than 5 cm between its extremes in the second half
+  assert.ok(Math.max(...toes) - Math.min(...toes) > 0.05, `toe positions ${toes.map((v) => v.toFixed(3))}`);
+});
