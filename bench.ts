@@ -18,7 +18,7 @@ import { Rng } from "./lib/rng.ts";
 import { initBackend, tf } from "./lib/tf.ts";
 import type { BackendName } from "./lib/tf.ts";
 import { createGino } from "./lib/gino/model.ts";
-import { latentGrid, trainStep } from "./lib/step.ts";
+import { autoMicroBatch, latentGrid, trainStep } from "./lib/step.ts";
 import { Adam } from "./lib/adam.ts";
 
 function median(xs: number[]): number {
@@ -259,7 +259,7 @@ async function benchStep(flags: Record<string, unknown>) {
     B = flags.batch as number,
     G = flags.latent as number,
     r = flags.radius as number;
-  const steps = flags.steps as number, micro = (flags["micro-batch"] as number | undefined) ?? B;
+  const steps = flags.steps as number;
   const info = await initBackend(flags.backend as BackendName);
   const rng = new Rng(1);
   const raw = Float64Array.from({ length: N * 3 }, () => rng.next());
@@ -295,15 +295,20 @@ async function benchStep(flags: Record<string, unknown>) {
   const t0 = performance.now();
   const geom = model.geometry(pts, latent, [G, G, G]);
   const geomMs = performance.now() - t0;
+  const micro = (flags["micro-batch"] as number | undefined) ??
+    autoMicroBatch([{ n: N, edges: geom.stats.in.edges + geom.stats.out.edges }], [G, G, G], 64, B);
   const x = tf.randomNormal([B, N, 10]) as tf.Tensor3D, y = tf.randomNormal([B, N, 10]) as tf.Tensor3D;
   const opt = new Adam(model.variables, 1e-3);
   let peak = 0;
   const stepTimes: number[] = [], fwdTimes: number[] = [];
   for (let s = 0; s < steps + 1; s++) {
     const ts = performance.now();
-    const out = model.forwardGeometry(geom, x.slice([0, 0, 0], [micro, -1, -1]));
-    out.dataSync();
-    out.dispose();
+    for (let s0 = 0; s0 < B; s0 += micro) {
+      // forward of the whole batch, micro-batch by micro-batch
+      tf.tidy(() =>
+        model.forwardGeometry(geom, x.slice([s0, 0, 0], [Math.min(micro, B - s0), -1, -1])).dataSync()
+      );
+    }
     const tf0 = performance.now() - ts;
     const t1 = performance.now();
     trainStep(model, geom, x, y, N, micro, opt);

@@ -161,3 +161,22 @@ export function trainStep(
   tf.dispose(grads);
   return total;
 }
+
+/**
+ * Windows per forward/backward pass that keep the activations within about 1.2 GB (the wasm heap is 4 GiB): an
+ * estimate from the latent grid, the width and each patch's points and edges.
+ */
+export function autoMicroBatch(
+  patches: { n: number; edges: number }[],
+  grid: number[],
+  hidden: number,
+  batch: number,
+): number {
+  const q = grid[0] * grid[1] * grid[2];
+  let worst = 0;
+  for (const p of patches) {
+    const perWindow = 4 * (q * hidden * 40 + p.edges * (hidden + 16) * 4 + p.n * hidden * 12);
+    worst = Math.max(worst, perWindow);
+  }
+  return Math.max(1, Math.min(batch, Math.floor(1.2e9 / Math.max(worst, 1))));
+}

@@ -23,7 +23,7 @@ import { createGino, relativeL2Loss } from "./gino/model.ts";
 import type { Gino, GinoGeometry } from "./gino/model.ts";
 import type { GinoConfig } from "./gino/config.ts";
 import { Adam } from "./adam.ts";
-import { latentGrid, predictWindow, trainStep } from "./step.ts";
+import { autoMicroBatch, latentGrid, predictWindow, trainStep } from "./step.ts";
 import type { ResidualSpec } from "./step.ts";
 import {
   CHECKPOINT_FORMAT,
@@ -419,7 +419,15 @@ export async function train(
     );
   }
   const micro = (s["micro-batch"] as number | undefined) ??
-    autoMicroBatch(ds, geometries, grid, model.config.fno_hidden_channels, batchSize);
+    autoMicroBatch(
+      ds.patches.map((p, i) => ({
+        n: p.n,
+        edges: geometries.get(i)!.stats.in.edges + geometries.get(i)!.stats.out.edges,
+      })),
+      grid,
+      model.config.fno_hidden_channels,
+      batchSize,
+    );
   if (micro < batchSize) {
     log.info(`micro-batches of ${micro} windows (gradients accumulated over each batch of ${batchSize})`);
   }
@@ -728,25 +736,6 @@ function validate(
   }
   if (n === 0) return { loss: NaN, perColumn: perCol.map(() => NaN) };
   return { loss: sum / n, perColumn: perCol.map((v) => v / n) };
-}
-
-/** Windows per forward/backward pass that keep the activations within about 1.2 GB (the wasm heap is 4 GiB). */
-function autoMicroBatch(
-  ds: PatchDataset,
-  geoms: Map<number, GinoGeometry>,
-  grid: number[],
-  hidden: number,
-  batch: number,
-): number {
-  const q = grid[0] * grid[1] * grid[2];
-  let worst = 0;
-  ds.patches.forEach((p, i) => {
-    const g = geoms.get(i)!;
-    const perWindow = 4 *
-      (q * hidden * 40 + (g.stats.in.edges + g.stats.out.edges) * (hidden + 16) * 4 + p.n * hidden * 12);
-    worst = Math.max(worst, perWindow);
-  });
-  return Math.max(1, Math.min(batch, Math.floor(1.2e9 / Math.max(worst, 1))));
 }
 
 /** Writes `loss_history.json` and the curves. */
