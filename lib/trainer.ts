@@ -91,6 +91,7 @@ export const DEMO_MODEL: Record<string, unknown> = {
   "lifting-channels": 32,
   "gno-mlp-layers": [32, 64, 32],
   "projection-channel-ratio": 2,
+  "residual": true,
 };
 
 /** The GINO constructor arguments for a run's settings. */
@@ -211,8 +212,9 @@ export async function train(
           `built-in demo data: model defaults ${
             chosen.join(" ")
           } (a smaller model, radius ~2x the node spacing in ` +
-            `standardised units, so that the default 5-epoch run finishes in a few minutes on two cores; ` +
-            `pass model flags to override)`,
+            `standardised units, so that the default 5-epoch run finishes in a few minutes on two cores; and ` +
+            `residual prediction, the change from the last input step, which the plain reference output needs ` +
+            `far more epochs to match; pass model flags to override)`,
         );
       }
     }
