@@ -447,7 +447,7 @@ async function writeFigures(
         },
       ],
       notes: [
-        `${r.windows} windows of the ${r.part} part, rollout ${r.rollout}; RMSE in the column's physical units`,
+        `${r.windows} windows (${r.part} part), rollout ${r.rollout}; RMSE in physical units`,
       ],
     });
     const f = `${o.outDir}/error_vs_horizon_${col}.png`;

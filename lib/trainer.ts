@@ -522,7 +522,6 @@ export async function train(
       }
       session.first_epoch ??= epoch;
       const epochStart = performance.now() - state.partial_epoch.seconds * 1000;
-      const samplesBefore = state.partial_epoch.samples;
       // training batches
       for (let sb = sampler.next(); sb; sb = sampler.next()) {
         const ts = performance.now();
@@ -617,7 +616,7 @@ export async function train(
       const early = patience !== undefined && state.early_stopping.bad_epochs >= patience;
       const last = epoch >= epochs || early;
       const written = await save(last ? "final" : "epoch", improved);
-      const samplesPerSec = (sampler.totalWindows - samplesBefore) / Math.max(seconds, 1e-9);
+      const samplesPerSec = sampler.totalWindows / Math.max(seconds, 1e-9);
       log.info(
         `epoch ${epoch}/${epochs}  train ${fmtLoss(trainLoss)}  val ${fmtLoss(val.loss)}` +
           (cols.length > 1
