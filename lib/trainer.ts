@@ -15,7 +15,6 @@
 import { initBackend, tf } from "./tf.ts";
 import type { BackendName } from "./tf.ts";
 import { DataError, loadPatchDataset } from "./dataset.ts";
-import type { PatchDataset } from "./dataset.ts";
 import { PatchBatchSampler } from "./sampler.ts";
 import { BatchAssembler } from "./batch.ts";
 import type { Batch } from "./batch.ts";

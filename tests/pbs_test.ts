@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
-import { writeHenry } from "../lib/henry.ts";
-import { preparePatches } from "../lib/prepare.ts";
-import { tempDir } from "./_helpers.ts";
+import { tempDir, tinyPatchData } from "./_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const TINY = "--input-window-size 3 --output-window-size 2 --batch-size 4 --latent-grid 8 --fno-modes 4 " +
@@ -9,21 +7,6 @@ const TINY = "--input-window-size 3 --output-window-size 2 --batch-size 4 --late
   "--projection-channel-ratio 1 --backend wasm --run-name pbs";
 
 async function setup(dir: string) {
-  await writeHenry({
-    nx: 12,
-    nz: 6,
-    ny: 2,
-    steps: 48,
-    saveEvery: 2,
-    initialConcentration: 0,
-    seaBoundary: "fixed",
-  }, { out: `${dir}/data`, force: true });
-  await preparePatches({
-    rawDir: `${dir}/data/all`,
-    outDir: `${dir}/data/filter_patch`,
-    nPatches: 2,
-    sliceSplit: 2,
-  });
   await Deno.mkdir(`${dir}/bin`);
   await Deno.writeTextFile(
     `${dir}/bin/qstat`,
@@ -37,7 +20,7 @@ async function setup(dir: string) {
   await Deno.chmod(`${dir}/bin/qsub`, 0o755);
 }
 
-function job(dir: string, epochs: number, extra: Record<string, string> = {}) {
+async function job(dir: string, epochs: number, extra: Record<string, string> = {}) {
   return new Deno.Command("bash", {
     args: [`${ROOT}/hpc/train_gino.pbs`],
     env: {
@@ -45,7 +28,7 @@ function job(dir: string, epochs: number, extra: Record<string, string> = {}) {
       PBS_JOBID: "123.test",
       PBS_O_WORKDIR: ROOT,
       DENO: Deno.execPath(),
-      TRAIN_ARGS: `--base-data-dir ${dir}/data --epochs ${epochs} ${TINY}`,
+      TRAIN_ARGS: `--base-data-dir ${await tinyPatchData()} --epochs ${epochs} ${TINY}`,
       RESULTS_DIR: `${dir}/results`,
       MARGIN_SEC: "52", // walltime 60 s -> training stops after 8 s
       RESUBMIT: "1",
@@ -64,7 +47,7 @@ Deno.test("the PBS job starts training, resumes when resubmitted, forwards SIGTE
   const hist = async () => JSON.parse(await Deno.readTextFile(`${t.dir}/results/pbs/loss_history.json`));
 
   // 1. first submission: trains until the time limit, then resubmits itself after this job
-  const first = await job(t.dir, 1000).output();
+  const first = await (await job(t.dir, 1000)).output();
   const out1 = text(first.stdout) + text(first.stderr);
   assert.equal(first.code, 0, out1);
   assert.match(out1, /training stops after 8s/);
@@ -81,7 +64,8 @@ Deno.test("the PBS job starts training, resumes when resubmitted, forwards SIGTE
   assert.ok(epochsAfter1 >= 1);
 
   // 2. the resubmitted job (settings from the chain file) resumes the same run
-  const second = await job(t.dir, 1000, { GINO_CHAIN_ENV: envFile, TRAIN_ARGS: "", RESUBMIT: "" }).output();
+  const second = await (await job(t.dir, 1000, { GINO_CHAIN_ENV: envFile, TRAIN_ARGS: "", RESUBMIT: "" }))
+    .output();
   const out2 = text(second.stdout) + text(second.stderr);
   assert.equal(second.code, 0, out2);
   assert.match(out2, /chain step 1/);
@@ -89,7 +73,7 @@ Deno.test("the PBS job starts training, resumes when resubmitted, forwards SIGTE
   assert.ok((await hist()).total_epochs > epochsAfter1);
 
   // 3. SIGTERM (the walltime warning) is forwarded; the trainer saves and the chain continues
-  const child = job(t.dir, 1000, { MARGIN_SEC: "0", WALLTIME: "" }).spawn();
+  const child = (await job(t.dir, 1000, { MARGIN_SEC: "0", WALLTIME: "" })).spawn();
   const log = `${t.dir}/results/pbs/train.log`;
   const before = (await Deno.readTextFile(log)).split("\n").length;
   for (let i = 0; i < 600; i++) {
@@ -109,7 +93,7 @@ Deno.test("the PBS job starts training, resumes when resubmitted, forwards SIGTE
 
   // 4. when the target is reached the trainer exits 0 and nothing is resubmitted
   const qsubBefore = (await Deno.readTextFile(`${t.dir}/qsub.log`)).trim().split("\n").length;
-  const last = await job(t.dir, h3.total_epochs + 1).output();
+  const last = await (await job(t.dir, h3.total_epochs + 1)).output();
   const out4 = text(last.stdout) + text(last.stderr);
   assert.equal(last.code, 0, out4);
   assert.match(out4, /training complete: the chain stops here/);
