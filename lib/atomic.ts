@@ -25,6 +25,8 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
     throw e;
   }
   file.close();
+  const delay = testWriteDelay();
+  if (delay > 0) await new Promise((r) => setTimeout(r, delay));
   try {
     await Deno.rename(tmp, path);
   } catch (e) {
@@ -36,4 +38,13 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
 /** Writes text atomically (UTF-8); see {@linkcode writeFileAtomic}. */
 export function writeTextFileAtomic(path: string, text: string): Promise<void> {
   return writeFileAtomic(path, new TextEncoder().encode(text));
+}
+
+/** Test hook: GINO_GW_TEST_WRITE_DELAY_MS holds a written temporary file this long before the rename. */
+function testWriteDelay(): number {
+  try {
+    return Number(Deno.env.get("GINO_GW_TEST_WRITE_DELAY_MS") ?? 0) || 0;
+  } catch {
+    return 0; // no env permission
+  }
 }

@@ -156,6 +156,7 @@ Deno.test("a SIGKILL while a checkpoint is being written leaves the previous che
       "--resume-from",
       "auto",
     ],
+    env: { GINO_GW_TEST_WRITE_DELAY_MS: "300" },
     stdout: "null",
     stderr: "null",
     cwd: ROOT,
