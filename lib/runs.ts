@@ -93,7 +93,17 @@ export async function listRuns(resultsDir: string): Promise<RunInfo[]> {
       if (!e.isDirectory || e.name.startsWith(".")) continue;
       const dir = `${resultsDir}/${e.name}`;
       const cfg = await statOrNull(`${dir}/config.json`);
-      const checkpointDir = `${dir}/checkpoints`;
+      // a run trained with --checkpoint-dir keeps its checkpoints elsewhere: config.json says where
+      let checkpointDir = `${dir}/checkpoints`;
+      if (cfg) {
+        try {
+          const custom = JSON.parse(await Deno.readTextFile(`${dir}/config.json`)).settings
+            ?.["checkpoint-dir"];
+          if (typeof custom === "string" && custom) checkpointDir = custom;
+        } catch {
+          // unreadable config: the default place
+        }
+      }
       const checkpoints = await listCheckpoints(checkpointDir);
       if (!cfg && checkpoints.length === 0) continue;
       const hist = await statOrNull(`${dir}/loss_history.json`);

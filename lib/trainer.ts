@@ -328,9 +328,10 @@ export async function train(
   state.config = config;
 
   // ---- run folder ----
-  const runDir = ckpt && !imported ? runDirOf(ckpt) : `${s["results-dir"]}/${state.run_name}`;
+  const runDir = ckpt && !imported ? runDirOf(ckpt, s) : `${s["results-dir"]}/${state.run_name}`;
   const ckptDir = (s["checkpoint-dir"] as string | undefined) ?? `${runDir}/checkpoints`;
   await Deno.mkdir(ckptDir, { recursive: true });
+  await Deno.mkdir(runDir, { recursive: true });
   log.attach(`${runDir}/train.log`);
   // a lock that says "running" to the checkpoint manager (pid and host), removed when this session ends
   const lockPath = `${runDir}/${RUN_LOCK}`;
@@ -682,12 +683,18 @@ export async function train(
   return exit;
 }
 
-/** The run folder of a checkpoint: the parent of its `checkpoints/` folder, else the checkpoint's folder. */
-function runDirOf(ckpt: Checkpoint): string {
+/**
+ * The run folder of a checkpoint: the parent of its `checkpoints/` folder; for checkpoints kept elsewhere
+ * (`--checkpoint-dir`), the run's folder in the results folder.
+ */
+function runDirOf(ckpt: Checkpoint, s: Record<string, unknown>): string {
   const parts = ckpt.path.split("/");
   parts.pop();
-  if (parts.at(-1) === "checkpoints") parts.pop();
-  return parts.join("/") || ".";
+  if (parts.at(-1) === "checkpoints") {
+    parts.pop();
+    return parts.join("/") || ".";
+  }
+  return `${s["results-dir"]}/${ckpt.state.run_name}`;
 }
 
 /** Validation over all validation windows; loss = mean over samples (as training), plus per target column. */

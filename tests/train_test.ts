@@ -229,3 +229,24 @@ Deno.test("a NaN loss stops training with status 4 and keeps the last good check
     assert.match((e as Error).message, /checkpoint not found/);
   }
 });
+
+Deno.test("--checkpoint-dir puts checkpoints elsewhere, and --resume-from auto still finds them", async () => {
+  await using t = await tempDir();
+  const r = await train([
+    "--epochs",
+    "1",
+    "--results-dir",
+    `${t.dir}/res`,
+    "--run-name",
+    "cd",
+    "--checkpoint-dir",
+    `${t.dir}/ckpts`,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok((await Deno.stat(`${t.dir}/ckpts/final_checkpoint.safetensors`)).isFile);
+  const r2 = await train(["--epochs", "2", "--results-dir", `${t.dir}/res`, "--resume-from", "auto"]);
+  assert.equal(r2.code, 0, r2.stderr);
+  const h = JSON.parse(await Deno.readTextFile(`${t.dir}/res/cd/loss_history.json`));
+  assert.equal(h.total_epochs, 2);
+  assert.equal(h.sessions.length, 2);
+});
