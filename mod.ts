@@ -48,7 +48,7 @@ export { arraySplit, listRawFiles, preparePatches } from "./lib/prepare.ts";
 export type { PatchInfo, PrepareOptions, PrepareResult } from "./lib/prepare.ts";
 export { formatSummary, summarizeDataset } from "./lib/summary.ts";
 export type { DataSummary } from "./lib/summary.ts";
-export { initBackend, tf } from "./lib/tf.ts";
+export { BackendError, initBackend, tf } from "./lib/tf.ts";
 export type { BackendInfo, BackendName } from "./lib/tf.ts";
 export { createGino, Gino, kernelWidths, relativeL2Loss } from "./lib/gino/model.ts";
 export type { GinoGeometry, TorchTensor } from "./lib/gino/model.ts";

@@ -11,6 +11,7 @@ import { formatReport, predict } from "./lib/predict.ts";
 import { CheckpointError } from "./lib/checkpoint.ts";
 import { DataError } from "./lib/dataset.ts";
 import { preparePatches } from "./lib/prepare.ts";
+import { BackendError } from "./lib/tf.ts";
 import type { BackendName } from "./lib/tf.ts";
 
 const FLAGS: FlagSpec[] = [
@@ -102,6 +103,7 @@ if (import.meta.main) {
   } catch (e) {
     if (
       e instanceof FlagError || e instanceof CheckpointError || e instanceof DataError ||
+      e instanceof BackendError ||
       (e as Error).message?.startsWith("no ")
     ) {
       console.error(`error: ${(e as Error).message}`);

@@ -19,6 +19,7 @@ import { DEMO_DIR, ensureDemoData } from "./lib/demo.ts";
 import { EXIT, train } from "./lib/trainer.ts";
 import { CheckpointError } from "./lib/checkpoint.ts";
 import { HenryError } from "./lib/henry.ts";
+import { BackendError } from "./lib/tf.ts";
 
 const FLAGS: FlagSpec[] = [
   ...DATA_FLAGS,
@@ -101,7 +102,7 @@ if (import.meta.main) {
   } catch (e) {
     if (
       e instanceof FlagError || e instanceof DataError || e instanceof CsvError || e instanceof NpyError ||
-      e instanceof CheckpointError || e instanceof HenryError
+      e instanceof CheckpointError || e instanceof HenryError || e instanceof BackendError
     ) {
       console.error(`error: ${e.message}`);
       Deno.exit(EXIT.usage);

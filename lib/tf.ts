@@ -18,6 +18,15 @@ export { tf };
 // Production mode: no debug-time checks and no advice to install the Node.js backend on every run.
 tf.env().set("PROD", true);
 
+/** A backend that cannot be used here; the message says what to install or choose instead. */
+export class BackendError extends Error {
+  /** An error with the given message. */
+  constructor(message: string) {
+    super(message);
+    this.name = "BackendError";
+  }
+}
+
 /** Backend names accepted by `--backend`. */
 export type BackendName = "auto" | "tensorflow" | "wasm" | "cpu";
 
@@ -96,7 +105,7 @@ export async function initBackend(
       return info;
     }
     if (name === "tensorflow") {
-      throw new Error(
+      throw new BackendError(
         "--backend tensorflow needs @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node installed: " +
           "`deno add npm:@tensorflow/tfjs-node-gpu@4.22.0` (its install script downloads libtensorflow; see hpc/README.md), " +
           "or use --backend wasm",
@@ -113,7 +122,11 @@ export async function initBackend(
       g.__dirname ??= new URL(dir).pathname;
     }
   }
-  if (!(await tf.setBackend(target))) throw new Error(`could not initialise the ${target} backend`);
+  if (!(await tf.setBackend(target))) {
+    throw new BackendError(
+      `could not initialise the ${target} backend (try --backend cpu, or set GINO_GW_WASM_DIR)`,
+    );
+  }
   await tf.ready();
   const kernels = registerFastKernels(target, log);
   info = { backend: target, kernels };

@@ -250,3 +250,10 @@ Deno.test("--checkpoint-dir puts checkpoints elsewhere, and --resume-from auto s
   assert.equal(h.total_epochs, 2);
   assert.equal(h.sessions.length, 2);
 });
+
+Deno.test("--backend tensorflow without the native package is a clear error, not a crash", async () => {
+  await using t = await tempDir();
+  const r = await train(["--epochs", "1", "--results-dir", t.dir, "--backend", "tensorflow"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--backend tensorflow needs @tensorflow\/tfjs-node-gpu .* or use --backend wasm/);
+});
