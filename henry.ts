@@ -5,13 +5,13 @@
  * @module
  */
 
+import { runMain } from "./lib/main.ts";
 import { FlagError, formatHelp, parseFlags } from "./lib/cli.ts";
 import type { FlagSpec } from "./lib/cli.ts";
-import { HENRY_DEFAULTS, HENRY_DEMO, HenryError, writeHenry } from "./lib/henry.ts";
+import { HENRY_DEFAULTS, HENRY_DEMO, writeHenry } from "./lib/henry.ts";
 import type { HenryOptions } from "./lib/henry.ts";
 import { DEMO_DIR, DEMO_PREPARE } from "./lib/demo.ts";
 import { preparePatches } from "./lib/prepare.ts";
-import { DataError } from "./lib/dataset.ts";
 
 const D = HENRY_DEFAULTS;
 const FLAGS: FlagSpec[] = [
@@ -108,7 +108,7 @@ const KEYS: Record<string, keyof HenryOptions> = {
 };
 
 if (import.meta.main) {
-  try {
+  await runMain(async () => {
     const f = parseFlags(Deno.args, FLAGS);
     if (f.help) {
       console.log(
@@ -145,11 +145,6 @@ if (import.meta.main) {
         log,
       });
     }
-  } catch (e) {
-    if (e instanceof FlagError || e instanceof HenryError || e instanceof DataError) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(2);
-    }
-    throw e;
-  }
+    return 0;
+  });
 }

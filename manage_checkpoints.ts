@@ -4,6 +4,7 @@
  * @module
  */
 
+import { runMain } from "./lib/main.ts";
 import { FlagError, formatHelp, parseFlags } from "./lib/cli.ts";
 import type { FlagSpec } from "./lib/cli.ts";
 import {
@@ -17,8 +18,6 @@ import {
   showCommand,
   verifyCommand,
 } from "./lib/manager.ts";
-import { CheckpointError } from "./lib/checkpoint.ts";
-import { SafetensorsError } from "./lib/safetensors.ts";
 
 const FLAGS: FlagSpec[] = [
   { name: "results-dir", type: "string", default: "results", help: "folder of run folders" },
@@ -180,17 +179,4 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    if (
-      e instanceof FlagError || e instanceof ManagerError || e instanceof CheckpointError ||
-      e instanceof SafetensorsError
-    ) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(2);
-    }
-    throw e;
-  }
-}
+if (import.meta.main) await runMain(() => main(Deno.args), [ManagerError]);

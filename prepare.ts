@@ -4,11 +4,10 @@
  * @module
  */
 
+import { runMain } from "./lib/main.ts";
 import { FlagError, formatHelp, parseFlags, positiveInt } from "./lib/cli.ts";
 import type { FlagSpec } from "./lib/cli.ts";
 import { preparePatches } from "./lib/prepare.ts";
-import { DataError } from "./lib/dataset.ts";
-import { CsvError } from "./lib/csv.ts";
 
 const FLAGS: FlagSpec[] = [
   {
@@ -63,7 +62,7 @@ const FLAGS: FlagSpec[] = [
 ];
 
 if (import.meta.main) {
-  try {
+  await runMain(async () => {
     const f = parseFlags(Deno.args, FLAGS);
     if (f.help) {
       console.log(formatHelp("Usage: deno task prepare --base-data-dir DIR [flags]", FLAGS));
@@ -85,11 +84,6 @@ if (import.meta.main) {
       force: f.force as boolean,
       log: f.quiet ? undefined : (m) => console.log(m),
     });
-  } catch (e) {
-    if (e instanceof FlagError || e instanceof DataError || e instanceof CsvError) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(2);
-    }
-    throw e;
-  }
+    return 0;
+  });
 }

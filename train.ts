@@ -7,19 +7,15 @@
  * @module
  */
 
+import { runMain } from "./lib/main.ts";
 import { FlagError, formatHelp, parseFlags } from "./lib/cli.ts";
 import type { FlagSpec, ParsedFlags } from "./lib/cli.ts";
 import { DATA_FLAGS, dataSettings, MODEL_FLAGS, TRAIN_FLAGS } from "./lib/options.ts";
-import { DataError, loadPatchDataset } from "./lib/dataset.ts";
+import { loadPatchDataset } from "./lib/dataset.ts";
 import { PatchBatchSampler } from "./lib/sampler.ts";
 import { formatSummary, summarizeDataset } from "./lib/summary.ts";
-import { CsvError } from "./lib/csv.ts";
-import { NpyError } from "./lib/npy.ts";
 import { DEMO_DIR, ensureDemoData } from "./lib/demo.ts";
-import { EXIT, train } from "./lib/trainer.ts";
-import { CheckpointError } from "./lib/checkpoint.ts";
-import { HenryError } from "./lib/henry.ts";
-import { BackendError } from "./lib/tf.ts";
+import { train } from "./lib/trainer.ts";
 
 const FLAGS: FlagSpec[] = [
   ...DATA_FLAGS,
@@ -96,17 +92,4 @@ async function main(args: string[]): Promise<number> {
   return await train(flags, flags.__explicit, { quiet: flags.quiet as boolean });
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    if (
-      e instanceof FlagError || e instanceof DataError || e instanceof CsvError || e instanceof NpyError ||
-      e instanceof CheckpointError || e instanceof HenryError || e instanceof BackendError
-    ) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(EXIT.usage);
-    }
-    throw e;
-  }
-}
+if (import.meta.main) await runMain(() => main(Deno.args));

@@ -11,7 +11,7 @@
 import { initBackend, tf } from "./tf.ts";
 import type { BackendName } from "./tf.ts";
 import { loadCheckpoint, restoreTensors } from "./checkpoint.ts";
-import { loadPatchDataset } from "./dataset.ts";
+import { DataError, loadPatchDataset } from "./dataset.ts";
 import type { Part, Patch, PatchDataset } from "./dataset.ts";
 import { createGino } from "./gino/model.ts";
 import type { Gino, GinoGeometry } from "./gino/model.ts";
@@ -347,7 +347,7 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
   }
   model.dispose();
   if (windows === 0) {
-    throw new Error(
+    throw new DataError(
       `no ${part} windows of ${tin} + ${horizon} steps in ${dataDir}; use --part all or a smaller --rollout`,
     );
   }
