@@ -5,13 +5,12 @@
  * @module
  */
 
+import { runMain } from "./lib/main.ts";
 import { FlagError, formatHelp, parseFlags, positiveInt } from "./lib/cli.ts";
 import type { FlagSpec } from "./lib/cli.ts";
 import { formatReport, predict } from "./lib/predict.ts";
-import { CheckpointError } from "./lib/checkpoint.ts";
-import { DataError } from "./lib/dataset.ts";
 import { preparePatches } from "./lib/prepare.ts";
-import { BackendError } from "./lib/tf.ts";
+import { runFolderOf } from "./lib/runs.ts";
 import type { BackendName } from "./lib/tf.ts";
 
 const FLAGS: FlagSpec[] = [
@@ -55,7 +54,7 @@ const FLAGS: FlagSpec[] = [
 ];
 
 if (import.meta.main) {
-  try {
+  await runMain(async () => {
     const f = parseFlags(Deno.args, FLAGS);
     if (f.help) {
       console.log(formatHelp("Usage: deno task predict --checkpoint PATH [flags]", FLAGS));
@@ -63,10 +62,9 @@ if (import.meta.main) {
     }
     const ckpt = f.checkpoint as string | undefined;
     if (!ckpt) throw new FlagError("--checkpoint PATH is required");
-    const parts = ckpt.split("/");
-    const name = parts.pop()!.replace(/\.safetensors$/, "");
-    if (parts.at(-1) === "checkpoints") parts.pop();
-    const outDir = (f.out as string | undefined) ?? `${parts.join("/") || "."}/predictions_${name}`;
+    const name = ckpt.split("/").pop()!.replace(/\.safetensors$/, "");
+    const runDir = runFolderOf(ckpt) ?? (ckpt.includes("/") ? ckpt.slice(0, ckpt.lastIndexOf("/")) : ".");
+    const outDir = (f.out as string | undefined) ?? `${runDir}/predictions_${name}`;
     let base = f["base-data-dir"] as string | undefined;
     let sub = f["patch-data-subdir"] as string | undefined;
     if (f["raw-dir"]) {
@@ -100,15 +98,6 @@ if (import.meta.main) {
         `\nwrote ${outDir}/metrics.json, ${report.csv_files} CSV files in ${outDir}/predictions/, ${report.figures.length} figures`,
       );
     }
-  } catch (e) {
-    if (
-      e instanceof FlagError || e instanceof CheckpointError || e instanceof DataError ||
-      e instanceof BackendError ||
-      (e as Error).message?.startsWith("no ")
-    ) {
-      console.error(`error: ${(e as Error).message}`);
-      Deno.exit(2);
-    }
-    throw e;
-  }
+    return 0;
+  });
 }

@@ -21,6 +21,15 @@ export function epochCheckpointName(epoch: number): string {
   return `checkpoint_epoch_${String(epoch).padStart(4, "0")}.safetensors`;
 }
 
+/** The run folder of a checkpoint file inside a run's `checkpoints/` folder; undefined for one kept elsewhere. */
+export function runFolderOf(checkpointPath: string): string | undefined {
+  const parts = checkpointPath.split("/");
+  parts.pop();
+  if (parts.at(-1) !== "checkpoints") return undefined;
+  parts.pop();
+  return parts.join("/") || ".";
+}
+
 /** A default run name: `gino_YYYYMMDD_HHMMSS` (local time). */
 export function defaultRunName(d = new Date()): string {
   const p = (n: number) => String(n).padStart(2, "0");

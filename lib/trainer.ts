@@ -41,6 +41,7 @@ import {
   findLatestCheckpoint,
   LATEST,
   RUN_LOCK,
+  runFolderOf,
   RunLog,
 } from "./runs.ts";
 import { writeTextFileAtomic } from "./atomic.ts";
@@ -328,7 +329,9 @@ export async function train(
   state.config = config;
 
   // ---- run folder ----
-  const runDir = ckpt && !imported ? runDirOf(ckpt, s) : `${s["results-dir"]}/${state.run_name}`;
+  const runDir = ckpt && !imported
+    ? (runFolderOf(ckpt.path) ?? `${s["results-dir"]}/${ckpt.state.run_name}`)
+    : `${s["results-dir"]}/${state.run_name}`;
   const ckptDir = (s["checkpoint-dir"] as string | undefined) ?? `${runDir}/checkpoints`;
   await Deno.mkdir(ckptDir, { recursive: true });
   await Deno.mkdir(runDir, { recursive: true });
@@ -681,20 +684,6 @@ export async function train(
   }
   log.close();
   return exit;
-}
-
-/**
- * The run folder of a checkpoint: the parent of its `checkpoints/` folder; for checkpoints kept elsewhere
- * (`--checkpoint-dir`), the run's folder in the results folder.
- */
-function runDirOf(ckpt: Checkpoint, s: Record<string, unknown>): string {
-  const parts = ckpt.path.split("/");
-  parts.pop();
-  if (parts.at(-1) === "checkpoints") {
-    parts.pop();
-    return parts.join("/") || ".";
-  }
-  return `${s["results-dir"]}/${ckpt.state.run_name}`;
 }
 
 /** Validation over all validation windows; loss = mean over samples (as training), plus per target column. */
