@@ -18,6 +18,7 @@ import { Rng } from "./lib/rng.ts";
 import { initBackend, tf } from "./lib/tf.ts";
 import type { BackendName } from "./lib/tf.ts";
 import { createGino } from "./lib/gino/model.ts";
+import { REFERENCE_GINO } from "./lib/gino/config.ts";
 import { autoMicroBatch, latentGrid, trainStep } from "./lib/step.ts";
 import { Adam } from "./lib/adam.ts";
 
@@ -279,19 +280,7 @@ async function benchStep(flags: Record<string, unknown>) {
     }
   }
   const latent = latentGrid(pts, [G, G, G]);
-  const model = createGino({
-    in_gno_radius: r,
-    out_gno_radius: r,
-    in_gno_out_channels: 10,
-    out_channels: 10,
-    in_gno_channel_mlp_layers: [32, 64, 32],
-    out_gno_channel_mlp_layers: [32, 64, 32],
-    fno_n_layers: 4,
-    fno_n_modes: [8, 8, 8],
-    fno_hidden_channels: 64,
-    lifting_channels: 64,
-    projection_channel_ratio: 2,
-  });
+  const model = createGino({ ...REFERENCE_GINO, in_gno_radius: r, out_gno_radius: r });
   const t0 = performance.now();
   const geom = model.geometry(pts, latent, [G, G, G]);
   const geomMs = performance.now() - t0;

@@ -52,7 +52,7 @@ export { BackendError, initBackend, tf } from "./lib/tf.ts";
 export type { BackendInfo, BackendName } from "./lib/tf.ts";
 export { createGino, Gino, kernelWidths, relativeL2Loss } from "./lib/gino/model.ts";
 export type { GinoGeometry, TorchTensor } from "./lib/gino/model.ts";
-export { GINO_DEFAULTS, resolveGinoConfig } from "./lib/gino/config.ts";
+export { GINO_DEFAULTS, REFERENCE_GINO, resolveGinoConfig } from "./lib/gino/config.ts";
 export type { GinoConfig } from "./lib/gino/config.ts";
 export { neighborStats, radiusSearch } from "./lib/gino/neighbors.ts";
 export type { Neighbors, NeighborStats } from "./lib/gino/neighbors.ts";

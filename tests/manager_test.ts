@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { runTrain, tempDir } from "./_helpers.ts";
 import { createGino } from "../lib/gino/model.ts";
+import { REFERENCE_GINO } from "../lib/gino/config.ts";
 import { writeSafetensors } from "../lib/safetensors.ts";
 import { initBackend } from "../lib/tf.ts";
 
@@ -232,19 +233,7 @@ print(json.dumps({"names": [[k, v["shape"]] for k, v in items], "metadata": meta
 Deno.test("ckpt import makes a trainable checkpoint from PyTorch weights, and export gives back the reference names and shapes", async () => {
   await using t = await tempDir();
   await initBackend("wasm");
-  const kwargs = {
-    in_gno_radius: 0.1,
-    out_gno_radius: 0.1,
-    in_gno_out_channels: 10,
-    out_channels: 10,
-    in_gno_channel_mlp_layers: [32, 64, 32],
-    out_gno_channel_mlp_layers: [32, 64, 32],
-    fno_n_layers: 4,
-    fno_n_modes: [8, 8, 8],
-    fno_hidden_channels: 64,
-    lifting_channels: 64,
-    projection_channel_ratio: 2,
-  };
+  const kwargs = REFERENCE_GINO;
   const model = createGino(kwargs, 3);
   const weights = model.toTorchStateDict();
   model.dispose();

@@ -88,6 +88,26 @@ export const GINO_DEFAULTS: GinoConfig = {
   out_gno_reduction: "sum",
 };
 
+/**
+ * The arguments the reference training script passes (gino-spec.md section 1.1) with windows 10/10: the
+ * configuration of the reference figures and of the state_dict listed in section 4.
+ */
+export const REFERENCE_GINO: Partial<GinoConfig> = {
+  in_gno_coord_dim: 3,
+  in_gno_radius: 0.1,
+  in_gno_out_channels: 10,
+  in_gno_channel_mlp_layers: [32, 64, 32],
+  fno_n_layers: 4,
+  fno_n_modes: [8, 8, 8],
+  fno_hidden_channels: 64,
+  lifting_channels: 64,
+  out_gno_coord_dim: 3,
+  out_gno_radius: 0.1,
+  out_gno_channel_mlp_layers: [32, 64, 32],
+  projection_channel_ratio: 2,
+  out_channels: 10,
+};
+
 /** Keys of the reference constructor that are accepted but have no effect here (non-linearities are GELU). */
 const IGNORED = new Set([
   "in_gno_channel_mlp_non_linearity",
