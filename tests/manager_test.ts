@@ -1,25 +1,11 @@
 import assert from "node:assert/strict";
-import { runTrain, tempDir } from "./_helpers.ts";
+import { runScript, runTrain, tempDir } from "./_helpers.ts";
 import { createGino } from "../lib/gino/model.ts";
 import { REFERENCE_GINO } from "../lib/gino/config.ts";
 import { writeSafetensors } from "../lib/safetensors.ts";
 import { initBackend } from "../lib/tf.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
-
-async function ckpt(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}manage_checkpoints.ts`, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    cwd: ROOT,
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
+const ckpt = (args: string[]) => runScript("manage_checkpoints.ts", args);
 
 Deno.test("ckpt latest, list, show and verify describe real runs", async () => {
   await using t = await tempDir();
