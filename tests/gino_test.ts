@@ -5,9 +5,9 @@ import { radiusSearch } from "../lib/gino/neighbors.ts";
 import { dftMatrices, keptFrequencies, spectralConv } from "../lib/gino/spectral.ts";
 import { readSafetensors, writeSafetensors } from "../lib/safetensors.ts";
 import { Rng } from "../lib/rng.ts";
-import { tempDir } from "./_helpers.ts";
+import { FIXTURES, tempDir } from "./_helpers.ts";
 
-const FIX = new URL("../../shared/fixtures/", import.meta.url).pathname;
+const FIX = FIXTURES;
 
 async function golden(name: string) {
   const dir = `${FIX}${name}`;

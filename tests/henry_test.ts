@@ -4,9 +4,9 @@ import type { HenryOptions } from "../lib/henry.ts";
 import { readNumericCsv } from "../lib/csv.ts";
 import { loadPatchDataset } from "../lib/dataset.ts";
 import { ensureDemoData } from "../lib/demo.ts";
-import { runScript, tempDir } from "./_helpers.ts";
+import { FIXTURES, runScript, tempDir } from "./_helpers.ts";
 
-const MF6 = new URL("../../shared/fixtures/henry-mf6-A/", import.meta.url).pathname;
+const MF6 = `${FIXTURES}henry-mf6-A/`;
 
 async function mf6Step(step: number): Promise<{ c: Float64Array; h: Float64Array }> {
   const name = [...Deno.readDirSync(MF6)].map((e) => e.name).find((n) =>
