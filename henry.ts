@@ -51,6 +51,12 @@ const FLAGS: FlagSpec[] = [
     help: "chd (constant head, inflow at sea concentration) or fixed (also fixed concentration)",
   },
   { name: "dt", type: "number", default: D.dt, help: "time step, d" },
+  {
+    name: "max-mass-balance-error",
+    type: "number",
+    default: D.maxMassBalanceError,
+    help: "stop with an error when a step's relative salt mass-balance error exceeds this",
+  },
   { name: "steps", type: "int", default: D.steps, help: "time steps" },
   {
     name: "save-every",
@@ -105,11 +111,15 @@ const KEYS: Record<string, keyof HenryOptions> = {
   "inflow-variation": "inflowVariation",
   "inflow-amplitude": "inflowAmplitude",
   "inflow-period": "inflowPeriod",
+  "max-mass-balance-error": "maxMassBalanceError",
 };
 
 if (import.meta.main) {
   await runMain(async () => {
     const f = parseFlags(Deno.args, FLAGS);
+    if (f._.length) {
+      throw new FlagError(`unexpected argument(s): ${f._.join(" ")} (every setting is a --flag; see --help)`);
+    }
     if (f.help) {
       console.log(
         formatHelp(

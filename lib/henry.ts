@@ -9,9 +9,16 @@
  * so with u = r h the flow system is the fixed symmetric conductance matrix acting on u: it is factorised once
  * (banded Cholesky) and each step only solves with a new right-hand side.
  *
+ * Order within a time step, as in MODFLOW 6 (the flow solution is advanced and solved before the transport
+ * solution): density from the concentrations at the end of the previous step, flow, then transport. A fixed sea
+ * boundary (`fixed`, MF6 CNC) sets its cells' concentration when transport advances (CNC's advance sets both the new
+ * and the old value), so at the first step the flow still sees the initial concentration there, and the saved
+ * initial state (step 0) is the initial concentration everywhere.
+ *
  * @module
  */
 
+import { ToolError } from "./errors.ts";
 import { BandedCholesky, BiCgStab, CsrMatrix } from "./sparse.ts";
 import { writeTextFileAtomic } from "./atomic.ts";
 
@@ -65,6 +72,11 @@ export interface HenryOptions {
   initialHead: number;
   /** Gravity for the reported pressure, m/s2. Default 9.81. */
   g: number;
+  /**
+   * Largest relative salt mass-balance error of a step that is accepted; a step above it stops the run with an
+   * error (the time step is too large for the solver). Default 1e-6 (a normal run stays below 1e-10).
+   */
+  maxMassBalanceError: number;
 }
 
 /** The MODFLOW 6 autotest parameters. */
@@ -93,6 +105,7 @@ export const HENRY_DEFAULTS: HenryOptions = {
   seaHead: 1,
   initialHead: 1,
   g: 9.81,
+  maxMassBalanceError: 1e-6,
 };
 
 /** A saved state. Cell index = ((layer - 1) ny + (row - 1)) nx + (col - 1) = node - 1. */
@@ -110,7 +123,7 @@ export interface HenryState {
 }
 
 /** An invalid parameter; the message names the flag. */
-export class HenryError extends Error {
+export class HenryError extends ToolError {
   constructor(message: string) {
     super(message);
     this.name = "HenryError";
@@ -152,6 +165,24 @@ export function validateHenry(o: HenryOptions): void {
   }
   if (!(o.inflowPeriod > 0)) throw new HenryError(`--inflow-period must be positive, got ${o.inflowPeriod}`);
   if (o.nx < 2) throw new HenryError(`--nx must be at least 2 (a land column and a sea column), got ${o.nx}`);
+  if (!Number.isFinite(o.dt * o.steps)) {
+    throw new HenryError(
+      `--dt ${o.dt} x --steps ${o.steps} is not a finite simulated time; use a smaller --dt`,
+    );
+  }
+  if (!(o.maxMassBalanceError > 0)) {
+    throw new HenryError(`--max-mass-balance-error must be positive, got ${o.maxMassBalanceError}`);
+  }
+}
+
+/** A step whose solution cannot be trusted: the message names the step and what to change. */
+function stepFailure(o: HenryOptions, step: number, what: string): HenryError {
+  return new HenryError(
+    `step ${step} (t = ${
+      (step * o.dt).toPrecision(6)
+    } d): ${what}; nothing was written. Use a smaller --dt ` +
+      `(now ${o.dt}) or check the parameters`,
+  );
 }
 
 /** Solver statistics of a run. */
@@ -248,7 +279,14 @@ export function* simulateHenry(
     if (!isSea[b]) addBand(b, b, c);
     if (!isSea[a] && !isSea[b]) addBand(a, b, -c);
   }
-  const chol = new BandedCholesky(n, bw, (i, j) => band.get(i * n + j) ?? 0);
+  let chol: BandedCholesky;
+  try {
+    chol = new BandedCholesky(n, bw, (i, j) => band.get(i * n + j) ?? 0);
+  } catch (e) {
+    throw new HenryError(
+      `the flow system cannot be factorised (${(e as Error).message}); check --k and the grid`,
+    );
+  }
   band.clear();
 
   // Transport matrix pattern
@@ -263,8 +301,10 @@ export function* simulateHenry(
   const solver = new BiCgStab(A);
   const fixedConc = o.seaBoundary === "fixed";
 
+  // The initial state is the initial concentration everywhere, the fixed sea cells included: as in MODFLOW 6, the
+  // fixed concentration (CNC) is applied when transport advances into a step, after that step's flow solve, so the
+  // flow of step 1 sees the initial concentration in the sea column (see the module documentation).
   const conc = new Float64Array(n).fill(o.initialConcentration);
-  if (fixedConc) { for (let i = 0; i < n; i++) if (isSea[i]) conc[i] = o.seaConcentration; }
   const head = new Float64Array(n).fill(o.initialHead);
   const r = new Float64Array(n);
   const u = new Float64Array(n);
@@ -309,7 +349,8 @@ export function* simulateHenry(
       netOut[b] -= qf;
     }
     // boundary inflow of each sea cell = its net outflow to neighbours (minus any well water it receives)
-    // 3. transport, backward Euler
+    // 3. transport, backward Euler; a fixed sea boundary holds its concentration from here on (old value included)
+    if (fixedConc) { for (let i = 0; i < n; i++) if (isSea[i]) conc[i] = o.seaConcentration; }
     cOld.set(conc);
     const vals = A.values;
     vals.fill(0);
@@ -348,7 +389,21 @@ export function* simulateHenry(
         rhs[i] = o.seaConcentration;
       }
     }
-    const st = solver.solve(rhs, conc);
+    let st;
+    try {
+      st = solver.solve(rhs, conc);
+    } catch (e) {
+      throw stepFailure(o, step, `the transport solve failed (${(e as Error).message})`);
+    }
+    for (let i = 0; i < n; i++) {
+      if (!Number.isFinite(conc[i]) || !Number.isFinite(head[i])) {
+        throw stepFailure(
+          o,
+          step,
+          `the solution is not finite (cell ${i + 1}: C = ${conc[i]}, h = ${head[i]})`,
+        );
+      }
+    }
     itSum += st.iterations;
     itMax = Math.max(itMax, st.iterations);
     // 4. salt mass balance of the step: storage change against boundary fluxes
@@ -381,6 +436,14 @@ export function* simulateHenry(
     } else {
       const net = inflowMass - outflowMass;
       mbErr = Math.abs(dm - net) / Math.max(Math.abs(dm) + inflowMass + outflowMass, 1e-300);
+    }
+    if (!(mbErr <= o.maxMassBalanceError)) {
+      throw stepFailure(
+        o,
+        step,
+        `the salt mass-balance error is ${(100 * mbErr).toPrecision(3)}%, above --max-mass-balance-error ` +
+          `${o.maxMassBalanceError}`,
+      );
     }
     mbMax = Math.max(mbMax, mbErr);
     if (step % o.saveEvery === 0 || step === o.steps) {
