@@ -7,7 +7,10 @@
  * @module
  */
 
-import { parseFlags } from "./lib/cli.ts";
+import { FlagError, formatHelp, parseFlags, positive, positiveInt } from "./lib/cli.ts";
+import type { FlagSpec } from "./lib/cli.ts";
+import { runMain } from "./lib/main.ts";
+import { backendCheck } from "./lib/options.ts";
 import { readNumericCsv } from "./lib/csv.ts";
 import { writeNpy } from "./lib/npy.ts";
 import { loadPatchDataset } from "./lib/dataset.ts";
@@ -346,29 +349,63 @@ async function benchStep(flags: Record<string, unknown>) {
   model.dispose();
 }
 
-if (import.meta.main) {
-  const flags = parseFlags(Deno.args, [
-    { name: "json", type: "boolean", default: false, help: "also print the figures as JSON" },
-    { name: "only", type: "list", help: "parts to run: sampler,assembly,csv,prepare" },
-    { name: "points", type: "int", default: 2000, help: "step: points" },
-    { name: "batch", type: "int", default: 8, help: "step: batch size" },
-    { name: "micro-batch", type: "int", help: "step: micro-batch size (gradient accumulation)" },
-    { name: "latent", type: "int", default: 16, help: "step: latent grid size per axis" },
-    { name: "radius", type: "number", default: 0.1, help: "step: GNO radius" },
-    { name: "backend", type: "string", default: "auto", help: "step: backend" },
-    { name: "steps", type: "int", default: 3, help: "step: timed steps after one warm-up" },
-  ]);
-  const what = flags._[0];
+const BENCH_FLAGS: FlagSpec[] = [
+  { name: "json", type: "boolean", default: false, help: "also print the figures as JSON" },
+  {
+    name: "only",
+    type: "list",
+    help: "data: parts to run: sampler,assembly,csv,prepare",
+    check: (v: string[]) =>
+      v.every((p) => ["sampler", "assembly", "csv", "prepare"].includes(p))
+        ? undefined
+        : `choose from sampler, assembly, csv, prepare; got '${v.join(",")}'`,
+  },
+  { name: "points", type: "int", default: 2000, help: "step: points", check: positiveInt },
+  { name: "batch", type: "int", default: 8, help: "step: batch size", check: positiveInt },
+  {
+    name: "micro-batch",
+    type: "int",
+    help: "step: micro-batch size (gradient accumulation)",
+    check: positiveInt,
+  },
+  {
+    name: "latent",
+    type: "int",
+    default: 16,
+    help: "step: latent grid size per axis",
+    check: (v: number) => (v >= 8 ? undefined : `must be at least 8 (the reference's 8 FNO modes), got ${v}`),
+  },
+  { name: "radius", type: "number", default: 0.1, help: "step: GNO radius", check: positive },
+  {
+    name: "backend",
+    type: "string",
+    default: "auto",
+    help: "step: backend",
+    check: backendCheck,
+  },
+  { name: "steps", type: "int", default: 3, help: "step: timed steps after one warm-up", check: positiveInt },
+  { name: "help", type: "boolean", default: false, help: "show this help" },
+];
+
+const USAGE = `Usage: deno task bench data [--only sampler,assembly,csv,prepare] [--json]
+       deno task bench step [--points N --batch B --latent G --radius R --backend X --micro-batch M --json]`;
+
+async function main(): Promise<number> {
+  const flags = parseFlags(Deno.args, BENCH_FLAGS);
+  if (flags.help) {
+    console.log(formatHelp(USAGE, BENCH_FLAGS));
+    return 0;
+  }
+  const [what, ...extra] = flags._;
+  if (what !== "data" && what !== "step") {
+    throw new FlagError(
+      what ? `unknown benchmark '${what}': choose data or step` : `name a benchmark: data or step\n${USAGE}`,
+    );
+  }
+  if (extra.length) throw new FlagError(`unexpected argument(s): ${extra.join(" ")} (see --help)`);
   if (what === "step") {
     await benchStep(flags);
-    Deno.exit(0);
-  }
-  if (what !== "data") {
-    console.error(
-      "usage: deno task bench data [--only sampler,assembly,csv,prepare] [--json]\n" +
-        "       deno task bench step [--points N --batch B --latent G --radius R --backend X --micro-batch M --json]",
-    );
-    Deno.exit(2);
+    return 0;
   }
   const only = flags.only as string[] | undefined;
   const want = (p: string) => !only || only.includes(p);
@@ -384,4 +421,7 @@ if (import.meta.main) {
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
+  return 0;
 }
+
+if (import.meta.main) await runMain(main);

@@ -14,7 +14,6 @@ import {
   importCommand,
   latestCommand,
   listCommand,
-  ManagerError,
   showCommand,
   verifyCommand,
 } from "./lib/manager.ts";
@@ -25,6 +24,7 @@ const FLAGS: FlagSpec[] = [
   { name: "dry-run", type: "boolean", default: false, help: "clean: show what would be deleted" },
   { name: "config", type: "string", help: "import: the GINO constructor arguments (JSON)" },
   { name: "out", type: "string", help: "import: the checkpoint to write" },
+  { name: "force", type: "boolean", default: false, help: "export, import: replace an existing output file" },
   { name: "help", type: "boolean", default: false, help: "show this help" },
 ];
 
@@ -49,9 +49,14 @@ const num = (
 async function main(args: string[]): Promise<number> {
   const f = parseFlags(args, FLAGS);
   const [cmd, ...rest] = f._;
-  if (f.help || !cmd) {
+  if (f.help) {
     console.log(formatHelp(USAGE, FLAGS));
-    return cmd || f.help ? 0 : 2;
+    return 0;
+  }
+  if (!cmd) {
+    throw new FlagError(
+      "name a command: latest, list, show, verify, clean, backup, export or import (see --help)",
+    );
   }
   const results = f["results-dir"] as string;
   const json = f.json as boolean;
@@ -60,6 +65,19 @@ async function main(args: string[]): Promise<number> {
     if (!rest[i]) throw new FlagError(`${cmd} needs ${what} (see --help)`);
     return rest[i];
   };
+  const atMost = (n: number) => {
+    if (rest.length > n) {
+      throw new FlagError(
+        `${cmd} takes at most ${n} argument(s); unexpected: ${rest.slice(n).join(" ")} (see --help)`,
+      );
+    }
+  };
+  atMost(
+    ({ latest: 0, list: 0, show: 1, verify: 1, clean: 2, backup: 2, export: 2, import: 1 } as Record<
+      string,
+      number
+    >)[cmd] ?? 9,
+  );
   switch (cmd) {
     case "latest": {
       const l = await latestCommand(results, (m) => console.error(m));
@@ -129,7 +147,13 @@ async function main(args: string[]): Promise<number> {
       return reports.every((r) => r.ok) ? 0 : 1;
     }
     case "clean": {
-      const keep = rest[1] === undefined ? 3 : Number(rest[1].replace(/^KEEP=/i, ""));
+      const keepText = rest[1]?.replace(/^KEEP=/i, "");
+      if (keepText !== undefined && !/^\d+$/.test(keepText)) {
+        throw new FlagError(
+          `clean: KEEP must be a whole number >= 0 (epoch checkpoints to keep), got '${rest[1]}'`,
+        );
+      }
+      const keep = keepText === undefined ? 3 : Number(keepText);
       const r = await cleanCommand(need(0, "a run"), results, keep, f["dry-run"] as boolean);
       out(r, () =>
         [
@@ -150,7 +174,11 @@ async function main(args: string[]): Promise<number> {
       return 0;
     }
     case "export": {
-      const r = await exportCommand(need(0, "a checkpoint path"), need(1, "an output file"));
+      const r = await exportCommand(
+        need(0, "a checkpoint path"),
+        need(1, "an output file"),
+        f.force as boolean,
+      );
       out(
         r,
         () =>
@@ -166,6 +194,7 @@ async function main(args: string[]): Promise<number> {
         need(0, "a PyTorch safetensors file"),
         f.config as string,
         f.out as string,
+        f.force as boolean,
       );
       out(
         r,
@@ -179,4 +208,4 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) await runMain(() => main(Deno.args), [ManagerError]);
+if (import.meta.main) await runMain(() => main(Deno.args));

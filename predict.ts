@@ -10,7 +10,9 @@ import { FlagError, formatHelp, parseFlags, positiveInt } from "./lib/cli.ts";
 import type { FlagSpec } from "./lib/cli.ts";
 import { formatReport, predict } from "./lib/predict.ts";
 import { preparePatches } from "./lib/prepare.ts";
-import { runFolderOf } from "./lib/runs.ts";
+import { runFolderForCheckpoint } from "./lib/runs.ts";
+import { backendCheck } from "./lib/options.ts";
+import { loadCheckpoint } from "./lib/checkpoint.ts";
 import type { BackendName } from "./lib/tf.ts";
 
 const FLAGS: FlagSpec[] = [
@@ -44,7 +46,13 @@ const FLAGS: FlagSpec[] = [
     help: "windows per forward pass (default: the training batch size)",
     check: positiveInt,
   },
-  { name: "backend", type: "string", default: "auto", help: "auto, tensorflow, wasm or cpu" },
+  {
+    name: "backend",
+    type: "string",
+    default: "auto",
+    help: "auto, tensorflow, wasm or cpu",
+    check: backendCheck,
+  },
   { name: "out", type: "string", help: "output folder (default <run>/predictions_<checkpoint>)" },
   { name: "csv", type: "boolean", default: true, help: "write one CSV per predicted time step" },
   { name: "figures", type: "boolean", default: true, help: "write PNG figures" },
@@ -57,13 +65,19 @@ if (import.meta.main) {
   await runMain(async () => {
     const f = parseFlags(Deno.args, FLAGS);
     if (f.help) {
-      console.log(formatHelp("Usage: deno task predict --checkpoint PATH [flags]", FLAGS));
+      console.log(formatHelp("Usage: deno task predict PATH [flags]   (or --checkpoint PATH)", FLAGS));
       Deno.exit(0);
     }
-    const ckpt = f.checkpoint as string | undefined;
-    if (!ckpt) throw new FlagError("--checkpoint PATH is required");
+    if (f._.length > 1 || (f._.length === 1 && f.checkpoint)) {
+      throw new FlagError(
+        `unexpected argument(s): ${f._.join(" ")} (give the checkpoint once: PATH or --checkpoint PATH)`,
+      );
+    }
+    const ckpt = (f.checkpoint as string | undefined) ?? f._[0];
+    if (!ckpt) throw new FlagError("a checkpoint is required: deno task predict PATH (or --checkpoint PATH)");
     const name = ckpt.split("/").pop()!.replace(/\.safetensors$/, "");
-    const runDir = runFolderOf(ckpt) ?? (ckpt.includes("/") ? ckpt.slice(0, ckpt.lastIndexOf("/")) : ".");
+    const runDir = await runFolderForCheckpoint(ckpt, (await loadCheckpoint(ckpt)).state) ??
+      (ckpt.includes("/") ? ckpt.slice(0, ckpt.lastIndexOf("/")) : ".");
     const outDir = (f.out as string | undefined) ?? `${runDir}/predictions_${name}`;
     let base = f["base-data-dir"] as string | undefined;
     let sub = f["patch-data-subdir"] as string | undefined;

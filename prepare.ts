@@ -38,8 +38,14 @@ const FLAGS: FlagSpec[] = [
     type: "number",
     default: 0.05,
     help: "ghost points from each neighbour, as a share of the patch size",
+    check: (v: number) => (v >= 0 && v <= 1 ? undefined : `must be between 0 and 1, got ${v}`),
   },
-  { name: "n-ghost-points", type: "int", help: "ghost points from each neighbour (overrides the ratio)" },
+  {
+    name: "n-ghost-points",
+    type: "int",
+    help: "ghost points from each neighbour (overrides the ratio)",
+    check: (v: number) => (v >= 0 ? undefined : `must be 0 or more, got ${v}`),
+  },
   { name: "seed", type: "int", default: 42, help: "k-means seed" },
   {
     name: "dtype",
@@ -64,6 +70,9 @@ const FLAGS: FlagSpec[] = [
 if (import.meta.main) {
   await runMain(async () => {
     const f = parseFlags(Deno.args, FLAGS);
+    if (f._.length) {
+      throw new FlagError(`unexpected argument(s): ${f._.join(" ")} (every setting is a --flag; see --help)`);
+    }
     if (f.help) {
       console.log(formatHelp("Usage: deno task prepare --base-data-dir DIR [flags]", FLAGS));
       Deno.exit(0);

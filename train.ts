@@ -10,12 +10,12 @@
 import { runMain } from "./lib/main.ts";
 import { FlagError, formatHelp, parseFlags } from "./lib/cli.ts";
 import type { FlagSpec, ParsedFlags } from "./lib/cli.ts";
-import { DATA_FLAGS, dataSettings, MODEL_FLAGS, TRAIN_FLAGS } from "./lib/options.ts";
+import { DATA_FLAGS, dataSettings, MODEL_FLAGS, TRAIN_FLAGS, validateTrainSettings } from "./lib/options.ts";
 import { loadPatchDataset } from "./lib/dataset.ts";
 import { PatchBatchSampler } from "./lib/sampler.ts";
 import { formatSummary, summarizeDataset } from "./lib/summary.ts";
 import { DEMO_DIR, ensureDemoData } from "./lib/demo.ts";
-import { train } from "./lib/trainer.ts";
+import { planResume, train } from "./lib/trainer.ts";
 
 const FLAGS: FlagSpec[] = [
   ...DATA_FLAGS,
@@ -46,7 +46,10 @@ training_curves.html/.png, train.log, metrics.jsonl. Resume with --resume-from a
 checkpoint (SIGTERM/SIGINT or --time-limit), 4 loss became NaN/Inf, 130 second Ctrl-C.`;
 
 async function dryRun(flags: ParsedFlags): Promise<number> {
-  const data = dataSettings(flags);
+  validateTrainSettings(flags);
+  const quietLog = { info: (m: string) => console.error(m), warn: (m: string) => console.error(m) };
+  const plan = await planResume(flags, flags.__explicit, quietLog);
+  const data = dataSettings(plan.settings as ParsedFlags);
   if (!data.baseDataDir) data.baseDataDir = await ensureDemoData(DEMO_DIR, (m) => console.error(m));
   const dir = `${data.baseDataDir}/${data.patchDataSubdir}`;
   const ds = await loadPatchDataset(dir, {
@@ -64,14 +67,34 @@ async function dryRun(flags: ParsedFlags): Promise<number> {
     seed: data.seed,
   });
   sampler.beginEpoch();
-  const summary = summarizeDataset(ds, data.batchSize);
+  const c = plan.checkpoint;
+  const resume = c
+    ? { checkpoint: c.path, epoch: c.state.epoch, step_in_epoch: c.state.step_in_epoch }
+    : null;
+  const summary = { ...summarizeDataset(ds, data.batchSize), resume };
   if (flags.json) console.log(JSON.stringify(summary));
-  else console.log(formatSummary(summary));
+  else {
+    console.log(formatSummary(summary));
+    if (flags["resume-from"]) {
+      console.log(
+        resume
+          ? `would resume ${resume.checkpoint} (epoch ${resume.epoch}${
+            resume.step_in_epoch ? ` + ${resume.step_in_epoch} batches` : ""
+          })`
+          : "would start a new run (no checkpoint to resume)",
+      );
+    }
+  }
   return 0;
 }
 
 async function main(args: string[]): Promise<number> {
   let flags = parseFlags(args, FLAGS);
+  if (flags._.length) {
+    throw new FlagError(
+      `unexpected argument(s): ${flags._.join(" ")} (every setting is a --flag; see --help)`,
+    );
+  }
   if (flags.help) {
     console.log(formatHelp(USAGE, FLAGS));
     return 0;

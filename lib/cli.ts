@@ -5,6 +5,8 @@
  * @module
  */
 
+import { ToolError } from "./errors.ts";
+
 /** The kinds of value a flag takes. */
 export type FlagType = "string" | "int" | "number" | "boolean" | "list" | "intlist";
 
@@ -24,7 +26,7 @@ export interface FlagSpec {
 }
 
 /** A flag error (unknown flag, missing or bad value); the message names the flag. */
-export class FlagError extends Error {
+export class FlagError extends ToolError {
   constructor(message: string) {
     super(message);
     this.name = "FlagError";
@@ -70,6 +72,36 @@ function parseValue(spec: FlagSpec, raw: string, shown: string): unknown {
   }
 }
 
+/** A value from a `--config` file, checked against the flag's type like a command-line value. */
+function fromConfig(spec: FlagSpec, v: unknown, key: string): unknown {
+  if (typeof v === "string") return parseValue(spec, v, key);
+  const bad = (what: string) => new FlagError(`config key '${key}': ${what}, got ${JSON.stringify(v)}`);
+  switch (spec.type) {
+    case "string":
+      throw bad("expected a string");
+    case "int":
+      if (!Number.isInteger(v)) throw bad("expected an integer");
+      return v;
+    case "number":
+      if (typeof v !== "number" || !Number.isFinite(v)) throw bad("expected a number");
+      return v;
+    case "boolean":
+      if (typeof v !== "boolean") throw bad("expected true or false");
+      return v;
+    case "list":
+      if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) {
+        throw bad("expected a list of strings");
+      }
+      return v;
+    case "intlist":
+      if (Number.isInteger(v)) return [v];
+      if (!Array.isArray(v) || v.length === 0 || !v.every((x) => Number.isInteger(x))) {
+        throw bad("expected a list of integers");
+      }
+      return v;
+  }
+}
+
 /**
  * Parses `args` against `specs`. Values from `base` (e.g. a `--config` file) replace the defaults; flags given on
  * the command line replace both.
@@ -101,7 +133,7 @@ export function parseFlags(
     const key = k.replaceAll("_", "-");
     const s = byName.get(key);
     if (!s) throw new FlagError(`config key '${k}' is not a known setting (see --help)`);
-    out[s.name] = typeof v === "string" && s.type !== "string" ? parseValue(s, v, key) : v;
+    out[s.name] = fromConfig(s, v, key);
   }
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -183,3 +215,25 @@ export function formatHelp(usage: string, specs: readonly FlagSpec[]): string {
 export const positiveInt = (
   v: number,
 ): string | undefined => (v >= 1 ? undefined : `must be at least 1, got ${v}`);
+
+/** Checks: a number above zero. */
+export const positive = (v: number): string | undefined => (v > 0 ? undefined : `must be above 0, got ${v}`);
+
+/** Checks: a number of zero or more. */
+export const nonNegative = (
+  v: number,
+): string | undefined => (v >= 0 ? undefined : `must be 0 or more, got ${v}`);
+
+/** Checks: a list of 1 or 3 integers, each at least `min` (a size per axis: `G` or `Gx,Gy,Gz`). */
+export const perAxis = (min: number) => (v: number[]): string | undefined =>
+  v.length !== 1 && v.length !== 3
+    ? `give one value or three (x,y,z), got ${v.join(",")}`
+    : v.some((x) => x < min)
+    ? `each value must be at least ${min}, got ${v.join(",")}`
+    : undefined;
+
+/** Checks: a list of integers each at least 1 (layer widths). */
+export const widths = (v: number[]): string | undefined =>
+  v.length === 0 || v.some((x) => x < 1)
+    ? `each width must be at least 1, got ${v.join(",") || "none"}`
+    : undefined;

@@ -7,8 +7,10 @@
  * @module
  */
 
+import { ToolError } from "./errors.ts";
+
 /** An error in a CSV file; the message names the file, the line and the column. */
-export class CsvError extends Error {
+export class CsvError extends ToolError {
   /** An error in `path` at `line`. */
   constructor(
     message: string,

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { ToolError } from "./errors.ts";
 import { readNpy } from "./npy.ts";
 import type { NpyArray } from "./npy.ts";
 
@@ -84,7 +85,7 @@ export interface DatasetOptions extends WindowOptions {
 export type Part = "train" | "val";
 
 /** An error in the data; the message names the folder or file and the fix. */
-export class DataError extends Error {
+export class DataError extends ToolError {
   /** An error with the given message. */
   constructor(message: string) {
     super(message);

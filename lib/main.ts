@@ -1,52 +1,60 @@
 /**
- * The shared entry of the command-line tools: runs a main function and turns the toolkit's user-facing errors
- * (bad flags, data, checkpoints, ...) into one `error: ...` line and exit status 2; anything else is a bug and
- * keeps its stack trace.
+ * The shared entry of the command-line tools: runs a main function and turns errors into one line on stderr and
+ * an exit status. A {@linkcode ToolError} (bad flags, data, checkpoints, ...) prints `error: <message>` and exits
+ * with its status (2 for bad input). A file-system error (permission, missing file, full disk) prints the path and
+ * what to check, exit 2. Anything else is a bug: `error: internal error: ...` with a hint, exit 1; the stack trace
+ * only with `GINO_GW_DEBUG=1`.
  *
  * @module
  */
 
-import { FlagError } from "./cli.ts";
-import { CsvError } from "./csv.ts";
-import { NpyError } from "./npy.ts";
-import { DataError } from "./dataset.ts";
-import { HenryError } from "./henry.ts";
-import { SafetensorsError } from "./safetensors.ts";
-import { CheckpointError } from "./checkpoint.ts";
-import { BackendError } from "./tf.ts";
-
-/** Errors whose message tells the user what to fix. */
-const USER_ERRORS = [
-  FlagError,
-  CsvError,
-  NpyError,
-  DataError,
-  HenryError,
-  SafetensorsError,
-  CheckpointError,
-  BackendError,
-];
+import { EXIT, ToolError } from "./errors.ts";
 
 /** Exit status for bad input of any kind. */
-export const EXIT_USAGE = 2;
+export const EXIT_USAGE: number = EXIT.usage;
 
-/** True when `e` is one of the toolkit's user-facing errors (or `extra`). */
-export function isUserError(e: unknown, extra: (new (...args: never[]) => Error)[] = []): e is Error {
-  return [...USER_ERRORS, ...extra].some((cls) => e instanceof cls);
+/** The one line (without `error: `) and status an error ends a tool with. */
+export function describeError(e: unknown): { line: string; code: number } {
+  if (e instanceof ToolError) return { line: e.message, code: e.exitCode };
+  if (e instanceof Deno.errors.PermissionDenied) {
+    return { line: `permission denied: ${e.message} (check the folder's permissions)`, code: EXIT.usage };
+  }
+  if (e instanceof Deno.errors.NotFound) return { line: `not found: ${e.message}`, code: EXIT.usage };
+  const msg = e instanceof Error ? e.message : String(e);
+  if (/No space left on device|os error 28|Disk quota exceeded|os error 122/.test(msg)) {
+    return {
+      line:
+        `the disk is full: ${msg}. Files already saved are intact (every write goes through a temporary ` +
+        `file); free space (e.g. deno task ckpt clean RUN) and run the command again`,
+      code: EXIT.usage,
+    };
+  }
+  return {
+    line:
+      `internal error: ${msg} (a bug in gino-gw: run again with GINO_GW_DEBUG=1 for the stack trace and ` +
+      `report it)`,
+    code: EXIT.internal,
+  };
 }
 
-/** Runs `main` and exits with its status; user-facing errors print one line and exit with {@linkcode EXIT_USAGE}. */
-export async function runMain(
-  main: () => Promise<number>,
-  extra: (new (...args: never[]) => Error)[] = [],
-): Promise<never> {
+function debug(): boolean {
   try {
-    Deno.exit(await main());
-  } catch (e) {
-    if (isUserError(e, extra)) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(EXIT_USAGE);
-    }
-    throw e;
+    return !!Deno.env.get("GINO_GW_DEBUG");
+  } catch {
+    return false;
   }
+}
+
+/** Runs `main` and exits with its status; an error prints one `error: ...` line (see the module documentation). */
+export async function runMain(main: () => Promise<number>): Promise<never> {
+  let code: number;
+  try {
+    code = await main();
+  } catch (e) {
+    const { line, code: status } = describeError(e);
+    console.error(`error: ${line}`);
+    if (debug() && e instanceof Error) console.error(e.stack);
+    code = status;
+  }
+  Deno.exit(code);
 }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { ToolError } from "./errors.ts";
 import { writeFileAtomic } from "./atomic.ts";
 
 /** The element types this module reads and writes, by NumPy dtype string. */
@@ -24,7 +25,7 @@ export interface NpyArray {
 }
 
 /** An error in a `.npy` file; the message names the file and what is wrong. */
-export class NpyError extends Error {
+export class NpyError extends ToolError {
   /** An error in the file `path`. */
   constructor(message: string, readonly path: string) {
     super(message);

@@ -6,10 +6,14 @@
  */
 
 import type { FlagSpec, ParsedFlags } from "./cli.ts";
-import { positiveInt } from "./cli.ts";
+import { FlagError, nonNegative, perAxis, positive, positiveInt, widths } from "./cli.ts";
 import { OBS_COLUMNS } from "./dataset.ts";
+import type { GinoConfig } from "./gino/config.ts";
 
-const inRange01 = (v: number) => (v >= 0 && v < 1 ? undefined : `must be in [0, 1), got ${v}`);
+const inOpen01 = (v: number) =>
+  v > 0 && v < 1
+    ? undefined
+    : `must be between 0 and 1 (exclusive: validation needs some steps, training the rest), got ${v}`;
 const knownCols = (v: string[]) =>
   v.length === 0
     ? "give at least one column"
@@ -49,7 +53,7 @@ export const DATA_FLAGS: FlagSpec[] = [
     type: "number",
     default: 0.3,
     help: "share of each patch's steps held out for validation",
-    check: inRange01,
+    check: inOpen01,
   },
   { name: "seed", type: "int", default: 42, help: "seed of every random choice" },
   {
@@ -73,11 +77,13 @@ export const DATA_FLAGS: FlagSpec[] = [
   },
 ];
 
-const timeLimitCheck = (
-  v: string,
-) => (parseDuration(v) === undefined
-  ? `expected a duration like 23h30m, 90m or 3600, got '${v}'`
-  : undefined);
+const timeLimitCheck = (v: string) => {
+  const d = parseDuration(v);
+  return d === undefined || d <= 0
+    ? `expected a duration above 0 like 23h30m, 90m or 3600, got '${v}'`
+    : undefined;
+};
+const nonEmpty = (v: string) => (v.trim() === "" ? "must not be empty" : undefined);
 
 /** Flags of the model (the reference training script's names). */
 export const MODEL_FLAGS: FlagSpec[] = [
@@ -86,9 +92,16 @@ export const MODEL_FLAGS: FlagSpec[] = [
     type: "number",
     default: 0.1,
     help: "radius of both GNOs, in standardised coordinate units",
+    check: positive,
   },
-  { name: "latent-grid", type: "intlist", default: [32], help: "latent grid points per axis: G or Gx,Gy,Gz" },
-  { name: "fno-modes", type: "intlist", default: [8], help: "FNO modes: M or Mx,My,Mz" },
+  {
+    name: "latent-grid",
+    type: "intlist",
+    default: [32],
+    help: "latent grid points per axis: G or Gx,Gy,Gz",
+    check: perAxis(2),
+  },
+  { name: "fno-modes", type: "intlist", default: [8], help: "FNO modes: M or Mx,My,Mz", check: perAxis(1) },
   { name: "fno-hidden-channels", type: "int", default: 64, help: "FNO width", check: positiveInt },
   { name: "fno-layers", type: "int", default: 4, help: "FNO layers", check: positiveInt },
   {
@@ -103,6 +116,7 @@ export const MODEL_FLAGS: FlagSpec[] = [
     type: "intlist",
     default: [32, 64, 32],
     help: "hidden widths of the GNO kernel MLPs",
+    check: widths,
   },
   {
     name: "residual",
@@ -119,6 +133,12 @@ export const MODEL_FLAGS: FlagSpec[] = [
   },
 ];
 
+/** Checks a `--backend` value. */
+export const backendCheck = (v: string): string | undefined =>
+  ["auto", "tensorflow", "wasm", "cpu"].includes(v)
+    ? undefined
+    : `expected auto, tensorflow, wasm or cpu, got '${v}'`;
+
 /** Flags of the training run. */
 export const TRAIN_FLAGS: FlagSpec[] = [
   {
@@ -128,8 +148,8 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     help: "total epochs of the run (a resumed run continues up to this)",
     check: positiveInt,
   },
-  { name: "learning-rate", type: "number", default: 1e-3, help: "Adam learning rate" },
-  { name: "lr-gamma", type: "number", default: 0.95, help: "learning-rate decay factor" },
+  { name: "learning-rate", type: "number", default: 1e-3, help: "Adam learning rate", check: positive },
+  { name: "lr-gamma", type: "number", default: 0.95, help: "learning-rate decay factor", check: positive },
   {
     name: "lr-scheduler-interval",
     type: "int",
@@ -141,6 +161,7 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     name: "grad-clip-norm",
     type: "number",
     help: "clip the global gradient norm to this value (off by default)",
+    check: positive,
   },
   {
     name: "micro-batch",
@@ -153,9 +174,18 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     type: "number",
     default: 0,
     help: "epsilon added to the relative L2 loss's denominator (0 = reference)",
+    check: nonNegative,
   },
-  { name: "results-dir", type: "string", default: "results", help: "folder of run folders" },
-  { name: "run-name", type: "string", help: "run folder name (default gino_YYYYMMDD_HHMMSS)" },
+  { name: "results-dir", type: "string", default: "results", help: "folder of run folders", check: nonEmpty },
+  {
+    name: "run-name",
+    type: "string",
+    help: "run folder name (default gino_YYYYMMDD_HHMMSS)",
+    check: (v: string) =>
+      /^[^/\\]+$/.test(v) && v !== "." && v !== ".." && !v.startsWith(".")
+        ? undefined
+        : `must be a plain folder name (no '/', not starting with '.'), got '${v}'`,
+  },
   {
     name: "resume-from",
     type: "string",
@@ -167,7 +197,12 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     default: false,
     help: "resume although the data differ from the checkpoint's",
   },
-  { name: "checkpoint-dir", type: "string", help: "where checkpoints go (default <run>/checkpoints)" },
+  {
+    name: "checkpoint-dir",
+    type: "string",
+    help: "where checkpoints go (default <run>/checkpoints)",
+    check: nonEmpty,
+  },
   {
     name: "save-checkpoint-every",
     type: "int",
@@ -192,11 +227,7 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     type: "string",
     default: "auto",
     help: "auto, tensorflow, wasm or cpu",
-    check: (
-      v: string,
-    ) => (["auto", "tensorflow", "wasm", "cpu"].includes(v)
-      ? undefined
-      : `expected auto, tensorflow, wasm or cpu, got '${v}'`),
+    check: backendCheck,
   },
 ];
 
@@ -243,5 +274,66 @@ export function dataSettings(f: ParsedFlags): DataSettings {
     shuffleWithinBatches: f["shuffle-within-batches"] as boolean,
     shufflePatches: f["shuffle-patches"] as boolean,
     nanPolicy: f["nan-policy"] as "fail" | "drop",
+  };
+}
+
+/** The three values of a per-axis setting given as `G` or `Gx,Gy,Gz`. */
+export function perAxisValues(v: number[]): [number, number, number] {
+  return v.length === 1 ? [v[0], v[0], v[0]] : [v[0], v[1], v[2]];
+}
+
+/**
+ * Checks what single flags cannot: settings that must fit together. Throws a {@linkcode FlagError} naming the flags
+ * and the fix. Runs before any data is read or anything written.
+ */
+export function validateTrainSettings(s: Record<string, unknown>): void {
+  const grid = perAxisValues(s["latent-grid"] as number[]);
+  const modes = perAxisValues(s["fno-modes"] as number[]);
+  const axes = ["x", "y", "z"];
+  for (let a = 0; a < 3; a++) {
+    // x and y keep `m` signed frequencies of a complex axis; z (the real FFT axis) keeps floor(m / 2) + 1
+    const fits = a < 2 ? modes[a] <= grid[a] : Math.floor(modes[a] / 2) <= Math.floor(grid[a] / 2);
+    if (!fits) {
+      throw new FlagError(
+        `--fno-modes ${(s["fno-modes"] as number[]).join(",")}: ${modes[a]} modes along ${
+          axes[a]
+        } need a latent ` +
+          `grid of at least ${modes[a]} points there, but --latent-grid is ${
+            (s["latent-grid"] as number[]).join(",")
+          }` +
+          `; lower --fno-modes or raise --latent-grid`,
+      );
+    }
+  }
+  const micro = s["micro-batch"] as number | undefined;
+  if (micro !== undefined && micro > (s["batch-size"] as number)) {
+    throw new FlagError(
+      `--micro-batch ${micro} is larger than --batch-size ${s["batch-size"]}; give at most the batch size`,
+    );
+  }
+}
+
+/** The latent grid of a run's settings, three values. */
+export function gridOf(s: Record<string, unknown>): number[] {
+  return perAxisValues(s["latent-grid"] as number[]);
+}
+
+/** The GINO constructor arguments for a run's settings. */
+export function ginoConfigFor(s: Record<string, unknown>): Partial<GinoConfig> {
+  const cols = (s["target-cols"] as string[]).length;
+  return {
+    in_gno_coord_dim: 3,
+    out_gno_coord_dim: 3,
+    in_gno_radius: s["gno-radius"] as number,
+    out_gno_radius: s["gno-radius"] as number,
+    in_gno_out_channels: (s["input-window-size"] as number) * cols,
+    out_channels: (s["output-window-size"] as number) * cols,
+    in_gno_channel_mlp_layers: [...(s["gno-mlp-layers"] as number[])],
+    out_gno_channel_mlp_layers: [...(s["gno-mlp-layers"] as number[])],
+    fno_n_layers: s["fno-layers"] as number,
+    fno_n_modes: perAxisValues(s["fno-modes"] as number[]),
+    fno_hidden_channels: s["fno-hidden-channels"] as number,
+    lifting_channels: s["lifting-channels"] as number,
+    projection_channel_ratio: s["projection-channel-ratio"] as number,
   };
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { ToolError } from "./errors.ts";
 import { writeFileAtomic } from "./atomic.ts";
 
 /** Element types of safetensors this module reads and writes. */
@@ -30,7 +31,7 @@ export interface SafetensorsFile {
 }
 
 /** A malformed, truncated or unreadable safetensors file; the message names the file and the problem. */
-export class SafetensorsError extends Error {
+export class SafetensorsError extends ToolError {
   /** An error with the given message. */
   constructor(message: string) {
     super(message);

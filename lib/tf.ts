@@ -7,6 +7,7 @@
  */
 
 /** TensorFlow.js (the tensor library the model is built on). */
+import { ToolError } from "./errors.ts";
 import * as tf from "@tensorflow/tfjs";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import { registerFastKernels } from "./kernels.ts";
@@ -19,7 +20,7 @@ export { tf };
 tf.env().set("PROD", true);
 
 /** A backend that cannot be used here; the message says what to install or choose instead. */
-export class BackendError extends Error {
+export class BackendError extends ToolError {
   /** An error with the given message. */
   constructor(message: string) {
     super(message);

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { ToolError } from "../errors.ts";
+
 /** The reference GINO constructor's keyword arguments that this implementation supports. */
 export interface GinoConfig {
   /** Coordinate dimension of the input GNO (3). */
@@ -121,10 +123,10 @@ export function resolveGinoConfig(config: Partial<GinoConfig> & Record<string, u
   const c = { ...GINO_DEFAULTS } as GinoConfig & Record<string, unknown>;
   for (const [k, v] of Object.entries(config)) {
     if (IGNORED.has(k)) continue;
-    if (!(k in GINO_DEFAULTS)) throw new Error(`unknown GINO setting '${k}'`);
+    if (!(k in GINO_DEFAULTS)) throw new ToolError(`unknown GINO setting '${k}'`);
     if (v !== undefined) (c as Record<string, unknown>)[k] = v;
   }
-  const bad = (k: string, why: string) => new Error(`GINO setting ${k}: ${why}`);
+  const bad = (k: string, why: string) => new ToolError(`GINO setting ${k}: ${why}`);
   if (c.in_gno_coord_dim !== 3 || c.out_gno_coord_dim !== 3) {
     throw bad("in/out_gno_coord_dim", "only 3 is supported");
   }

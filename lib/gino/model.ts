@@ -20,6 +20,7 @@ import { dftMatrices, disposeDft, keptModeCounts, spectralConv } from "./spectra
 import type { DftMatrices } from "./spectral.ts";
 import { edgeReduce, gatherRows, gelu } from "./ops.ts";
 import { Rng } from "../rng.ts";
+import { ToolError } from "../errors.ts";
 
 /** A tensor in PyTorch layout (as in a state_dict / safetensors file). */
 export interface TorchTensor {
@@ -92,6 +93,11 @@ export class Gino {
 
   /** Builds the model; weights are initialised as PyTorch would (seeded), see gino-spec.md section 4. */
   constructor(config: Partial<GinoConfig> & Record<string, unknown> = {}, seed = 0) {
+    if ((tf.engine() as unknown as { backendName?: string }).backendName === undefined) {
+      throw new ToolError(
+        "no compute backend is initialised: call `await initBackend()` (from mod.ts) before creating a GINO",
+      );
+    }
     this.config = resolveGinoConfig(config);
     const c = this.config;
     const rng = new Rng(seed);
