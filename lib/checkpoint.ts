@@ -1,12 +1,16 @@
 /**
  * Checkpoints: one safetensors file holding the model weights (`model.<reference name>`, PyTorch layout), the
  * optimiser moments (`optim.<reference name>.exp_avg` / `.exp_avg_sq`, same layout) and, in the header metadata,
- * the JSON training state and a SHA-256 of the tensor bytes, checked on load. Written atomically (temporary file in
- * the same folder, fsync, rename): a kill at any moment leaves the previous checkpoint intact.
+ * the JSON training state and a SHA-256 of the whole file (header included: computed with the 64 hex digits of the
+ * hash itself set to `0`), checked on load, so any changed byte anywhere is caught. Written atomically (temporary
+ * file in the same folder, fsync, rename): a kill at any moment leaves the previous checkpoint intact.
+ *
+ * Files of the first format (`gino-gw checkpoint v1`, whose hash covers the tensor bytes only) still load.
  *
  * @module
  */
 
+import { ToolError, withPath } from "./errors.ts";
 import { decodeSafetensors, encodeSafetensors, SafetensorsError } from "./safetensors.ts";
 import type { SafetensorsFile } from "./safetensors.ts";
 import { writeFileAtomic } from "./atomic.ts";
@@ -17,8 +21,18 @@ import type { SamplerState } from "./sampler.ts";
 import type { Normalization } from "./dataset.ts";
 import type { GinoConfig } from "./gino/config.ts";
 
-/** The format tag written into every checkpoint. */
-export const CHECKPOINT_FORMAT = "gino-gw checkpoint v1";
+/** The format tag written into every checkpoint (file and training state). */
+export const CHECKPOINT_FORMAT = "gino-gw checkpoint v2";
+
+/** The first format: its SHA-256 (metadata `sha256`) covers the tensor bytes only. Still read. */
+export const CHECKPOINT_FORMAT_V1 = "gino-gw checkpoint v1";
+
+/** Formats this version reads. */
+export const CHECKPOINT_FORMATS = [CHECKPOINT_FORMAT_V1, CHECKPOINT_FORMAT] as const;
+
+/** Metadata key of the whole-file SHA-256. */
+const FILE_SHA = "file_sha256";
+const PLACEHOLDER = "0".repeat(64);
 
 /** The data fingerprint of a checkpoint imported from PyTorch weights: the first training run adopts its data. */
 export const IMPORTED = "imported";
@@ -39,8 +53,10 @@ export interface SessionRecord {
   host: string;
   /** Compute backend used. */
   backend: string;
-  /** How the session ended. */
+  /** How the session ended (null while it runs). */
   exit: string | null;
+  /** Its exit status (0 done, 3 stopped, 4 diverged, 1 internal error); null while running or when killed. */
+  exit_status?: number | null;
 }
 
 /** Everything besides tensors that a resume needs. */
@@ -63,9 +79,19 @@ export interface TrainingState {
   sampler: SamplerState;
   /** Losses of every epoch and the sessions. */
   history: {
+    /** Mean training loss of each epoch. */
     train_losses: number[];
+    /** Validation loss after each epoch. */
     val_losses: number[];
+    /** Training seconds of each epoch (validation included). */
     epoch_seconds: number[];
+    /** Learning rate used in each epoch (checkpoints of the first format lack it). */
+    lrs?: number[];
+    /** When each epoch ended, ISO (checkpoints of the first format lack it). */
+    epoch_ends?: string[];
+    /** Validation loss of each epoch per target column (checkpoints of the first format lack it). */
+    val_columns?: Record<string, number[]>;
+    /** The sessions that trained this run, oldest first. */
     sessions: SessionRecord[];
   };
   /** Best validation loss and its epoch. */
@@ -97,7 +123,7 @@ export interface Checkpoint {
 }
 
 /** A checkpoint that cannot be used; the message names the file and what is wrong. */
-export class CheckpointError extends Error {
+export class CheckpointError extends ToolError {
   /** An error with the given message. */
   constructor(message: string) {
     super(message);
@@ -133,25 +159,38 @@ export function checkpointTensors(
   return out;
 }
 
-/** Encodes a checkpoint (tensors + state with the SHA-256 of the tensor bytes). */
+/**
+ * Encodes a checkpoint: tensors, the training state and the SHA-256 of the whole file (computed with the hash's own
+ * 64 hex digits set to `0`, then written in their place).
+ */
 export async function encodeCheckpoint(
   tensors: Record<string, { shape: number[]; data: Float32Array }>,
   state: TrainingState,
 ): Promise<Uint8Array> {
-  const parts = Object.values(tensors);
-  const total = parts.reduce((s, t) => s + t.data.byteLength, 0);
-  const data = new Uint8Array(total);
-  let at = 0;
-  for (const t of parts) {
-    data.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
-    at += t.data.byteLength;
-  }
-  const sha = await sha256Hex(data);
-  return encodeSafetensors(tensors, {
+  const bytes = encodeSafetensors(tensors, {
     format: CHECKPOINT_FORMAT,
-    sha256: sha,
     training_state: JSON.stringify(state),
+    [FILE_SHA]: PLACEHOLDER,
   });
+  const at = hashField(bytes, PLACEHOLDER);
+  if (at < 0) throw new Error("internal: the checkpoint hash field was not found in the encoded header");
+  const sha = await sha256Hex(bytes);
+  bytes.set(new TextEncoder().encode(sha), at);
+  return bytes;
+}
+
+/**
+ * Byte offset of the 64 hex digits of `"file_sha256":"<hex>"` in the header, or -1 when that text is not there
+ * exactly once. Quotes inside JSON strings are escaped, so the key cannot be matched inside the training state.
+ */
+function hashField(bytes: Uint8Array, hex: string): number {
+  const headerLen = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+  const header = new TextDecoder().decode(bytes.subarray(8, 8 + headerLen));
+  const needle = `"${FILE_SHA}":"${hex}"`;
+  const i = header.indexOf(needle);
+  if (i < 0 || header.indexOf(needle, i + 1) >= 0) return -1;
+  // the header is ASCII up to here unless a tensor name is not: count bytes, not characters
+  return 8 + new TextEncoder().encode(header.slice(0, i)).length + FILE_SHA.length + 4;
 }
 
 /** Writes a checkpoint atomically. */
@@ -168,19 +207,24 @@ export async function saveCheckpoint(
 
 /** Result of {@linkcode verifyCheckpointBytes}. */
 export interface VerifyResult {
-  /** Ok. */
+  /** True when the file is an intact checkpoint of a format this version reads. */
   ok: boolean;
-  /** Problems. */
+  /** What is wrong, one sentence each, naming the file. */
   problems: string[];
-  /** File. */
+  /** The decoded file (when the safetensors structure is readable). */
   file?: SafetensorsFile;
-  /** State. */
+  /** The training state (when the header holds valid JSON). */
   state?: TrainingState;
-  /** Sha256. */
+  /** The SHA-256 recomputed from the bytes: of the whole file (v2) or of the tensor data (v1). */
   sha256?: string;
+  /** The checkpoint format (metadata `format`). */
+  format?: string;
 }
 
-/** Checks header, sizes and SHA-256 of checkpoint bytes. */
+/**
+ * Checks a checkpoint's bytes: safetensors structure, format, training state, and the SHA-256 (v2: of the whole
+ * file, so a changed byte anywhere fails; v1: of the tensor data). The bytes are left as they were.
+ */
 export async function verifyCheckpointBytes(bytes: Uint8Array, name: string): Promise<VerifyResult> {
   let file: SafetensorsFile;
   try {
@@ -189,8 +233,34 @@ export async function verifyCheckpointBytes(bytes: Uint8Array, name: string): Pr
     return { ok: false, problems: [(e as Error).message] };
   }
   const problems: string[] = [];
-  if (file.metadata.format !== CHECKPOINT_FORMAT) {
-    problems.push(`${name}: not a gino-gw checkpoint (format '${file.metadata.format ?? "none"}')`);
+  const format = file.metadata.format;
+  if (!(CHECKPOINT_FORMATS as readonly string[]).includes(format)) {
+    problems.push(`${name}: not a gino-gw checkpoint of a known format (format '${format ?? "none"}')`);
+  }
+  let sha: string | undefined;
+  if (format === CHECKPOINT_FORMAT_V1) {
+    const headerLen = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+    sha = await sha256Hex(bytes.subarray(8 + headerLen));
+    if (!file.metadata.sha256) problems.push(`${name}: no SHA-256 in the header`);
+    else if (sha !== file.metadata.sha256) {
+      problems.push(`${name}: SHA-256 of the tensor data does not match the header (file corrupted)`);
+    }
+  } else if (format === CHECKPOINT_FORMAT) {
+    const claimed = file.metadata[FILE_SHA] ?? "";
+    const at = /^[0-9a-f]{64}$/.test(claimed) ? hashField(bytes, claimed) : -1;
+    if (at < 0) problems.push(`${name}: the header's SHA-256 field is missing or damaged (file corrupted)`);
+    else {
+      const kept = bytes.slice(at, at + 64);
+      bytes.fill(0x30, at, at + 64); // "0" x 64, as when the hash was computed
+      try {
+        sha = await sha256Hex(bytes);
+      } finally {
+        bytes.set(kept, at);
+      }
+      if (sha !== claimed) {
+        problems.push(`${name}: SHA-256 of the file does not match the header (file corrupted)`);
+      }
+    }
   }
   let state: TrainingState | undefined;
   try {
@@ -198,12 +268,23 @@ export async function verifyCheckpointBytes(bytes: Uint8Array, name: string): Pr
   } catch {
     problems.push(`${name}: the training state in the header is missing or not valid JSON`);
   }
-  const headerLen = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
-  const sha = await sha256Hex(bytes.subarray(8 + headerLen));
-  if (file.metadata.sha256 && sha !== file.metadata.sha256) {
-    problems.push(`${name}: SHA-256 of the tensor data does not match the header (file corrupted)`);
-  } else if (!file.metadata.sha256) problems.push(`${name}: no SHA-256 in the header`);
-  return { ok: problems.length === 0, problems, file, state, sha256: sha };
+  if (state && problems.length === 0) {
+    const bad = stateProblem(state);
+    if (bad) problems.push(`${name}: the training state is not usable (${bad})`);
+  }
+  return { ok: problems.length === 0, problems, file, state, sha256: sha, format };
+}
+
+/** A first check of a training state's shape (what a resume reads before anything else); undefined when fine. */
+function stateProblem(s: TrainingState): string | undefined {
+  const isCount = (v: unknown) => Number.isInteger(v) && (v as number) >= 0;
+  if (typeof s !== "object" || s === null) return "not an object";
+  if (!isCount(s.epoch)) return `epoch ${JSON.stringify(s.epoch)}`;
+  if (!isCount(s.step_in_epoch)) return `step_in_epoch ${JSON.stringify(s.step_in_epoch)}`;
+  if (!s.history || !Array.isArray(s.history.train_losses) || !Array.isArray(s.history.sessions)) {
+    return "history missing";
+  }
+  return undefined;
 }
 
 /** Reads and verifies a checkpoint; throws a {@linkcode CheckpointError} naming the file and the problem. */
@@ -232,7 +313,7 @@ export function restoreTensors(ckpt: Checkpoint, model: Gino, adam?: Adam): void
   try {
     model.loadTorchStateDict(weights);
   } catch (e) {
-    throw new CheckpointError(`${ckpt.path}: ${(e as Error).message}`);
+    throw new CheckpointError(withPath(ckpt.path, e));
   }
   if (!adam) return;
   const m: Float32Array[] = [], v: Float32Array[] = [];

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { ToolError, withPath } from "./errors.ts";
 import {
   CHECKPOINT_FORMAT,
   CheckpointError,
@@ -13,18 +14,26 @@ import {
   verifyCheckpointBytes,
 } from "./checkpoint.ts";
 import type { TrainingState } from "./checkpoint.ts";
-import { BEST, FINAL, findLatestCheckpoint, LATEST, listCheckpoints, listRuns, RUN_LOCK } from "./runs.ts";
+import {
+  BEST,
+  FINAL,
+  findLatestCheckpoint,
+  LATEST,
+  listCheckpoints,
+  listRuns,
+  readRunLayout,
+} from "./runs.ts";
+import { inspectRunLock } from "./runlock.ts";
 import type { RunInfo } from "./runs.ts";
 import { readSafetensors, writeSafetensors } from "./safetensors.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { createGino } from "./gino/model.ts";
 import { resolveGinoConfig } from "./gino/config.ts";
 import { initBackend } from "./tf.ts";
-import { ginoConfigFor } from "./trainer.ts";
-import { DATA_FLAGS, MODEL_FLAGS, TRAIN_FLAGS } from "./options.ts";
+import { DATA_FLAGS, ginoConfigFor, MODEL_FLAGS, TRAIN_FLAGS } from "./options.ts";
 
 /** A problem the user must fix; the message names the file or run. */
-export class ManagerError extends Error {
+export class ManagerError extends ToolError {
   constructor(message: string) {
     super(message);
     this.name = "ManagerError";
@@ -57,18 +66,54 @@ export interface RunSummary {
   size_bytes: number;
   /** Checkpoints. */
   checkpoints: number;
-  /** State. */
-  state: "running" | "finished" | "interrupted" | "failed" | "empty";
-  /** Last exit. */
+  /**
+   * What the run is doing: `running` (a live session holds it), `finished` (target reached or early stopping),
+   * `stopped` (a signal or the time limit stopped it with a resumable checkpoint), `failed` (the loss diverged, an
+   * error ended it, or it never completed an epoch), `crashed` (its last session was killed).
+   */
+  state: RunState;
+  /** How the last session ended. */
   last_exit: string | null;
+  /** The host of a running session. */
+  host?: string;
 }
+
+/** The states {@linkcode RunSummary.state} takes. */
+export type RunState = "running" | "finished" | "stopped" | "failed" | "crashed";
 
 interface History {
   train_losses: number[];
   val_losses: number[];
   best?: { val_loss: number | null; epoch: number | null };
   last_updated?: string;
-  sessions: { exit: string | null; end: string | null; host: string }[];
+  sessions: { exit: string | null; end: string | null; host: string; exit_status?: number | null }[];
+}
+
+/** The state a run's last session left it in (see {@linkcode RunSummary.state}). */
+function stateOfLastSession(
+  last: History["sessions"][number] | undefined,
+  done: number,
+  target: number | null,
+): RunState {
+  if (!last || done === 0) return "failed"; // no epoch was ever completed
+  if (last.end === null) return "crashed";
+  const status = last.exit_status ?? (
+    /loss became/.test(last.exit ?? "")
+      ? 4
+      : /^stopped by/.test(last.exit ?? "")
+      ? 3
+      : /^(completed|early stopping)/.test(last.exit ?? "")
+      ? 0
+      : null
+  );
+  if (status === 0) {
+    return (target !== null && done >= target) || /^early stopping/.test(last.exit ?? "")
+      ? "finished"
+      : "stopped";
+  }
+  if (status === 3 || status === 130) return "stopped";
+  if (status === null) return "crashed";
+  return "failed";
 }
 
 async function readJson<T>(path: string): Promise<T | undefined> {
@@ -89,34 +134,21 @@ async function dirSize(dir: string): Promise<number> {
   return total;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Summarises one run folder. */
 export async function summarizeRun(run: RunInfo): Promise<RunSummary> {
   const hist = await readJson<History>(`${run.dir}/loss_history.json`);
   const cfg = await readJson<{ settings?: Record<string, unknown> }>(`${run.dir}/config.json`);
-  const lock = await readJson<{ pid: number; host: string }>(`${run.dir}/${RUN_LOCK}`);
+  const found = await inspectRunLock(run.layout);
+  const lock = found?.info;
   const target = (cfg?.settings?.epochs as number | undefined) ?? null;
   const done = hist?.train_losses.length ?? 0;
   const last = hist?.sessions.at(-1);
-  let state: RunSummary["state"];
-  if (lock && (lock.host !== Deno.hostname() || pidAlive(lock.pid))) state = "running";
-  else if (!hist && run.checkpoints.length === 0) state = "empty";
-  else if (last?.exit && /loss became/.test(last.exit)) state = "failed";
-  else if (lock || (last && last.end === null)) state = "failed"; // the session ended without closing (killed)
-  else if (
-    (target !== null && done >= target) || (last?.exit ?? "").startsWith("early stopping") ||
-    last?.exit === "completed"
-  ) {
-    state = "finished";
-  } else state = "interrupted";
+  const holder = found?.holder;
+  const state: RunState = holder === "alive" || holder === "unknown"
+    ? "running"
+    : holder === "dead"
+    ? "crashed"
+    : stateOfLastSession(last, done, target);
   return {
     run: run.name,
     dir: run.dir,
@@ -128,10 +160,16 @@ export async function summarizeRun(run: RunInfo): Promise<RunSummary> {
     best_epoch: hist?.best?.epoch ?? null,
     sessions: hist?.sessions.length ?? 0,
     last_update: hist?.last_updated ?? (run.mtime ? new Date(run.mtime).toISOString() : null),
-    size_bytes: await dirSize(run.dir),
+    size_bytes: await dirSize(run.dir) +
+      (run.checkpointDir.startsWith(`${run.dir}/`) ? 0 : await dirSize(run.checkpointDir).catch(() => 0)),
     checkpoints: run.checkpoints.length,
     state,
-    last_exit: last?.exit ?? null,
+    last_exit: state === "crashed" && holder === "dead"
+      ? `killed: ${lock ? `process ${lock.pid} on ${lock.host}` : "its session"} is gone (last sign of life ${
+        lock?.heartbeat ?? lock?.start ?? "unknown"
+      })`
+      : last?.exit ?? null,
+    ...(state === "running" && lock ? { host: lock.host } : {}),
   };
 }
 
@@ -206,7 +244,7 @@ export async function verifyFile(path: string): Promise<VerifyReport> {
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
-    return { path, ok: false, problems: [`${path}: ${(e as Error).message}`] };
+    return { path, ok: false, problems: [withPath(path, e)] };
   }
   const v = await verifyCheckpointBytes(bytes, path);
   return { path, ok: v.ok, problems: v.problems, epoch: v.state?.epoch, sha256: v.sha256 };
@@ -216,8 +254,11 @@ export async function verifyFile(path: string): Promise<VerifyReport> {
 export async function verifyCommand(target: string, resultsDir: string): Promise<VerifyReport[]> {
   const dir = await resolveRunDir(target, resultsDir);
   if (dir) {
-    const files = await listCheckpoints(`${dir}/checkpoints`);
-    if (!files.length) throw new ManagerError(`no checkpoints in ${dir}/checkpoints`);
+    const { checkpointDir } = await readRunLayout(dir);
+    const files = await listCheckpoints(checkpointDir);
+    if (!files.length) {
+      throw new ManagerError(`no checkpoints in ${checkpointDir} (the checkpoints of run ${dir})`);
+    }
     return await Promise.all(files.map((f) => verifyFile(f.path)));
   }
   return [await verifyFile(target)];
@@ -339,7 +380,7 @@ export async function cleanCommand(
   }
   const dir = await resolveRunDir(target, resultsDir);
   if (!dir) throw new ManagerError(`no run folder ${target} (nor ${resultsDir}/${target})`);
-  const files = await listCheckpoints(`${dir}/checkpoints`);
+  const files = await listCheckpoints((await readRunLayout(dir)).checkpointDir);
   const epochFiles = files.filter((f) => /^checkpoint_epoch_\d+\.safetensors$/.test(f.name)).sort((a, b) =>
     b.name.localeCompare(a.name)
   );
@@ -398,11 +439,25 @@ export async function backupCommand(
   return { from: path, to, sha256: after.sha256! };
 }
 
+/** Refuses to replace `out` unless `force`. */
+async function refuseOverwrite(out: string, force: boolean): Promise<void> {
+  if (force) return;
+  try {
+    await Deno.lstat(out);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    throw e;
+  }
+  throw new ManagerError(`${out} exists already; not overwriting it (choose another name, or pass --force)`);
+}
+
 /** `export PATH OUT`: the model weights alone, with the reference PyTorch names and layouts. */
 export async function exportCommand(
   path: string,
   out: string,
+  force = false,
 ): Promise<{ tensors: number; parameters: number; out: string }> {
+  await refuseOverwrite(out, force);
   const v = await verifyFile(path);
   if (!v.ok) throw new ManagerError(v.problems.join("; "));
   const file = await readSafetensors(path);
@@ -436,7 +491,9 @@ export async function importCommand(
   torchPath: string,
   configPath: string,
   out: string,
+  force = false,
 ): Promise<{ out: string; settings: Record<string, unknown> }> {
+  await refuseOverwrite(out, force);
   const raw = await readJson<Record<string, unknown>>(configPath);
   if (!raw) throw new ManagerError(`${configPath}: not found or not JSON`);
   let kw: Record<string, unknown>;
@@ -446,7 +503,7 @@ export async function importCommand(
       unknown
     >;
   } catch (e) {
-    throw new ManagerError(`${configPath}: ${(e as Error).message}`);
+    throw new ManagerError(withPath(configPath, e));
   }
   const given = (raw.settings ?? {}) as Record<string, unknown>;
   const settings: Record<string, unknown> = { ...FLAG_DEFAULTS };
@@ -489,7 +546,7 @@ export async function importCommand(
     model.loadTorchStateDict(file.tensors);
   } catch (e) {
     model.dispose();
-    throw new ManagerError(`${torchPath}: ${(e as Error).message}`);
+    throw new ManagerError(withPath(torchPath, e));
   }
   const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
   for (const [k, t] of Object.entries(model.toTorchStateDict())) {

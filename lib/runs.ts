@@ -30,6 +30,24 @@ export function runFolderOf(checkpointPath: string): string | undefined {
   return parts.join("/") || ".";
 }
 
+/**
+ * The run folder of a checkpoint: the folder above its `checkpoints/`, or, for one kept elsewhere
+ * (`--checkpoint-dir`), `<results-dir>/<run name>` from its training state when that folder exists.
+ */
+export async function runFolderForCheckpoint(
+  path: string,
+  state?: TrainingState,
+): Promise<string | undefined> {
+  const inside = runFolderOf(path);
+  if (inside || !state) return inside;
+  const dir = `${state.config["results-dir"] ?? "results"}/${state.run_name}`;
+  try {
+    return (await Deno.stat(`${dir}/config.json`)).isFile ? dir : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A default run name: `gino_YYYYMMDD_HHMMSS` (local time). */
 export function defaultRunName(d = new Date()): string {
   const p = (n: number) => String(n).padStart(2, "0");
@@ -40,25 +58,79 @@ export function defaultRunName(d = new Date()): string {
 
 /** A checkpoint file found in a run. */
 export interface CheckpointFile {
-  /** Path. */
+  /** Where the file is. */
   path: string;
-  /** Name. */
+  /** Its file name (`latest_checkpoint.safetensors`, `checkpoint_epoch_0005.safetensors`, ...). */
   name: string;
-  /** Size. */
+  /** Size in bytes. */
   size: number;
-  /** Mtime. */
+  /** Modification time (ms since the epoch). */
   mtime: number;
+}
+
+/**
+ * Where a run's files are. The one place that says so: the trainer, the checkpoint manager and predict all use it.
+ * Checkpoints are in `<dir>/checkpoints` unless the run was started with `--checkpoint-dir`, which `config.json`
+ * records (see {@linkcode readRunLayout}).
+ */
+export interface RunLayout {
+  /** The run folder (`<results-dir>/<run-name>`). */
+  dir: string;
+  /** The folder of the run's checkpoints. */
+  checkpointDir: string;
+  /** Every setting, the data fingerprint and the normalisation statistics. */
+  config: string;
+  /** Losses of every epoch and the session records. */
+  history: string;
+  /** One JSON line per epoch. */
+  metrics: string;
+  /** The human log. */
+  log: string;
+  /** Present while a session trains the run (see {@linkcode RunLock}). */
+  lock: string;
+}
+
+/** The layout of a run folder, its checkpoints in `checkpointDir` (default `<dir>/checkpoints`). */
+export function runLayout(dir: string, checkpointDir?: string): RunLayout {
+  const d = dir.replace(/\/+$/, "") || ".";
+  return {
+    dir: d,
+    checkpointDir: checkpointDir ?? `${d}/checkpoints`,
+    config: `${d}/config.json`,
+    history: `${d}/loss_history.json`,
+    metrics: `${d}/metrics.jsonl`,
+    log: `${d}/train.log`,
+    lock: `${d}/${RUN_LOCK}`,
+  };
+}
+
+/** The checkpoint folder a run's `config.json` records, if it is not the default one. */
+export async function recordedCheckpointDir(dir: string): Promise<string | undefined> {
+  try {
+    const cfg = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+    const custom = cfg.checkpoint_dir ?? cfg.settings?.["checkpoint-dir"];
+    return typeof custom === "string" && custom ? custom : undefined;
+  } catch {
+    return undefined; // no or unreadable config: the default place
+  }
+}
+
+/** The layout of an existing run folder, reading where its checkpoints are from its `config.json`. */
+export async function readRunLayout(dir: string): Promise<RunLayout> {
+  return runLayout(dir, await recordedCheckpointDir(dir));
 }
 
 /** A run folder. */
 export interface RunInfo {
-  /** Name. */
+  /** The run's name (its folder's name). */
   name: string;
-  /** Dir. */
+  /** The run folder. */
   dir: string;
-  /** Checkpoint dir. */
+  /** Where its checkpoints are. */
   checkpointDir: string;
-  /** Checkpoints. */
+  /** Where all its files are. */
+  layout: RunLayout;
+  /** Its checkpoint files, newest first. */
   checkpoints: CheckpointFile[];
   /** Newest modification time of anything in the run (ms). */
   mtime: number;
@@ -102,17 +174,8 @@ export async function listRuns(resultsDir: string): Promise<RunInfo[]> {
       if (!e.isDirectory || e.name.startsWith(".")) continue;
       const dir = `${resultsDir}/${e.name}`;
       const cfg = await statOrNull(`${dir}/config.json`);
-      // a run trained with --checkpoint-dir keeps its checkpoints elsewhere: config.json says where
-      let checkpointDir = `${dir}/checkpoints`;
-      if (cfg) {
-        try {
-          const custom = JSON.parse(await Deno.readTextFile(`${dir}/config.json`)).settings
-            ?.["checkpoint-dir"];
-          if (typeof custom === "string" && custom) checkpointDir = custom;
-        } catch {
-          // unreadable config: the default place
-        }
-      }
+      const layout = await readRunLayout(dir);
+      const checkpointDir = layout.checkpointDir;
       const checkpoints = await listCheckpoints(checkpointDir);
       if (!cfg && checkpoints.length === 0) continue;
       const hist = await statOrNull(`${dir}/loss_history.json`);
@@ -121,7 +184,7 @@ export async function listRuns(resultsDir: string): Promise<RunInfo[]> {
         hist?.mtime?.getTime() ?? 0,
         ...checkpoints.map((c) => c.mtime),
       );
-      runs.push({ name: e.name, dir, checkpointDir, checkpoints, mtime });
+      runs.push({ name: e.name, dir, checkpointDir, layout, checkpoints, mtime });
     }
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
@@ -171,33 +234,51 @@ export async function findLatestCheckpoint(
   return undefined;
 }
 
-/** A logger that writes to the console and appends to a log file. */
+/**
+ * A logger that writes to the console and appends to a log file. Lines logged before the file is known (before
+ * {@linkcode RunLog.attach}) are kept and written to it then, with their own times.
+ */
 export class RunLog {
   #file?: Deno.FsFile;
   #enc = new TextEncoder();
+  #pending: string[] = [];
 
   constructor(path?: string, readonly quiet = false) {
     if (path) this.#file = Deno.openSync(path, { append: true, create: true });
   }
 
+  #write(msg: string): void {
+    const line = `${new Date().toISOString()} ${msg}\n`;
+    if (this.#file) this.#file.writeSync(this.#enc.encode(line));
+    else this.#pending.push(line);
+  }
+
   /** Logs a line (timestamped in the file). */
   info(msg: string): void {
     if (!this.quiet) console.log(msg);
-    this.#file?.writeSync(this.#enc.encode(`${new Date().toISOString()} ${msg}\n`));
+    this.#write(msg);
+  }
+
+  /** Writes a line to the log file only. */
+  record(msg: string): void {
+    this.#write(msg);
   }
 
   /** Logs a warning (stderr). */
   warn(msg: string): void {
     console.error(msg);
-    this.#file?.writeSync(this.#enc.encode(`${new Date().toISOString()} ${msg}\n`));
+    this.#write(msg);
   }
 
-  /** Starts writing to a file (after the run folder is known). */
+  /** Starts writing to a file (after the run folder is known), beginning with the lines logged so far. */
   attach(path: string): void {
     this.#file?.close();
     this.#file = Deno.openSync(path, { append: true, create: true });
+    if (this.#pending.length) this.#file.writeSync(this.#enc.encode(this.#pending.join("")));
+    this.#pending = [];
   }
 
+  /** Closes the log file. */
   close(): void {
     this.#file?.close();
     this.#file = undefined;

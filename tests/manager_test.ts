@@ -36,12 +36,12 @@ Deno.test("ckpt latest, list, show and verify describe real runs", async () => {
   assert.equal(byName.old.state, "finished");
   assert.equal(byName.old.epochs_done, 2);
   assert.equal(byName.old.epochs_target, 2);
-  assert.equal(byName.new.state, "interrupted");
+  assert.equal(byName.new.state, "stopped");
   assert.equal(byName.new.epochs_done, 2);
   assert.equal(byName.new.epochs_target, 5);
   assert.ok(byName.new.size_bytes > 0);
   const text = (await ckpt(["list", "--results-dir", t.dir])).stdout;
-  assert.match(text, /new\s+2\/5\s+\S+\s+\S+\s+[\d.]+ MiB\s+interrupted/);
+  assert.match(text, /new\s+2\/5\s+\S+\s+\S+\s+[\d.]+ MiB\s+stopped/);
 
   const show = JSON.parse(
     (await ckpt(["show", `${t.dir}/new/checkpoints/checkpoint_epoch_0002.safetensors`, "--json"])).stdout,
@@ -72,7 +72,7 @@ Deno.test("ckpt verify catches a flipped byte, a truncated file and a wrong head
   header.set(new TextEncoder().encode("XX"), 8);
   await Deno.writeFile(`${t.dir}/header.safetensors`, header);
   for (
-    const [name, msg] of [["flipped", /SHA-256 of the tensor data does not match/], [
+    const [name, msg] of [["flipped", /SHA-256 of the file does not match/], [
       "truncated",
       /truncated/,
     ], ["header", /header is not valid JSON/]] as const

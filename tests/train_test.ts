@@ -91,7 +91,7 @@ Deno.test("a corrupted or truncated checkpoint is refused with a clear message, 
   await Deno.writeFile(latest, bytes);
   const bad = await train(["--epochs", "3", "--results-dir", t.dir, "--resume-from", latest]);
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /latest_checkpoint\.safetensors: SHA-256 of the tensor data does not match/);
+  assert.match(bad.stderr, /latest_checkpoint\.safetensors: SHA-256 of the file does not match/);
   const final = `${t.dir}/c/checkpoints/final_checkpoint.safetensors`;
   const fb = await Deno.readFile(final);
   await Deno.writeFile(final, fb.subarray(0, fb.length - 1000));
