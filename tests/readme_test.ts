@@ -51,3 +51,17 @@ Deno.test("every deno task command in the READMEs names a task that exists, with
   assert.deepEqual(problems, []);
   assert.ok(checked >= 20, `only ${checked} command lines found`);
 });
+
+Deno.test("createGino before initBackend() is one clear error that says what to call", async () => {
+  const code = `import { createGino } from "${ROOT}mod.ts";
+try { createGino({}); console.log("created"); } catch (e) { console.log(e.name, e.message); }`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--config", `${ROOT}deno.json`, code],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.match(
+    new TextDecoder().decode(out.stdout),
+    /^ToolError no compute backend is initialised: call `await initBackend\(\)` \(from mod\.ts\) before creating a GINO/,
+  );
+});

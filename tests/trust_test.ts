@@ -153,7 +153,10 @@ Deno.test("every session keeps its true record: stopped, killed, completed, and 
   });
   assert.equal(a.code, 3, a.stderr);
   const hint = `continue with deno task train --resume-from auto --results-dir ${t.dir}`;
-  assert.ok((await Deno.readTextFile(`${run}/train.log`)).includes(hint), "the hint names the results folder");
+  assert.ok(
+    (await Deno.readTextFile(`${run}/train.log`)).includes(hint),
+    "the hint names the results folder",
+  );
   const dry = await runTrain(["--dry-run", "--json", "--results-dir", t.dir, "--resume-from", "auto"]);
   assert.equal(dry.code, 0, dry.stderr);
   assert.deepEqual(
