@@ -7,23 +7,23 @@
  * @module
  */
 
-import { FlagError, formatHelp, parseFlags, positive, positiveInt } from "./lib/cli.ts";
-import type { FlagSpec } from "./lib/cli.ts";
-import { runMain } from "./lib/main.ts";
-import { backendCheck } from "./lib/options.ts";
-import { readNumericCsv } from "./lib/csv.ts";
-import { writeNpy } from "./lib/npy.ts";
-import { loadPatchDataset } from "./lib/dataset.ts";
-import { PatchBatchSampler } from "./lib/sampler.ts";
-import { BatchAssembler } from "./lib/batch.ts";
-import { preparePatches } from "./lib/prepare.ts";
-import { Rng } from "./lib/rng.ts";
-import { initBackend, tf } from "./lib/tf.ts";
-import type { BackendName } from "./lib/tf.ts";
-import { createGino } from "./lib/gino/model.ts";
-import { REFERENCE_GINO } from "./lib/gino/config.ts";
-import { autoMicroBatch, latentGrid, trainStep } from "./lib/step.ts";
-import { Adam } from "./lib/adam.ts";
+import { FlagError, formatHelp, parseFlags, positive, positiveInt } from "./lib/cli/flags.ts";
+import type { FlagSpec } from "./lib/cli/flags.ts";
+import { runMain } from "./lib/cli/main.ts";
+import { backendCheck } from "./lib/train/settings.ts";
+import { readNumericCsv } from "./lib/io/csv.ts";
+import { writeNpy } from "./lib/io/npy.ts";
+import { loadPatchDataset } from "./lib/data/dataset.ts";
+import { PatchBatchSampler } from "./lib/data/sampler.ts";
+import { BatchAssembler } from "./lib/data/batch.ts";
+import { preparePatches } from "./lib/data/prepare.ts";
+import { Rng } from "./lib/data/rng.ts";
+import { initBackend, tf } from "./lib/model/backend.ts";
+import type { BackendName } from "./lib/model/backend.ts";
+import { createGino } from "./lib/model/gino.ts";
+import { REFERENCE_GINO } from "./lib/model/config.ts";
+import { autoMicroBatch, latentGrid, trainStep } from "./lib/train/step.ts";
+import { Adam } from "./lib/train/adam.ts";
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

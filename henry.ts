@@ -5,13 +5,13 @@
  * @module
  */
 
-import { runMain } from "./lib/main.ts";
-import { FlagError, formatHelp, parseFlags } from "./lib/cli.ts";
-import type { FlagSpec } from "./lib/cli.ts";
-import { HENRY_DEFAULTS, HENRY_DEMO, writeHenry } from "./lib/henry.ts";
-import type { HenryOptions } from "./lib/henry.ts";
-import { DEMO_DIR, DEMO_PREPARE } from "./lib/demo.ts";
-import { preparePatches } from "./lib/prepare.ts";
+import { runMain } from "./lib/cli/main.ts";
+import { FlagError, formatHelp, parseFlags } from "./lib/cli/flags.ts";
+import type { FlagSpec } from "./lib/cli/flags.ts";
+import { HENRY_DEFAULTS, HENRY_DEMO, writeHenry } from "./lib/sim/henry.ts";
+import type { HenryOptions } from "./lib/sim/henry.ts";
+import { DEMO_DIR, DEMO_PREPARE } from "./lib/data/demo.ts";
+import { preparePatches } from "./lib/data/prepare.ts";
 
 const D = HENRY_DEFAULTS;
 const FLAGS: FlagSpec[] = [

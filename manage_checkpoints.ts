@@ -4,9 +4,9 @@
  * @module
  */
 
-import { runMain } from "./lib/main.ts";
-import { FlagError, formatHelp, parseFlags } from "./lib/cli.ts";
-import type { FlagSpec } from "./lib/cli.ts";
+import { runMain } from "./lib/cli/main.ts";
+import { FlagError, formatHelp, parseFlags } from "./lib/cli/flags.ts";
+import type { FlagSpec } from "./lib/cli/flags.ts";
 import {
   backupCommand,
   cleanCommand,
@@ -16,7 +16,7 @@ import {
   listCommand,
   showCommand,
   verifyCommand,
-} from "./lib/manager.ts";
+} from "./lib/tools/manager.ts";
 
 const FLAGS: FlagSpec[] = [
   { name: "results-dir", type: "string", default: "results", help: "folder of run folders" },

@@ -21,11 +21,11 @@
  * @module
  */
 
-export { CsvError, readCsvHeader, readNumericCsv, streamNumericCsv } from "./lib/csv.ts";
-export type { NumericCsv, NumericCsvChunk, NumericCsvOptions } from "./lib/csv.ts";
-export { encodeNpy, NpyError, readNpy, writeNpy } from "./lib/npy.ts";
-export type { NpyArray, NpyData, NpyDtype } from "./lib/npy.ts";
-export { writeFileAtomic, writeTextFileAtomic } from "./lib/atomic.ts";
+export { CsvError, readCsvHeader, readNumericCsv, streamNumericCsv } from "./lib/io/csv.ts";
+export type { NumericCsv, NumericCsvChunk, NumericCsvOptions } from "./lib/io/csv.ts";
+export { encodeNpy, NpyError, readNpy, writeNpy } from "./lib/io/npy.ts";
+export type { NpyArray, NpyData, NpyDtype } from "./lib/io/npy.ts";
+export { writeFileAtomic, writeTextFileAtomic } from "./lib/io/atomic.ts";
 export {
   countWindows,
   DataError,
@@ -33,39 +33,39 @@ export {
   loadPatchDataset,
   OBS_COLUMNS,
   PatchDataset,
-} from "./lib/dataset.ts";
-export type { DatasetOptions, Normalization, ObsColumn, Part, Patch, WindowOptions } from "./lib/dataset.ts";
-export { PatchBatchSampler } from "./lib/sampler.ts";
-export type { SampledBatch, SamplerOptions, SamplerState } from "./lib/sampler.ts";
-export { BatchAssembler } from "./lib/batch.ts";
-export type { Batch } from "./lib/batch.ts";
-export { Rng } from "./lib/rng.ts";
-export type { RngState } from "./lib/rng.ts";
-export { KdTree } from "./lib/kdtree.ts";
-export { kmeans } from "./lib/kmeans.ts";
-export type { KMeansResult } from "./lib/kmeans.ts";
-export { arraySplit, listRawFiles, preparePatches } from "./lib/prepare.ts";
-export type { PatchInfo, PrepareOptions, PrepareResult } from "./lib/prepare.ts";
-export { formatSummary, summarizeDataset } from "./lib/summary.ts";
-export type { DataSummary } from "./lib/summary.ts";
-export { BackendError, initBackend, tf } from "./lib/tf.ts";
-export type { BackendInfo, BackendName } from "./lib/tf.ts";
-export { createGino, Gino, kernelWidths, relativeL2Loss } from "./lib/gino/model.ts";
-export type { GinoGeometry, TorchTensor } from "./lib/gino/model.ts";
-export { GINO_DEFAULTS, REFERENCE_GINO, resolveGinoConfig } from "./lib/gino/config.ts";
-export type { GinoConfig } from "./lib/gino/config.ts";
-export { neighborStats, radiusSearch } from "./lib/gino/neighbors.ts";
-export type { Neighbors, NeighborStats } from "./lib/gino/neighbors.ts";
-export { sinusoidalEmbedding } from "./lib/gino/embedding.ts";
-export { dftMatrices, keptFrequencies, spectralConv } from "./lib/gino/spectral.ts";
+} from "./lib/data/dataset.ts";
+export type { DatasetOptions, Normalization, ObsColumn, Part, Patch, WindowOptions } from "./lib/data/dataset.ts";
+export { PatchBatchSampler } from "./lib/data/sampler.ts";
+export type { SampledBatch, SamplerOptions, SamplerState } from "./lib/data/sampler.ts";
+export { BatchAssembler } from "./lib/data/batch.ts";
+export type { Batch } from "./lib/data/batch.ts";
+export { Rng } from "./lib/data/rng.ts";
+export type { RngState } from "./lib/data/rng.ts";
+export { KdTree } from "./lib/data/kdtree.ts";
+export { kmeans } from "./lib/data/kmeans.ts";
+export type { KMeansResult } from "./lib/data/kmeans.ts";
+export { arraySplit, listRawFiles, preparePatches } from "./lib/data/prepare.ts";
+export type { PatchInfo, PrepareOptions, PrepareResult } from "./lib/data/prepare.ts";
+export { formatSummary, summarizeDataset } from "./lib/data/summary.ts";
+export type { DataSummary } from "./lib/data/summary.ts";
+export { BackendError, initBackend, tf } from "./lib/model/backend.ts";
+export type { BackendInfo, BackendName } from "./lib/model/backend.ts";
+export { createGino, Gino, kernelWidths, relativeL2Loss } from "./lib/model/gino.ts";
+export type { GinoGeometry, TorchTensor } from "./lib/model/gino.ts";
+export { GINO_DEFAULTS, REFERENCE_GINO, resolveGinoConfig } from "./lib/model/config.ts";
+export type { GinoConfig } from "./lib/model/config.ts";
+export { neighborStats, radiusSearch } from "./lib/model/neighbors.ts";
+export type { Neighbors, NeighborStats } from "./lib/model/neighbors.ts";
+export { sinusoidalEmbedding } from "./lib/model/embedding.ts";
+export { dftMatrices, keptFrequencies, spectralConv } from "./lib/model/spectral.ts";
 export {
   decodeSafetensors,
   encodeSafetensors,
   readSafetensors,
   SafetensorsError,
   writeSafetensors,
-} from "./lib/safetensors.ts";
-export type { SafeTensor, SafetensorsFile } from "./lib/safetensors.ts";
+} from "./lib/io/safetensors.ts";
+export type { SafeTensor, SafetensorsFile } from "./lib/io/safetensors.ts";
 export {
   HENRY_DEFAULTS,
   HENRY_DEMO,
@@ -73,14 +73,14 @@ export {
   isochlorPositions,
   simulateHenry,
   writeHenry,
-} from "./lib/henry.ts";
-export type { HenryOptions, HenryState } from "./lib/henry.ts";
-export { DEMO_DIR, ensureDemoData } from "./lib/demo.ts";
-export { EXIT, ginoConfigFor, train } from "./lib/trainer.ts";
-export { Adam } from "./lib/adam.ts";
-export type { AdamState } from "./lib/adam.ts";
-export { latentGrid, linspace32, predictWindow, trainStep } from "./lib/step.ts";
-export type { ResidualSpec, StepOptions } from "./lib/step.ts";
+} from "./lib/sim/henry.ts";
+export type { HenryOptions, HenryState } from "./lib/sim/henry.ts";
+export { DEMO_DIR, ensureDemoData } from "./lib/data/demo.ts";
+export { EXIT, ginoConfigFor, train } from "./lib/train/loop.ts";
+export { Adam } from "./lib/train/adam.ts";
+export type { AdamState } from "./lib/train/adam.ts";
+export { latentGrid, linspace32, predictWindow, trainStep } from "./lib/train/step.ts";
+export type { ResidualSpec, StepOptions } from "./lib/train/step.ts";
 export {
   CHECKPOINT_FORMAT,
   CheckpointError,
@@ -88,9 +88,9 @@ export {
   restoreTensors,
   saveCheckpoint,
   verifyCheckpointBytes,
-} from "./lib/checkpoint.ts";
-export type { Checkpoint, SessionRecord, TrainingState } from "./lib/checkpoint.ts";
-export { findLatestCheckpoint, listRuns } from "./lib/runs.ts";
+} from "./lib/train/checkpoint.ts";
+export type { Checkpoint, SessionRecord, TrainingState } from "./lib/train/checkpoint.ts";
+export { findLatestCheckpoint, listRuns } from "./lib/train/runs.ts";
 export {
   backupCommand,
   cleanCommand,
@@ -100,22 +100,22 @@ export {
   listCommand,
   showCommand,
   verifyCommand,
-} from "./lib/manager.ts";
-export { forecast, formatReport, predict } from "./lib/predict.ts";
-export type { ErrorStats, PredictOptions, PredictorMetrics, PredictReport } from "./lib/predict.ts";
+} from "./lib/tools/manager.ts";
+export { forecast, formatReport, predict } from "./lib/tools/predict.ts";
+export type { ErrorStats, PredictOptions, PredictorMetrics, PredictReport } from "./lib/tools/predict.ts";
 export { writeCurves } from "./lib/plot/curves.ts";
 export { renderChart } from "./lib/plot/chart.ts";
 export { Canvas, encodePng } from "./lib/plot/png.ts";
 export type { Scalar, Tensor, Tensor1D, Tensor2D, Tensor3D, Tensor4D, Variable } from "@tensorflow/tfjs";
-export type { KernelReport } from "./lib/kernels.ts";
-export type { Spread } from "./lib/summary.ts";
-export type { ParamSpec } from "./lib/gino/model.ts";
-export type { DftMatrices } from "./lib/gino/spectral.ts";
-export type { CleanReport, LatestInfo, RunSummary, ShowInfo, VerifyReport } from "./lib/manager.ts";
-export type { CheckpointFile, FoundCheckpoint, RunInfo } from "./lib/runs.ts";
-export type { VerifyResult } from "./lib/checkpoint.ts";
+export type { KernelReport } from "./lib/model/kernels/register.ts";
+export type { Spread } from "./lib/data/summary.ts";
+export type { ParamSpec } from "./lib/model/gino.ts";
+export type { DftMatrices } from "./lib/model/spectral.ts";
+export type { CleanReport, LatestInfo, RunSummary, ShowInfo, VerifyReport } from "./lib/tools/manager.ts";
+export type { CheckpointFile, FoundCheckpoint, RunInfo } from "./lib/train/runs.ts";
+export type { VerifyResult } from "./lib/train/checkpoint.ts";
 export type { ChartSpec, Series } from "./lib/plot/chart.ts";
 export type { Rgb } from "./lib/plot/png.ts";
 export type { CurveData } from "./lib/plot/curves.ts";
-export type { HenryRunInfo, HenryStats, WriteHenryOptions } from "./lib/henry.ts";
-export type { TrainHooks } from "./lib/trainer.ts";
+export type { HenryRunInfo, HenryStats, WriteHenryOptions } from "./lib/sim/henry.ts";
+export type { TrainHooks } from "./lib/train/loop.ts";

@@ -5,15 +5,15 @@
  * @module
  */
 
-import { runMain } from "./lib/main.ts";
-import { FlagError, formatHelp, parseFlags, positiveInt } from "./lib/cli.ts";
-import type { FlagSpec } from "./lib/cli.ts";
-import { formatReport, predict } from "./lib/predict.ts";
-import { preparePatches } from "./lib/prepare.ts";
-import { runFolderForCheckpoint } from "./lib/runs.ts";
-import { backendCheck } from "./lib/options.ts";
-import { loadCheckpoint } from "./lib/checkpoint.ts";
-import type { BackendName } from "./lib/tf.ts";
+import { runMain } from "./lib/cli/main.ts";
+import { FlagError, formatHelp, parseFlags, positiveInt } from "./lib/cli/flags.ts";
+import type { FlagSpec } from "./lib/cli/flags.ts";
+import { formatReport, predict } from "./lib/tools/predict.ts";
+import { preparePatches } from "./lib/data/prepare.ts";
+import { runFolderForCheckpoint } from "./lib/train/runs.ts";
+import { backendCheck } from "./lib/train/settings.ts";
+import { loadCheckpoint } from "./lib/train/checkpoint.ts";
+import type { BackendName } from "./lib/model/backend.ts";
 
 const FLAGS: FlagSpec[] = [
   { name: "checkpoint", type: "string", help: "the checkpoint to evaluate (required)" },

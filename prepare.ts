@@ -4,10 +4,10 @@
  * @module
  */
 
-import { runMain } from "./lib/main.ts";
-import { FlagError, formatHelp, parseFlags, positiveInt } from "./lib/cli.ts";
-import type { FlagSpec } from "./lib/cli.ts";
-import { preparePatches } from "./lib/prepare.ts";
+import { runMain } from "./lib/cli/main.ts";
+import { FlagError, formatHelp, parseFlags, positiveInt } from "./lib/cli/flags.ts";
+import type { FlagSpec } from "./lib/cli/flags.ts";
+import { preparePatches } from "./lib/data/prepare.ts";
 
 const FLAGS: FlagSpec[] = [
   {

@@ -7,15 +7,15 @@
  * @module
  */
 
-import { runMain } from "./lib/main.ts";
-import { FlagError, formatHelp, parseFlags } from "./lib/cli.ts";
-import type { FlagSpec, ParsedFlags } from "./lib/cli.ts";
-import { DATA_FLAGS, dataSettings, MODEL_FLAGS, TRAIN_FLAGS, validateTrainSettings } from "./lib/options.ts";
-import { loadPatchDataset } from "./lib/dataset.ts";
-import { PatchBatchSampler } from "./lib/sampler.ts";
-import { formatSummary, summarizeDataset } from "./lib/summary.ts";
-import { DEMO_DIR, ensureDemoData } from "./lib/demo.ts";
-import { planResume, train } from "./lib/trainer.ts";
+import { runMain } from "./lib/cli/main.ts";
+import { FlagError, formatHelp, parseFlags } from "./lib/cli/flags.ts";
+import type { FlagSpec, ParsedFlags } from "./lib/cli/flags.ts";
+import { DATA_FLAGS, dataSettings, MODEL_FLAGS, TRAIN_FLAGS, validateTrainSettings } from "./lib/train/settings.ts";
+import { loadPatchDataset } from "./lib/data/dataset.ts";
+import { PatchBatchSampler } from "./lib/data/sampler.ts";
+import { formatSummary, summarizeDataset } from "./lib/data/summary.ts";
+import { DEMO_DIR, ensureDemoData } from "./lib/data/demo.ts";
+import { planResume, train } from "./lib/train/loop.ts";
 
 const FLAGS: FlagSpec[] = [
   ...DATA_FLAGS,

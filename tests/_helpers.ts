@@ -102,8 +102,8 @@ let tinyData: Promise<string> | undefined;
 /** A small patch data set (Henry slab, 2 patches), made once per test process and removed at its end. */
 export function tinyPatchData(): Promise<string> {
   tinyData ??= (async () => {
-    const { writeHenry } = await import("../lib/henry.ts");
-    const { preparePatches } = await import("../lib/prepare.ts");
+    const { writeHenry } = await import("../lib/sim/henry.ts");
+    const { preparePatches } = await import("../lib/data/prepare.ts");
     const dir = await Deno.makeTempDir({ prefix: "gino-gw-tiny-data-" });
     await writeHenry({
       nx: 12,

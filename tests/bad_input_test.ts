@@ -151,7 +151,7 @@ Deno.test("every tool meets a table of bad flags with exit 2, one error line nam
 });
 
 Deno.test("describeError(): an unexpected error is an internal-error line with a hint (exit 1), a full disk says what to do", async () => {
-  const { describeError } = await import("../lib/main.ts");
+  const { describeError } = await import("../lib/cli/main.ts");
   const bug = describeError(new TypeError("x is undefined"));
   assert.equal(bug.code, 1);
   assert.match(

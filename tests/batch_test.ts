@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { loadPatchDataset } from "../lib/dataset.ts";
-import { PatchBatchSampler } from "../lib/sampler.ts";
-import { BatchAssembler } from "../lib/batch.ts";
+import { loadPatchDataset } from "../lib/data/dataset.ts";
+import { PatchBatchSampler } from "../lib/data/sampler.ts";
+import { BatchAssembler } from "../lib/data/batch.ts";
 import { FIXTURES } from "./_helpers.ts";
 
 Deno.test("BatchAssembler writes [B, N, C*Tin] inputs and [B, N, C*Tout] targets from the windows' steps", async () => {

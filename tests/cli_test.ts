@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { FIXTURES, runScript, tempDir, writeRawFolder } from "./_helpers.ts";
-import { FlagError, parseFlags } from "../lib/cli.ts";
-import { DATA_FLAGS } from "../lib/options.ts";
+import { FlagError, parseFlags } from "../lib/cli/flags.ts";
+import { DATA_FLAGS } from "../lib/train/settings.ts";
 
 Deno.test("train --dry-run --json reports the counts of a Python-made patch folder", async () => {
   const r = await runScript("train.ts", [

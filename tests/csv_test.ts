@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { CsvError, readCsvHeader, readNumericCsv, streamNumericCsv } from "../lib/csv.ts";
+import { CsvError, readCsvHeader, readNumericCsv, streamNumericCsv } from "../lib/io/csv.ts";
 import { tempDir } from "./_helpers.ts";
 
 const HEADER = "node,slice,X,Y,Z,mass_concentration,head,pressure";

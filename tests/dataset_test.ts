@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { countWindows, loadPatchDataset } from "../lib/dataset.ts";
-import { readNpy, writeNpy } from "../lib/npy.ts";
+import { countWindows, loadPatchDataset } from "../lib/data/dataset.ts";
+import { readNpy, writeNpy } from "../lib/io/npy.ts";
 import { FIXTURES, tempDir } from "./_helpers.ts";
 
 const PY = `${FIXTURES}py_patches/filter_patch`;

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { initBackend, tf } from "../lib/tf.ts";
-import { createGino, relativeL2Loss } from "../lib/gino/model.ts";
-import { radiusSearch } from "../lib/gino/neighbors.ts";
-import { dftMatrices, keptFrequencies, spectralConv } from "../lib/gino/spectral.ts";
-import { readSafetensors, writeSafetensors } from "../lib/safetensors.ts";
-import { Rng } from "../lib/rng.ts";
+import { initBackend, tf } from "../lib/model/backend.ts";
+import { createGino, relativeL2Loss } from "../lib/model/gino.ts";
+import { radiusSearch } from "../lib/model/neighbors.ts";
+import { dftMatrices, keptFrequencies, spectralConv } from "../lib/model/spectral.ts";
+import { readSafetensors, writeSafetensors } from "../lib/io/safetensors.ts";
+import { Rng } from "../lib/data/rng.ts";
 import { FIXTURES, tempDir } from "./_helpers.ts";
 
 const FIX = FIXTURES;

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { HENRY_DEMO, isochlorPositions, simulateHenry } from "../lib/henry.ts";
-import type { HenryOptions } from "../lib/henry.ts";
-import { readNumericCsv } from "../lib/csv.ts";
-import { loadPatchDataset } from "../lib/dataset.ts";
-import { ensureDemoData } from "../lib/demo.ts";
+import { HENRY_DEMO, isochlorPositions, simulateHenry } from "../lib/sim/henry.ts";
+import type { HenryOptions } from "../lib/sim/henry.ts";
+import { readNumericCsv } from "../lib/io/csv.ts";
+import { loadPatchDataset } from "../lib/data/dataset.ts";
+import { ensureDemoData } from "../lib/data/demo.ts";
 import { FIXTURES, runScript, tempDir } from "./_helpers.ts";
 
 const MF6 = `${FIXTURES}henry-mf6-A/`;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { initBackend, tf } from "../lib/tf.ts";
-import { edgeReduce, edgeReduceComposed, gatherRows, gelu, geluComposed } from "../lib/gino/ops.ts";
-import { Rng } from "../lib/rng.ts";
+import { initBackend, tf } from "../lib/model/backend.ts";
+import { edgeReduce, edgeReduceComposed, gatherRows, gelu, geluComposed } from "../lib/model/ops.ts";
+import { Rng } from "../lib/data/rng.ts";
 
 function close(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: string) {
   assert.equal(a.length, b.length, what);
@@ -101,17 +101,15 @@ for (const backend of ["wasm", "cpu"] as const) {
 }
 
 Deno.test("without a system BLAS the stock matmul kernel is used, with one line saying so", async () => {
+  const root = new URL("../", import.meta.url).pathname;
   const code = `
-    import { initBackend, tf } from "./lib/tf.ts";
+    import { initBackend, tf } from "${root}lib/model/backend.ts";
     const info = await initBackend("wasm", (m) => console.log(m));
     console.log(JSON.stringify({ blas: info.kernels?.blas ?? null, v: Array.from(tf.matMul(tf.ones([2, 3]), tf.ones([3, 2])).dataSync()) }));
   `;
-  const root = new URL("../", import.meta.url).pathname;
-  const file = `${root}.blas-check.ts`;
-  await Deno.writeTextFile(file, code);
-  try {
+  {
     const cmd = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", file],
+      args: ["eval", "--config", `${root}deno.json`, code],
       env: { GINO_GW_BLAS: "none" },
       stdout: "piped",
       stderr: "piped",
@@ -124,8 +122,6 @@ Deno.test("without a system BLAS the stock matmul kernel is used, with one line 
     const last = JSON.parse(text.trim().split("\n").at(-1)!);
     assert.equal(last.blas, null);
     assert.deepEqual(last.v, [3, 3, 3, 3]);
-  } finally {
-    await Deno.remove(file);
   }
 });
 

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { runScript, runTrain, tempDir } from "./_helpers.ts";
-import { createGino } from "../lib/gino/model.ts";
-import { REFERENCE_GINO } from "../lib/gino/config.ts";
-import { writeSafetensors } from "../lib/safetensors.ts";
-import { initBackend } from "../lib/tf.ts";
+import { createGino } from "../lib/model/gino.ts";
+import { REFERENCE_GINO } from "../lib/model/config.ts";
+import { writeSafetensors } from "../lib/io/safetensors.ts";
+import { initBackend } from "../lib/model/backend.ts";
 
 const ckpt = (args: string[]) => runScript("manage_checkpoints.ts", args);
 
@@ -243,7 +243,7 @@ Deno.test("ckpt import makes a trainable checkpoint from PyTorch weights, and ex
   assert.deepEqual(h.names, REFERENCE);
   assert.equal(h.metadata.format, "pt");
   assert.equal(h.dataBytes, 10_552_340 * 4);
-  const back = (await import("../lib/safetensors.ts")).readSafetensors;
+  const back = (await import("../lib/io/safetensors.ts")).readSafetensors;
   const round = await back(`${t.dir}/out.safetensors`);
   for (const [k] of REFERENCE) assert.deepEqual(round.tensors[k].data, weights[k].data, k);
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { encodeNpy, readNpy, writeNpy } from "../lib/npy.ts";
+import { encodeNpy, readNpy, writeNpy } from "../lib/io/npy.ts";
 import { FIXTURES, tempDir } from "./_helpers.ts";
 
 Deno.test("readNpy() reads NumPy-written files of format versions 1, 2 and 3", async () => {

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { runTrain, tempDir, tinyPatchData } from "./_helpers.ts";
-import { forecast, predict } from "../lib/predict.ts";
-import { loadCheckpoint, restoreTensors } from "../lib/checkpoint.ts";
-import { loadPatchDataset } from "../lib/dataset.ts";
-import { createGino } from "../lib/gino/model.ts";
-import { latentGrid } from "../lib/step.ts";
-import { initBackend, tf } from "../lib/tf.ts";
-import { readNumericCsv } from "../lib/csv.ts";
+import { forecast, predict } from "../lib/tools/predict.ts";
+import { loadCheckpoint, restoreTensors } from "../lib/train/checkpoint.ts";
+import { loadPatchDataset } from "../lib/data/dataset.ts";
+import { createGino } from "../lib/model/gino.ts";
+import { latentGrid } from "../lib/train/step.ts";
+import { initBackend, tf } from "../lib/model/backend.ts";
+import { readNumericCsv } from "../lib/io/csv.ts";
 
 let trained: Promise<string> | undefined;
 /** A checkpoint of a tiny model trained for 2 epochs (once per test file). */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { preparePatches } from "../lib/prepare.ts";
-import { loadPatchDataset } from "../lib/dataset.ts";
-import { readNpy } from "../lib/npy.ts";
+import { preparePatches } from "../lib/data/prepare.ts";
+import { loadPatchDataset } from "../lib/data/dataset.ts";
+import { readNpy } from "../lib/io/npy.ts";
 import { tempDir, writeRawFolder } from "./_helpers.ts";
 
 Deno.test("preparePatches() splits slices into groups, clusters each, and adds ghost points from neighbours", async () => {

@@ -4,7 +4,7 @@ import {
   encodeSafetensors,
   readSafetensors,
   writeSafetensors,
-} from "../lib/safetensors.ts";
+} from "../lib/io/safetensors.ts";
 import { tempDir } from "./_helpers.ts";
 
 Deno.test("safetensors round-trip keeps names, order, dtypes, shapes, values and metadata", async () => {

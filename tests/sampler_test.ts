@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PatchBatchSampler } from "../lib/sampler.ts";
+import { PatchBatchSampler } from "../lib/data/sampler.ts";
 
 const counts = [70, 0, 33, 5, 64];
 

@@ -5,11 +5,11 @@
 // The kill schedule is drawn from a seeded generator; replay or enlarge it by hand with
 //   GINO_GW_SOAK_SEED=7 GINO_GW_SOAK_KILLS=200 GINO_GW_SOAK_EPOCHS=12 deno task test tests/soak_test.ts
 import assert from "node:assert/strict";
-import { readSafetensors } from "../lib/safetensors.ts";
-import { verifyCheckpointBytes } from "../lib/checkpoint.ts";
-import type { TrainingState } from "../lib/checkpoint.ts";
-import { KILLED } from "../lib/history.ts";
-import { Rng } from "../lib/rng.ts";
+import { readSafetensors } from "../lib/io/safetensors.ts";
+import { verifyCheckpointBytes } from "../lib/train/checkpoint.ts";
+import type { TrainingState } from "../lib/train/checkpoint.ts";
+import { KILLED } from "../lib/train/history.ts";
+import { Rng } from "../lib/data/rng.ts";
 import { tempDir, TINY_TRAIN_ARGS, tinyPatchData } from "./_helpers.ts";
 
 const env = (k: string, d: number) => Number(Deno.env.get(k) ?? d);

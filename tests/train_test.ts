@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { readSafetensors } from "../lib/safetensors.ts";
-import { loadCheckpoint } from "../lib/checkpoint.ts";
+import { readSafetensors } from "../lib/io/safetensors.ts";
+import { loadCheckpoint } from "../lib/train/checkpoint.ts";
 import { runTrain, tempDir, TINY_TRAIN_ARGS, tinyPatchData } from "./_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;

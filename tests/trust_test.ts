@@ -1,13 +1,13 @@
 // A run's files tell the truth after kills at the worst moments: checkpoints are whole-file checked, and a resume
 // completes what a killed session left unwritten (special checkpoints, history, metrics, log, session records).
 import assert from "node:assert/strict";
-import { readSafetensors } from "../lib/safetensors.ts";
-import { loadCheckpoint, verifyCheckpointBytes } from "../lib/checkpoint.ts";
-import { KILLED } from "../lib/history.ts";
+import { readSafetensors } from "../lib/io/safetensors.ts";
+import { loadCheckpoint, verifyCheckpointBytes } from "../lib/train/checkpoint.ts";
+import { KILLED } from "../lib/train/history.ts";
 import { FIXTURES, runScript, runTrain, tempDir } from "./_helpers.ts";
-import { Rng } from "../lib/rng.ts";
-import { RunLock } from "../lib/runlock.ts";
-import { runLayout } from "../lib/runs.ts";
+import { Rng } from "../lib/data/rng.ts";
+import { RunLock } from "../lib/train/runlock.ts";
+import { runLayout } from "../lib/train/runs.ts";
 
 const ckpt = (args: string[]) => runScript("manage_checkpoints.ts", args);
 const EVERY = ["--save-checkpoint-every", "1"];

@@ -8,7 +8,7 @@
 import { createRequire } from "node:module";
 import { COLORS, renderChart } from "./chart.ts";
 import { encodePng } from "./png.ts";
-import { writeFileAtomic, writeTextFileAtomic } from "../atomic.ts";
+import { writeFileAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 
 /** What the curves show. */
 export interface CurveData {

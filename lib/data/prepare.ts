@@ -10,9 +10,9 @@
  * @module
  */
 
-import { readNumericCsv } from "./csv.ts";
-import { encodeNpy } from "./npy.ts";
-import { writeFileAtomic, writeTextFileAtomic } from "./atomic.ts";
+import { readNumericCsv } from "../io/csv.ts";
+import { encodeNpy } from "../io/npy.ts";
+import { writeFileAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 import { KdTree } from "./kdtree.ts";
 import { kmeans } from "./kmeans.ts";
 import { OBS_COLUMNS } from "./dataset.ts";

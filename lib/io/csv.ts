@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ToolError } from "./errors.ts";
+import { ToolError } from "../errors.ts";
 
 /** An error in a CSV file; the message names the file, the line and the column. */
 export class CsvError extends ToolError {

@@ -5,15 +5,15 @@
  * @module
  */
 
-import { ToolError, withPath } from "./errors.ts";
+import { ToolError, withPath } from "../errors.ts";
 import {
   CHECKPOINT_FORMAT,
   CheckpointError,
   encodeCheckpoint,
   IMPORTED,
   verifyCheckpointBytes,
-} from "./checkpoint.ts";
-import type { TrainingState } from "./checkpoint.ts";
+} from "../train/checkpoint.ts";
+import type { TrainingState } from "../train/checkpoint.ts";
 import {
   BEST,
   FINAL,
@@ -22,15 +22,15 @@ import {
   listCheckpoints,
   listRuns,
   readRunLayout,
-} from "./runs.ts";
-import { inspectRunLock } from "./runlock.ts";
-import type { RunInfo } from "./runs.ts";
-import { readSafetensors, writeSafetensors } from "./safetensors.ts";
-import { writeFileAtomic } from "./atomic.ts";
-import { createGino } from "./gino/model.ts";
-import { resolveGinoConfig } from "./gino/config.ts";
-import { initBackend } from "./tf.ts";
-import { DATA_FLAGS, ginoConfigFor, MODEL_FLAGS, TRAIN_FLAGS } from "./options.ts";
+} from "../train/runs.ts";
+import { inspectRunLock } from "../train/runlock.ts";
+import type { RunInfo } from "../train/runs.ts";
+import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+import { createGino } from "../model/gino.ts";
+import { resolveGinoConfig } from "../model/config.ts";
+import { initBackend } from "../model/backend.ts";
+import { DATA_FLAGS, ginoConfigFor, MODEL_FLAGS, TRAIN_FLAGS } from "../train/settings.ts";
 
 /** A problem the user must fix; the message names the file or run. */
 export class ManagerError extends ToolError {

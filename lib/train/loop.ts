@@ -13,15 +13,15 @@
  * @module
  */
 
-import { initBackend, tf } from "./tf.ts";
-import type { BackendName } from "./tf.ts";
-import { DataError, loadPatchDataset } from "./dataset.ts";
-import type { PatchDataset } from "./dataset.ts";
-import { PatchBatchSampler } from "./sampler.ts";
-import { BatchAssembler } from "./batch.ts";
-import type { Batch } from "./batch.ts";
-import { createGino, relativeL2Loss } from "./gino/model.ts";
-import type { Gino, GinoGeometry } from "./gino/model.ts";
+import { initBackend, tf } from "../model/backend.ts";
+import type { BackendName } from "../model/backend.ts";
+import { DataError, loadPatchDataset } from "../data/dataset.ts";
+import type { PatchDataset } from "../data/dataset.ts";
+import { PatchBatchSampler } from "../data/sampler.ts";
+import { BatchAssembler } from "../data/batch.ts";
+import type { Batch } from "../data/batch.ts";
+import { createGino, relativeL2Loss } from "../model/gino.ts";
+import type { Gino, GinoGeometry } from "../model/gino.ts";
 import { Adam } from "./adam.ts";
 import { autoMicroBatch, latentGrid, predictWindow, trainStep } from "./step.ts";
 import type { ResidualSpec } from "./step.ts";
@@ -39,14 +39,14 @@ import { defaultRunName, findLatestCheckpoint, runFolderOf, runLayout, RunLog } 
 import type { RunLayout } from "./runs.ts";
 import { RunLock } from "./runlock.ts";
 import type { RunLockInfo } from "./runlock.ts";
-import { writeTextFileAtomic } from "./atomic.ts";
-import { DEMO_DIR, ensureDemoData } from "./demo.ts";
-import { ginoConfigFor, gridOf, parseDuration, validateTrainSettings } from "./options.ts";
+import { writeTextFileAtomic } from "../io/atomic.ts";
+import { DEMO_DIR, ensureDemoData } from "../data/demo.ts";
+import { ginoConfigFor, gridOf, parseDuration, validateTrainSettings } from "./settings.ts";
 import { checkpointNames, earlyStopped, isFinished } from "./policy.ts";
 import type { PolicySettings } from "./policy.ts";
 import { epochLogLine, epochRecord, recordEpoch, writeHistory, writeHistoryJsonSync } from "./history.ts";
 import { reconcileRun } from "./reconcile.ts";
-import { EXIT, withPath } from "./errors.ts";
+import { EXIT, withPath } from "../errors.ts";
 
 export { EXIT, ginoConfigFor };
 

@@ -6,10 +6,10 @@
  * @module
  */
 
-import { tf } from "./tf.ts";
-import type { Gino, GinoGeometry } from "./gino/model.ts";
+import { tf } from "../model/backend.ts";
+import type { Gino, GinoGeometry } from "../model/gino.ts";
 import type { Adam } from "./adam.ts";
-import { relativeL2Loss } from "./gino/model.ts";
+import { relativeL2Loss } from "../model/gino.ts";
 
 /**
  * The latent grid the reference builds for a patch: per axis `linspace(min, max, G)` over the point cloud's

@@ -15,7 +15,7 @@
 
 import { verifyCheckpointBytes } from "./checkpoint.ts";
 import type { Checkpoint, SessionRecord, TrainingState } from "./checkpoint.ts";
-import { writeFileAtomic, writeTextFileAtomic } from "./atomic.ts";
+import { writeFileAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 import { BEST, epochCheckpointName } from "./runs.ts";
 import type { RunLayout } from "./runs.ts";
 import { checkpointNames, savedPolicy } from "./policy.ts";

@@ -4,8 +4,8 @@
  * @module
  */
 
-import { tf } from "../tf.ts";
-import { EDGE_REDUCE_KERNEL, GATHER_ROWS_KERNEL, GELU_KERNEL } from "../kernels.ts";
+import { tf } from "./backend.ts";
+import { EDGE_REDUCE_KERNEL, GATHER_ROWS_KERNEL, GELU_KERNEL } from "./kernels/register.ts";
 
 /**
  * Exact GELU, 0.5 x (1 + erf(x / sqrt 2)) (PyTorch's default): the fused kernel where the backend has it, else

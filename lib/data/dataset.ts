@@ -9,9 +9,9 @@
  * @module
  */
 
-import { ToolError } from "./errors.ts";
-import { readNpy } from "./npy.ts";
-import type { NpyArray } from "./npy.ts";
+import { ToolError } from "../errors.ts";
+import { readNpy } from "../io/npy.ts";
+import type { NpyArray } from "../io/npy.ts";
 
 /** The observation columns of the patch format, in the order of the last axis of `core_obs.npy`. */
 export const OBS_COLUMNS = ["mass_concentration", "head", "pressure"] as const;

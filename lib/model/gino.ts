@@ -10,7 +10,7 @@
  * @module
  */
 
-import { tf } from "../tf.ts";
+import { tf } from "./backend.ts";
 import { resolveGinoConfig } from "./config.ts";
 import type { GinoConfig } from "./config.ts";
 import { sinusoidalEmbedding } from "./embedding.ts";
@@ -19,7 +19,7 @@ import type { NeighborStats } from "./neighbors.ts";
 import { dftMatrices, disposeDft, keptModeCounts, spectralConv } from "./spectral.ts";
 import type { DftMatrices } from "./spectral.ts";
 import { edgeReduce, gatherRows, gelu } from "./ops.ts";
-import { Rng } from "../rng.ts";
+import { Rng } from "../data/rng.ts";
 import { ToolError } from "../errors.ts";
 
 /** A tensor in PyTorch layout (as in a state_dict / safetensors file). */

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { tf } from "../tf.ts";
+import { tf } from "./backend.ts";
 
 /** Kept signed frequencies along a full (complex) axis of size g for m modes. */
 export function keptFrequencies(g: number, m: number): number[] {

@@ -18,9 +18,9 @@
  * @module
  */
 
-import { ToolError } from "./errors.ts";
+import { ToolError } from "../errors.ts";
 import { BandedCholesky, BiCgStab, CsrMatrix } from "./sparse.ts";
-import { writeTextFileAtomic } from "./atomic.ts";
+import { writeTextFileAtomic } from "../io/atomic.ts";
 
 /** Parameters of the Henry problem (defaults: the MODFLOW 6 autotest). */
 export interface HenryOptions {

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { EXIT, ToolError } from "./errors.ts";
+import { EXIT, ToolError } from "../errors.ts";
 
 /** Exit status for bad input of any kind. */
 export const EXIT_USAGE: number = EXIT.usage;

@@ -7,11 +7,11 @@
  */
 
 /** TensorFlow.js (the tensor library the model is built on). */
-import { ToolError } from "./errors.ts";
+import { ToolError } from "../errors.ts";
 import * as tf from "@tensorflow/tfjs";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
-import { registerFastKernels } from "./kernels.ts";
-import type { KernelReport } from "./kernels.ts";
+import { registerFastKernels } from "./kernels/register.ts";
+import type { KernelReport } from "./kernels/register.ts";
 
 /** TensorFlow.js, the tensor library of the model (the same instance the toolkit uses). */
 export { tf };

@@ -13,7 +13,7 @@
  */
 
 import type { RunLayout } from "./runs.ts";
-import { ToolError } from "./errors.ts";
+import { ToolError } from "../errors.ts";
 
 /** What the lock file holds. */
 export interface RunLockInfo {

@@ -10,16 +10,16 @@
  * @module
  */
 
-import { ToolError, withPath } from "./errors.ts";
-import { decodeSafetensors, encodeSafetensors, SafetensorsError } from "./safetensors.ts";
-import type { SafetensorsFile } from "./safetensors.ts";
-import { writeFileAtomic } from "./atomic.ts";
-import type { Gino } from "./gino/model.ts";
-import { fromTorch, toTorch } from "./gino/model.ts";
+import { ToolError, withPath } from "../errors.ts";
+import { decodeSafetensors, encodeSafetensors, SafetensorsError } from "../io/safetensors.ts";
+import type { SafetensorsFile } from "../io/safetensors.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+import type { Gino } from "../model/gino.ts";
+import { fromTorch, toTorch } from "../model/gino.ts";
 import type { Adam, AdamState } from "./adam.ts";
-import type { SamplerState } from "./sampler.ts";
-import type { Normalization } from "./dataset.ts";
-import type { GinoConfig } from "./gino/config.ts";
+import type { SamplerState } from "../data/sampler.ts";
+import type { Normalization } from "../data/dataset.ts";
+import type { GinoConfig } from "../model/config.ts";
 
 /** The format tag written into every checkpoint (file and training state). */
 export const CHECKPOINT_FORMAT = "gino-gw checkpoint v2";

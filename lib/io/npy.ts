@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ToolError } from "./errors.ts";
+import { ToolError } from "../errors.ts";
 import { writeFileAtomic } from "./atomic.ts";
 
 /** The element types this module reads and writes, by NumPy dtype string. */

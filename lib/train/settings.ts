@@ -5,10 +5,10 @@
  * @module
  */
 
-import type { FlagSpec, ParsedFlags } from "./cli.ts";
-import { FlagError, nonNegative, perAxis, positive, positiveInt, widths } from "./cli.ts";
-import { OBS_COLUMNS } from "./dataset.ts";
-import type { GinoConfig } from "./gino/config.ts";
+import type { FlagSpec, ParsedFlags } from "../cli/flags.ts";
+import { FlagError, nonNegative, perAxis, positive, positiveInt, widths } from "../cli/flags.ts";
+import { OBS_COLUMNS } from "../data/dataset.ts";
+import type { GinoConfig } from "../model/config.ts";
 
 const inOpen01 = (v: number) =>
   v > 0 && v < 1

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ToolError } from "./errors.ts";
+import { ToolError } from "../errors.ts";
 
 /** The kinds of value a flag takes. */
 export type FlagType = "string" | "int" | "number" | "boolean" | "list" | "intlist";
@@ -108,7 +108,7 @@ function fromConfig(spec: FlagSpec, v: unknown, key: string): unknown {
  *
  * @example
  * ```ts
- * import { parseFlags } from "./cli.ts";
+ * import { parseFlags } from "./flags.ts";
  * const flags = parseFlags(["--epochs", "3", "--no-shuffle"], [
  *   { name: "epochs", type: "int", default: 5, help: "epochs" },
  *   { name: "shuffle", type: "boolean", default: true, help: "shuffle" },

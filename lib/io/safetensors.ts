@@ -6,7 +6,7 @@
  * @module
  */
 
-import { ToolError } from "./errors.ts";
+import { ToolError } from "../errors.ts";
 import { writeFileAtomic } from "./atomic.ts";
 
 /** Element types of safetensors this module reads and writes. */

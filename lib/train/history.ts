@@ -6,10 +6,10 @@
  * @module
  */
 
-import { writeTextFileAtomic, writeTextFileAtomicSync } from "./atomic.ts";
+import { writeTextFileAtomic, writeTextFileAtomicSync } from "../io/atomic.ts";
 import type { SessionRecord, TrainingState } from "./checkpoint.ts";
 import type { RunLayout } from "./runs.ts";
-import { writeCurves } from "./plot/curves.ts";
+import { writeCurves } from "../plot/curves.ts";
 import { checkpointNames } from "./policy.ts";
 import type { PolicySettings } from "./policy.ts";
 

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { HENRY_DEMO, writeHenry } from "./henry.ts";
+import { HENRY_DEMO, writeHenry } from "../sim/henry.ts";
 import { preparePatches } from "./prepare.ts";
 
 /** Where the demo data set lives (relative to the working directory, the project root under `deno task`). */

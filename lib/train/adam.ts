@@ -7,7 +7,7 @@
  * @module
  */
 
-import { tf } from "./tf.ts";
+import { tf } from "../model/backend.ts";
 
 /** Saved scalar state of {@linkcode Adam}. */
 export interface AdamState {

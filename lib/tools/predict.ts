@@ -8,19 +8,19 @@
  * @module
  */
 
-import { initBackend, tf } from "./tf.ts";
-import type { BackendName } from "./tf.ts";
-import { loadCheckpoint, restoreTensors } from "./checkpoint.ts";
-import { DataError, loadPatchDataset } from "./dataset.ts";
-import type { Part, Patch, PatchDataset } from "./dataset.ts";
-import { createGino } from "./gino/model.ts";
-import type { Gino, GinoGeometry } from "./gino/model.ts";
-import { latentGrid, predictWindow } from "./step.ts";
-import { readNpy } from "./npy.ts";
-import { writeFileAtomic, writeTextFileAtomic } from "./atomic.ts";
-import { COLORS, renderChart } from "./plot/chart.ts";
-import { encodePng } from "./plot/png.ts";
-import { renderFieldMaps } from "./plot/fieldmap.ts";
+import { initBackend, tf } from "../model/backend.ts";
+import type { BackendName } from "../model/backend.ts";
+import { loadCheckpoint, restoreTensors } from "../train/checkpoint.ts";
+import { DataError, loadPatchDataset } from "../data/dataset.ts";
+import type { Part, Patch, PatchDataset } from "../data/dataset.ts";
+import { createGino } from "../model/gino.ts";
+import type { Gino, GinoGeometry } from "../model/gino.ts";
+import { latentGrid, predictWindow } from "../train/step.ts";
+import { readNpy } from "../io/npy.ts";
+import { writeFileAtomic, writeTextFileAtomic } from "../io/atomic.ts";
+import { COLORS, renderChart } from "../plot/chart.ts";
+import { encodePng } from "../plot/png.ts";
+import { renderFieldMaps } from "../plot/fieldmap.ts";
 
 /** Options of {@linkcode predict}. */
 export interface PredictOptions {
