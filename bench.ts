@@ -22,7 +22,8 @@ import { initBackend, tf } from "./lib/model/backend.ts";
 import type { BackendName } from "./lib/model/backend.ts";
 import { createGino } from "./lib/model/gino.ts";
 import { REFERENCE_GINO } from "./lib/model/config.ts";
-import { autoMicroBatch, latentGrid, trainStep } from "./lib/train/step.ts";
+import { autoMicroBatch, trainStep } from "./lib/train/step.ts";
+import { latentGrid } from "./lib/model/latent.ts";
 import { Adam } from "./lib/train/adam.ts";
 
 function median(xs: number[]): number {

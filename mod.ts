@@ -34,7 +34,14 @@ export {
   OBS_COLUMNS,
   PatchDataset,
 } from "./lib/data/dataset.ts";
-export type { DatasetOptions, Normalization, ObsColumn, Part, Patch, WindowOptions } from "./lib/data/dataset.ts";
+export type {
+  DatasetOptions,
+  Normalization,
+  ObsColumn,
+  Part,
+  Patch,
+  WindowOptions,
+} from "./lib/data/dataset.ts";
 export { PatchBatchSampler } from "./lib/data/sampler.ts";
 export type { SampledBatch, SamplerOptions, SamplerState } from "./lib/data/sampler.ts";
 export { BatchAssembler } from "./lib/data/batch.ts";
@@ -76,11 +83,35 @@ export {
 } from "./lib/sim/henry.ts";
 export type { HenryOptions, HenryState } from "./lib/sim/henry.ts";
 export { DEMO_DIR, ensureDemoData } from "./lib/data/demo.ts";
-export { EXIT, ginoConfigFor, train } from "./lib/train/loop.ts";
+export { train } from "./lib/train/loop.ts";
+export type { TrainOptions, TrainOptions as TrainHooks } from "./lib/train/loop.ts";
+export { EXIT, ToolError } from "./lib/errors.ts";
+export {
+  defaultSettings,
+  ginoConfigFor,
+  SETTING_SPECS,
+  settingsFromConfig,
+  settingsFromFlags,
+  settingsFromSaved,
+  validateSettings,
+} from "./lib/train/settings.ts";
+export type {
+  DataSettings,
+  ModelSettings,
+  OptimSettings,
+  RunSettings,
+  SettingSpec,
+  TrainSettings,
+} from "./lib/train/settings.ts";
+export { planResume } from "./lib/train/resume.ts";
+export type { ResumeOptions, ResumePlan } from "./lib/train/resume.ts";
 export { Adam } from "./lib/train/adam.ts";
 export type { AdamState } from "./lib/train/adam.ts";
-export { latentGrid, linspace32, predictWindow, trainStep } from "./lib/train/step.ts";
-export type { ResidualSpec, StepOptions } from "./lib/train/step.ts";
+export { latentGrid, linspace32 } from "./lib/model/latent.ts";
+export { predictWindow } from "./lib/model/residual.ts";
+export type { ResidualSpec } from "./lib/model/residual.ts";
+export { trainStep } from "./lib/train/step.ts";
+export type { StepOptions } from "./lib/train/step.ts";
 export {
   CHECKPOINT_FORMAT,
   CheckpointError,
@@ -118,4 +149,3 @@ export type { ChartSpec, Series } from "./lib/plot/chart.ts";
 export type { Rgb } from "./lib/plot/png.ts";
 export type { CurveData } from "./lib/plot/curves.ts";
 export type { HenryRunInfo, HenryStats, WriteHenryOptions } from "./lib/sim/henry.ts";
-export type { TrainHooks } from "./lib/train/loop.ts";

@@ -10,7 +10,7 @@ import { FlagError, formatHelp, parseFlags, positiveInt } from "./lib/cli/flags.
 import type { FlagSpec } from "./lib/cli/flags.ts";
 import { formatReport, predict } from "./lib/tools/predict.ts";
 import { preparePatches } from "./lib/data/prepare.ts";
-import { runFolderForCheckpoint } from "./lib/train/runs.ts";
+import { runFolderForCheckpoint } from "./lib/train/layout.ts";
 import { backendCheck } from "./lib/train/settings.ts";
 import { loadCheckpoint } from "./lib/train/checkpoint.ts";
 import type { BackendName } from "./lib/model/backend.ts";

@@ -1,30 +1,38 @@
 /**
  * `deno task train`: trains a GINO on patch data, with checkpoints, exact resume and walltime-safe stopping.
  * `--dry-run` loads the data as training would, builds the sampler, prints a summary and exits (`--json`: one JSON
- * object on stdout). Exit statuses: 0 done, 2 bad input, 3 stopped resumably (signal or --time-limit), 4 loss
- * became NaN/Inf, 130 second interrupt.
+ * object on stdout). Exit statuses: 0 done, 1 internal error, 2 bad input, 3 stopped resumably (signal or
+ * --time-limit), 4 loss became NaN/Inf, 130 second interrupt.
  *
  * @module
  */
 
 import { runMain } from "./lib/cli/main.ts";
 import { FlagError, formatHelp, parseFlags } from "./lib/cli/flags.ts";
-import type { FlagSpec, ParsedFlags } from "./lib/cli/flags.ts";
-import { DATA_FLAGS, dataSettings, MODEL_FLAGS, TRAIN_FLAGS, validateTrainSettings } from "./lib/train/settings.ts";
-import { loadPatchDataset } from "./lib/data/dataset.ts";
-import { PatchBatchSampler } from "./lib/data/sampler.ts";
-import { formatSummary, summarizeDataset } from "./lib/data/summary.ts";
-import { DEMO_DIR, ensureDemoData } from "./lib/data/demo.ts";
-import { planResume, train } from "./lib/train/loop.ts";
+import type { FlagSpec } from "./lib/cli/flags.ts";
+import { SETTING_SPECS, settingsFromFlags, settingsFromSaved } from "./lib/train/settings.ts";
+import type { TrainSettings } from "./lib/train/settings.ts";
+import { train } from "./lib/train/loop.ts";
+import { dryRun } from "./lib/train/dry_run.ts";
+import type { ResumeOptions } from "./lib/train/resume.ts";
 
-const FLAGS: FlagSpec[] = [
-  ...DATA_FLAGS,
-  ...TRAIN_FLAGS,
-  ...MODEL_FLAGS,
+/** Flags of this invocation only (not saved with the run). */
+const INVOCATION_FLAGS: FlagSpec[] = [
+  {
+    name: "resume-from",
+    type: "string",
+    help: "checkpoint to resume, or 'auto' (newest valid checkpoint of the newest run)",
+  },
+  {
+    name: "force-resume",
+    type: "boolean",
+    default: false,
+    help: "resume although the data differ from the checkpoint's",
+  },
   {
     name: "config",
     type: "string",
-    help: "JSON file with settings (same keys as the flags); flags override it",
+    help: "JSON file with settings (the flags' names as keys, or a run's config.json); flags override it",
   },
   {
     name: "dry-run",
@@ -37,82 +45,86 @@ const FLAGS: FlagSpec[] = [
   { name: "help", type: "boolean", default: false, help: "show this help" },
 ];
 
+const FLAGS: FlagSpec[] = [...SETTING_SPECS, ...INVOCATION_FLAGS];
+
 const USAGE = `Usage: deno task train [flags]
 
 Trains a GINO on the patch data in <base-data-dir>/<patch-data-subdir> (without --base-data-dir: the built-in demo
 data set, generated on first use). Writes <results-dir>/<run-name>/: config.json, checkpoints/, loss_history.json,
 training_curves.html/.png, train.log, metrics.jsonl. Resume with --resume-from auto (or a checkpoint path);
---epochs is the total target. Exit status: 0 done, 2 bad input, 3 stopped before the end with a resumable
-checkpoint (SIGTERM/SIGINT or --time-limit), 4 loss became NaN/Inf, 130 second Ctrl-C.`;
+--epochs is the total target. Exit status: 0 done, 1 internal error, 2 bad input, 3 stopped before the end with a
+resumable checkpoint (SIGTERM/SIGINT or --time-limit), 4 loss became NaN/Inf, 130 second Ctrl-C.`;
 
-async function dryRun(flags: ParsedFlags): Promise<number> {
-  validateTrainSettings(flags);
-  const quietLog = { info: (m: string) => console.error(m), warn: (m: string) => console.error(m) };
-  const plan = await planResume(flags, flags.__explicit, quietLog);
-  const data = dataSettings(plan.settings as ParsedFlags);
-  if (!data.baseDataDir) data.baseDataDir = await ensureDemoData(DEMO_DIR, (m) => console.error(m));
-  const dir = `${data.baseDataDir}/${data.patchDataSubdir}`;
-  const ds = await loadPatchDataset(dir, {
-    targetCols: data.targetCols,
-    inputWindow: data.inputWindow,
-    outputWindow: data.outputWindow,
-    stride: data.stride,
-    valRatio: data.valRatio,
-    nanPolicy: data.nanPolicy,
-  });
-  const sampler = new PatchBatchSampler(ds.windowCounts("train"), {
-    batchSize: data.batchSize,
-    shuffleWithinBatches: data.shuffleWithinBatches,
-    shufflePatches: data.shufflePatches,
-    seed: data.seed,
-  });
-  sampler.beginEpoch();
-  const c = plan.checkpoint;
-  const resume = c
-    ? { checkpoint: c.path, epoch: c.state.epoch, step_in_epoch: c.state.step_in_epoch }
-    : null;
-  const summary = { ...summarizeDataset(ds, data.batchSize), resume };
-  if (flags.json) console.log(JSON.stringify(summary));
-  else {
-    console.log(formatSummary(summary));
-    if (flags["resume-from"]) {
-      console.log(
-        resume
-          ? `would resume ${resume.checkpoint} (epoch ${resume.epoch}${
-            resume.step_in_epoch ? ` + ${resume.step_in_epoch} batches` : ""
-          })`
-          : "would start a new run (no checkpoint to resume)",
-      );
-    }
+/** A `--config` file: flag names (kebab- or snake_case) as keys, or a run's `config.json` (its `settings`). */
+async function readConfigFile(
+  path: string,
+): Promise<{ flags: Record<string, unknown>; saved?: TrainSettings }> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    throw new FlagError(`--config ${path}: ${(e as Error).message}`);
   }
-  return 0;
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new FlagError(`--config ${path}: not a JSON object`);
+  }
+  const o = raw as Record<string, unknown>;
+  const settings = o.settings as Record<string, unknown> | undefined;
+  if (settings && typeof settings === "object") return { flags: {}, saved: settingsFromSaved(settings) };
+  return { flags: o };
 }
 
-async function main(args: string[]): Promise<number> {
+/** Flags and `--config` -> typed settings, the settings given explicitly, and the invocation's options. */
+async function settingsOf(args: string[]) {
   let flags = parseFlags(args, FLAGS);
   if (flags._.length) {
     throw new FlagError(
       `unexpected argument(s): ${flags._.join(" ")} (every setting is a --flag; see --help)`,
     );
   }
-  if (flags.help) {
+  let given = flags.__explicit;
+  let base: TrainSettings | undefined;
+  if (flags.config) {
+    const file = await readConfigFile(flags.config as string);
+    flags = parseFlags(args, FLAGS, file.flags);
+    // settings from the config file count as given
+    given = [
+      ...new Set([...flags.__explicit, ...Object.keys(file.flags).map((k) => k.replaceAll("_", "-"))]),
+    ];
+    base = file.saved;
+    if (base) given = [...new Set([...given, ...SETTING_SPECS.map((s) => s.name)])];
+  }
+  const values = base ? { ...flagsOfSettings(base), ...pick(flags, flags.__explicit) } : flags;
+  const { settings, explicit } = settingsFromFlags(values, given);
+  const options: ResumeOptions & { quiet: boolean } = {
+    resumeFrom: flags["resume-from"] as string | undefined,
+    forceResume: flags["force-resume"] as boolean,
+    quiet: flags.quiet as boolean,
+  };
+  return { flags, settings, explicit, options };
+}
+
+const pick = (o: Record<string, unknown>, keys: string[]) => Object.fromEntries(keys.map((k) => [k, o[k]]));
+
+/** Typed settings as flag values (for a `--config` that is a run's config.json). */
+function flagsOfSettings(s: TrainSettings): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const spec of SETTING_SPECS) {
+    const v = (s[spec.path[0]] as unknown as Record<string, unknown>)[spec.path[1]];
+    if (v !== undefined) out[spec.name] = spec.path[1] === "timeLimit" ? String(v) : v;
+  }
+  return out;
+}
+
+async function main(args: string[]): Promise<number> {
+  const help = parseFlags(args.filter((a) => a === "--help" || a === "-h"), FLAGS);
+  if (help.help) {
     console.log(formatHelp(USAGE, FLAGS));
     return 0;
   }
-  if (flags.config) {
-    let base: Record<string, unknown>;
-    try {
-      base = JSON.parse(await Deno.readTextFile(flags.config as string));
-    } catch (e) {
-      throw new FlagError(`--config ${flags.config}: ${(e as Error).message}`);
-    }
-    const explicit = flags.__explicit;
-    flags = parseFlags(args, FLAGS, base);
-    // settings from the config file count as given
-    flags.__explicit = [...new Set([...explicit, ...Object.keys(base).map((k) => k.replaceAll("_", "-"))])];
-  }
-  if (flags["dry-run"]) return await dryRun(flags);
-  return await train(flags, flags.__explicit, { quiet: flags.quiet as boolean });
+  const { flags, settings, explicit, options } = await settingsOf(args);
+  if (flags["dry-run"]) return await dryRun(settings, explicit, options, flags.json as boolean);
+  return await train(settings, { ...options, explicit });
 }
 
 if (import.meta.main) await runMain(() => main(Deno.args));

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { FIXTURES, runScript, tempDir, writeRawFolder } from "./_helpers.ts";
 import { FlagError, parseFlags } from "../lib/cli/flags.ts";
-import { DATA_FLAGS } from "../lib/train/settings.ts";
+import { specsOf } from "../lib/train/settings.ts";
+
+const DATA_FLAGS = specsOf("data");
 
 Deno.test("train --dry-run --json reports the counts of a Python-made patch folder", async () => {
   const r = await runScript("train.ts", [

@@ -49,7 +49,7 @@ Deno.test("ckpt latest, list, show and verify describe real runs", async () => {
   assert.equal(show.integrity.ok, true);
   assert.equal(show.epoch, 2);
   assert.equal(show.optimizer.step, 16);
-  assert.equal(show.settings.epochs, 5);
+  assert.equal(show.settings.optim.epochs, 5);
   assert.ok(
     show.tensors.some((x: { name: string }) => x.name === "optim.projection.fcs.1.weight.exp_avg_sq"),
   );

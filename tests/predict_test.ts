@@ -4,7 +4,7 @@ import { forecast, predict } from "../lib/tools/predict.ts";
 import { loadCheckpoint, restoreTensors } from "../lib/train/checkpoint.ts";
 import { loadPatchDataset } from "../lib/data/dataset.ts";
 import { createGino } from "../lib/model/gino.ts";
-import { latentGrid } from "../lib/train/step.ts";
+import { latentGrid } from "../lib/model/latent.ts";
 import { initBackend, tf } from "../lib/model/backend.ts";
 import { readNumericCsv } from "../lib/io/csv.ts";
 
@@ -27,7 +27,7 @@ async function setup() {
   const ck = await loadCheckpoint(path);
   const s = ck.state.config;
   const ds = await loadPatchDataset(`${await tinyPatchData()}/filter_patch`, {
-    targetCols: s["target-cols"] as string[],
+    targetCols: s.data.targetCols,
     inputWindow: 3,
     outputWindow: 2,
     normalization: ck.state.normalization,

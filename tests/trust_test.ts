@@ -7,7 +7,7 @@ import { KILLED } from "../lib/train/history.ts";
 import { FIXTURES, runScript, runTrain, tempDir } from "./_helpers.ts";
 import { Rng } from "../lib/data/rng.ts";
 import { RunLock } from "../lib/train/runlock.ts";
-import { runLayout } from "../lib/train/runs.ts";
+import { runLayout } from "../lib/train/layout.ts";
 
 const ckpt = (args: string[]) => runScript("manage_checkpoints.ts", args);
 const EVERY = ["--save-checkpoint-every", "1"];

@@ -14,15 +14,8 @@ import {
   verifyCheckpointBytes,
 } from "../train/checkpoint.ts";
 import type { TrainingState } from "../train/checkpoint.ts";
-import {
-  BEST,
-  FINAL,
-  findLatestCheckpoint,
-  LATEST,
-  listCheckpoints,
-  listRuns,
-  readRunLayout,
-} from "../train/runs.ts";
+import { findLatestCheckpoint, listCheckpoints, listRuns } from "../train/runs.ts";
+import { BEST, FINAL, LATEST, readRunLayout } from "../train/layout.ts";
 import { inspectRunLock } from "../train/runlock.ts";
 import type { RunInfo } from "../train/runs.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
@@ -30,7 +23,10 @@ import { writeFileAtomic } from "../io/atomic.ts";
 import { createGino } from "../model/gino.ts";
 import { resolveGinoConfig } from "../model/config.ts";
 import { initBackend } from "../model/backend.ts";
-import { DATA_FLAGS, ginoConfigFor, MODEL_FLAGS, TRAIN_FLAGS } from "../train/settings.ts";
+import { ginoConfigFor, perAxisValues, settingsFromConfig, settingsFromSaved } from "../train/settings.ts";
+import type { TrainSettings } from "../train/settings.ts";
+import { freshSchedule } from "../train/schedule.ts";
+import type { Gino } from "../model/gino.ts";
 
 /** A problem the user must fix; the message names the file or run. */
 export class ManagerError extends ToolError {
@@ -140,7 +136,7 @@ export async function summarizeRun(run: RunInfo): Promise<RunSummary> {
   const cfg = await readJson<{ settings?: Record<string, unknown> }>(`${run.dir}/config.json`);
   const found = await inspectRunLock(run.layout);
   const lock = found?.info;
-  const target = (cfg?.settings?.epochs as number | undefined) ?? null;
+  const target = cfg?.settings ? settingsFromSaved(cfg.settings).optim.epochs : null;
   const done = hist?.train_losses.length ?? 0;
   const last = hist?.sessions.at(-1);
   const holder = found?.holder;
@@ -298,7 +294,7 @@ export interface ShowInfo {
   /** Optimizer. */
   optimizer: TrainingState["adam"];
   /** Settings. */
-  settings: Record<string, unknown>;
+  settings: TrainSettings;
   /** Gino config. */
   gino_config: unknown;
   /** Normalization. */
@@ -475,11 +471,88 @@ export async function exportCommand(
   };
 }
 
-const FLAG_DEFAULTS = Object.fromEntries(
-  [...DATA_FLAGS, ...MODEL_FLAGS, ...TRAIN_FLAGS].filter((f) => f.default !== undefined).map((
-    f,
-  ) => [f.name, f.default]),
-);
+/**
+ * The training settings of imported weights: CONFIG's `"settings"` (flag names as keys: `target-cols`,
+ * `latent-grid`, ...) on the defaults, with the model and windows that the constructor arguments `kw` define.
+ */
+function importedSettings(
+  raw: Record<string, unknown>,
+  kw: Record<string, unknown>,
+  configPath: string,
+): TrainSettings {
+  const given = (raw.settings ?? {}) as Record<string, unknown>;
+  const s = settingsFromConfig(given, `${configPath}: settings`).settings;
+  const need = <T>(k: string): T => {
+    if (kw[k] === undefined) throw new ManagerError(`${configPath}: '${k}' is missing`);
+    return kw[k] as T;
+  };
+  const cols = s.data.targetCols.length;
+  const tin = need<number>("in_gno_out_channels"), tout = need<number>("out_channels");
+  if (tin % cols || tout % cols) {
+    throw new ManagerError(
+      `${configPath}: in_gno_out_channels ${tin} / out_channels ${tout} do not divide by the ${cols} target column(s)`,
+    );
+  }
+  if (kw.in_gno_radius !== kw.out_gno_radius) {
+    throw new ManagerError(`${configPath}: different in/out GNO radii are not supported by train.ts`);
+  }
+  if (JSON.stringify(kw.in_gno_channel_mlp_layers) !== JSON.stringify(kw.out_gno_channel_mlp_layers)) {
+    throw new ManagerError(`${configPath}: different in/out GNO kernel MLPs are not supported by train.ts`);
+  }
+  s.data.inputWindow = tin / cols;
+  s.data.outputWindow = tout / cols;
+  Object.assign(s.model, {
+    gnoRadius: need<number>("in_gno_radius"),
+    fnoModes: perAxisValues(need<number[]>("fno_n_modes")),
+    fnoHiddenChannels: need<number>("fno_hidden_channels"),
+    fnoLayers: need<number>("fno_n_layers"),
+    liftingChannels: need<number>("lifting_channels"),
+    gnoMlpLayers: need<number[]>("in_gno_channel_mlp_layers"),
+    projectionChannelRatio: need<number>("projection_channel_ratio"),
+  });
+  const grid = raw.latent_grid_shape as number[] | undefined;
+  if (grid && !("latent-grid" in given) && !("latent_grid" in given)) {
+    s.model.latentGrid = perAxisValues(grid);
+  }
+  return s;
+}
+
+/** The tensors of an imported checkpoint: the model's weights and zero optimiser moments. */
+function importedTensors(model: Gino): Record<string, { shape: number[]; data: Float32Array }> {
+  const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+  for (const [k, t] of Object.entries(model.toTorchStateDict())) {
+    tensors[`model.${k}`] = { shape: t.shape, data: t.data };
+  }
+  for (const p of model.params) {
+    const zeros = new Float32Array(p.torchShape.reduce((a, b) => a * b, 1));
+    tensors[`optim.${p.name}.exp_avg`] = { shape: p.torchShape, data: zeros };
+    tensors[`optim.${p.name}.exp_avg_sq`] = { shape: p.torchShape, data: zeros };
+  }
+  return tensors;
+}
+
+/** The training state of imported weights: epoch 0, a fresh schedule; the first run adopts its data. */
+function importedState(s: TrainSettings, model: Gino, out: string): TrainingState {
+  return {
+    format: CHECKPOINT_FORMAT,
+    epoch: 0,
+    step_in_epoch: 0,
+    partial_epoch: { loss_sum: 0, samples: 0, seconds: 0 },
+    global_step: 0,
+    scheduler: freshSchedule(s.optim),
+    adam: { step: 0, lr: s.optim.learningRate, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+    sampler: null as unknown as TrainingState["sampler"],
+    history: { train_losses: [], val_losses: [], epoch_seconds: [], sessions: [] },
+    best: { val_loss: null, epoch: null },
+    early_stopping: { bad_epochs: 0 },
+    config: s,
+    gino_config: model.config,
+    normalization: null as unknown as TrainingState["normalization"],
+    data_fingerprint: IMPORTED,
+    run_name: s.run.runName ?? out.split("/").pop()!.replace(/\.safetensors$/, ""),
+    saved_at: new Date().toISOString(),
+  };
+}
 
 /**
  * `import TORCH --config CONFIG --out PATH`: a checkpoint (epoch 0, fresh optimiser) holding PyTorch weights, that
@@ -492,7 +565,7 @@ export async function importCommand(
   configPath: string,
   out: string,
   force = false,
-): Promise<{ out: string; settings: Record<string, unknown> }> {
+): Promise<{ out: string; settings: TrainSettings }> {
   await refuseOverwrite(out, force);
   const raw = await readJson<Record<string, unknown>>(configPath);
   if (!raw) throw new ManagerError(`${configPath}: not found or not JSON`);
@@ -505,88 +578,22 @@ export async function importCommand(
   } catch (e) {
     throw new ManagerError(withPath(configPath, e));
   }
-  const given = (raw.settings ?? {}) as Record<string, unknown>;
-  const settings: Record<string, unknown> = { ...FLAG_DEFAULTS };
-  for (const [k, v] of Object.entries(given)) settings[k.replaceAll("_", "-")] = v;
-  const cols = settings["target-cols"] as string[];
-  const need = (k: string) => {
-    if (kw[k] === undefined) throw new ManagerError(`${configPath}: '${k}' is missing`);
-    return kw[k];
-  };
-  const tin = need("in_gno_out_channels") as number, tout = need("out_channels") as number;
-  if (tin % cols.length || tout % cols.length) {
-    throw new ManagerError(
-      `${configPath}: in_gno_out_channels ${tin} / out_channels ${tout} do not divide by the ${cols.length} target column(s)`,
-    );
-  }
-  if (kw.in_gno_radius !== kw.out_gno_radius) {
-    throw new ManagerError(`${configPath}: different in/out GNO radii are not supported by train.ts`);
-  }
-  if (JSON.stringify(kw.in_gno_channel_mlp_layers) !== JSON.stringify(kw.out_gno_channel_mlp_layers)) {
-    throw new ManagerError(`${configPath}: different in/out GNO kernel MLPs are not supported by train.ts`);
-  }
-  Object.assign(settings, {
-    "input-window-size": tin / cols.length,
-    "output-window-size": tout / cols.length,
-    "gno-radius": need("in_gno_radius"),
-    "fno-modes": need("fno_n_modes"),
-    "fno-hidden-channels": need("fno_hidden_channels"),
-    "fno-layers": need("fno_n_layers"),
-    "lifting-channels": need("lifting_channels"),
-    "gno-mlp-layers": need("in_gno_channel_mlp_layers"),
-    "projection-channel-ratio": need("projection_channel_ratio"),
-  });
-  if (raw.latent_grid_shape && !given["latent-grid"] && !given["latent_grid"]) {
-    settings["latent-grid"] = raw.latent_grid_shape;
-  }
+  const settings = importedSettings(raw, kw, configPath);
   await initBackend("cpu"); // only layout conversion: the plain backend does
   const model = createGino(ginoConfigFor(settings));
   try {
-    const file = await readSafetensors(torchPath);
-    model.loadTorchStateDict(file.tensors);
-  } catch (e) {
+    try {
+      model.loadTorchStateDict((await readSafetensors(torchPath)).tensors);
+    } catch (e) {
+      throw new ManagerError(withPath(torchPath, e));
+    }
+    await writeFileAtomic(
+      out,
+      await encodeCheckpoint(importedTensors(model), importedState(settings, model, out)),
+    );
+  } finally {
     model.dispose();
-    throw new ManagerError(withPath(torchPath, e));
   }
-  const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
-  for (const [k, t] of Object.entries(model.toTorchStateDict())) {
-    tensors[`model.${k}`] = { shape: t.shape, data: t.data };
-  }
-  for (const p of model.params) {
-    const zeros = new Float32Array(p.torchShape.reduce((a, b) => a * b, 1));
-    tensors[`optim.${p.name}.exp_avg`] = { shape: p.torchShape, data: zeros };
-    tensors[`optim.${p.name}.exp_avg_sq`] = { shape: p.torchShape, data: zeros };
-  }
-  const lr = settings["learning-rate"] as number;
-  const state: TrainingState = {
-    format: CHECKPOINT_FORMAT,
-    epoch: 0,
-    step_in_epoch: 0,
-    partial_epoch: { loss_sum: 0, samples: 0, seconds: 0 },
-    global_step: 0,
-    scheduler: {
-      lr,
-      base_lr: lr,
-      gamma: settings["lr-gamma"] as number,
-      interval: settings["lr-scheduler-interval"] as number,
-    },
-    adam: { step: 0, lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
-    // deno-lint-ignore no-explicit-any
-    sampler: null as any,
-    history: { train_losses: [], val_losses: [], epoch_seconds: [], sessions: [] },
-    best: { val_loss: null, epoch: null },
-    early_stopping: { bad_epochs: 0 },
-    config: settings,
-    gino_config: model.config,
-    // deno-lint-ignore no-explicit-any
-    normalization: null as any,
-    data_fingerprint: IMPORTED,
-    run_name: (settings["run-name"] as string | undefined) ??
-      out.split("/").pop()!.replace(/\.safetensors$/, ""),
-    saved_at: new Date().toISOString(),
-  };
-  model.dispose();
-  await writeFileAtomic(out, await encodeCheckpoint(tensors, state));
   return { out, settings };
 }
 

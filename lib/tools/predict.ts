@@ -15,7 +15,8 @@ import { DataError, loadPatchDataset } from "../data/dataset.ts";
 import type { Part, Patch, PatchDataset } from "../data/dataset.ts";
 import { createGino } from "../model/gino.ts";
 import type { Gino, GinoGeometry } from "../model/gino.ts";
-import { latentGrid, predictWindow } from "../train/step.ts";
+import { latentGrid } from "../model/latent.ts";
+import { predictWindow } from "../model/residual.ts";
 import { readNpy } from "../io/npy.ts";
 import { writeFileAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 import { COLORS, renderChart } from "../plot/chart.ts";
@@ -223,147 +224,188 @@ export function forecast(
   return out;
 }
 
+/** What the evaluation collects over all windows. */
+interface Collected {
+  /** Accumulators of the model and both baselines. */
+  acc: Record<"model" | "persistence" | "linear", PredictorAcc>;
+  /** Windows evaluated. */
+  windows: number;
+  /** CSV rows per time step (non-overlapping trajectories from the start of the part). */
+  csvRows: Map<number, string[]>;
+  /** (true, predicted) pairs of the first column, a sample for the scatter figure. */
+  scatter: [number, number][];
+  /** First column per time step and node, for the field maps. */
+  fieldAt: Map<number, Map<number, { truth: number; pred: number }>>;
+}
+
+/** One patch's data needed to score windows. */
+interface PatchCtx {
+  p: Patch;
+  nodes: number[];
+  coords: Float64Array;
+  phys: (c: number, v: number) => number;
+  C: number;
+  tin: number;
+  horizon: number;
+}
+
+/** Adds one forecast window (starting at `t0`, prediction `pred` of window `b`) to the accumulators. */
+function scoreWindow(
+  x: PatchCtx,
+  col: Collected,
+  pred: Float32Array,
+  b: number,
+  t0: number,
+  traj: boolean,
+): void {
+  const { p, C, tin, horizon, phys, nodes } = x;
+  const T = p.steps, N = p.n, nc = p.nCore;
+  for (const [kind, a] of Object.entries(col.acc)) {
+    const patchAcc = a.patch(p.name);
+    let lossSum = 0;
+    for (let n = 0; n < nc; n++) {
+      let num = 0, den = 0;
+      for (let c = 0; c < C; c++) {
+        const row = (c * N + n) * T;
+        const last = p.values[row + t0 + tin - 1], prev = p.values[row + t0 + tin - 2] ?? last;
+        for (let h = 0; h < horizon; h++) {
+          const truth = p.values[row + t0 + tin + h];
+          const v = kind === "model"
+            ? pred[((b * C + c) * N + n) * horizon + h]
+            : kind === "persistence"
+            ? last
+            : last + (h + 1) * (tin >= 2 ? last - prev : 0);
+          num += (v - truth) ** 2;
+          den += truth * truth;
+          const pv = phys(c, v), tv = phys(c, truth);
+          a.overall[c].add(pv, tv);
+          a.perStep[c][h].add(pv, tv);
+          patchAcc[c].add(pv, tv);
+          if (kind !== "model" || c !== 0) continue;
+          if (col.scatter.length < 20000 && (n + h + b) % 7 === 0) col.scatter.push([tv, pv]);
+          if (traj) {
+            const step = t0 + tin + h;
+            let m = col.fieldAt.get(step);
+            if (!m) col.fieldAt.set(step, m = new Map());
+            m.set(nodes[n], { truth: tv, pred: pv });
+          }
+        }
+      }
+      lossSum += Math.sqrt(num) / Math.sqrt(den);
+    }
+    a.lossSum += lossSum;
+    a.lossN += nc;
+  }
+}
+
+/** The CSV rows (node, X, Y, Z, per column true/predicted/error) of one forecast window, by time step. */
+function csvRowsOf(x: PatchCtx, col: Collected, pred: Float32Array, b: number, t0: number): void {
+  const { p, C, tin, horizon, phys, nodes, coords } = x;
+  const T = p.steps, N = p.n;
+  for (let h = 0; h < horizon; h++) {
+    const step = t0 + tin + h;
+    let rows = col.csvRows.get(step);
+    if (!rows) col.csvRows.set(step, rows = []);
+    for (let n = 0; n < p.nCore; n++) {
+      const cells = [String(nodes[n]), fmt(coords[n * 3]), fmt(coords[n * 3 + 1]), fmt(coords[n * 3 + 2])];
+      for (let c = 0; c < C; c++) {
+        const truth = phys(c, p.values[(c * N + n) * T + step]);
+        const pv = phys(c, pred[((b * C + c) * N + n) * horizon + h]);
+        cells.push(fmt(truth), fmt(pv), fmt(pv - truth));
+      }
+      rows.push(cells.join(","));
+    }
+  }
+}
+
+/** Writes one CSV per predicted time step; returns how many. */
+async function writeCsvs(outDir: string, cols: string[], csvRows: Map<number, string[]>): Promise<number> {
+  await Deno.mkdir(`${outDir}/predictions`, { recursive: true });
+  const header = ["node", "X", "Y", "Z", ...cols.flatMap((c) => [`${c}_true`, `${c}_pred`, `${c}_error`])]
+    .join(",");
+  let files = 0;
+  for (const [step, rows] of [...csvRows].sort((a, b) => a[0] - b[0])) {
+    rows.sort((a, b) => Number(a.slice(0, a.indexOf(","))) - Number(b.slice(0, b.indexOf(","))));
+    await writeTextFileAtomic(
+      `${outDir}/predictions/${String(step).padStart(4, "0")}.csv`,
+      `${header}\n${rows.join("\n")}\n`,
+    );
+    files++;
+  }
+  return files;
+}
+
 /** Runs the evaluation; see the module documentation. */
 export async function predict(o: PredictOptions): Promise<PredictReport> {
   const log = o.log ?? (() => {});
   const ckpt = await loadCheckpoint(o.checkpoint);
   const s = ckpt.state.config;
-  const cols = s["target-cols"] as string[];
-  const tin = s["input-window-size"] as number, tout = s["output-window-size"] as number;
+  const cols = s.data.targetCols, tin = s.data.inputWindow, tout = s.data.outputWindow;
   const rollout = o.rollout ?? 1;
   if (!Number.isInteger(rollout) || rollout < 1) {
-    throw new Error(`--rollout must be a positive integer, got ${rollout}`);
+    throw new DataError(`--rollout must be a positive integer, got ${rollout}`);
   }
-  const horizon = tout * rollout;
-  const part = o.part ?? "val";
-  const dataDir = `${o.baseDataDir ?? s["base-data-dir"]}/${o.patchDataSubdir ?? s["patch-data-subdir"]}`;
+  const horizon = tout * rollout, part = o.part ?? "val";
+  const baseDataDir = o.baseDataDir ?? s.data.baseDataDir;
+  const dataDir = `${baseDataDir}/${o.patchDataSubdir ?? s.data.patchDataSubdir}`;
   const ds: PatchDataset = await loadPatchDataset(dataDir, {
     targetCols: cols,
     inputWindow: tin,
     outputWindow: tout,
-    stride: s["window-stride"] as number,
-    valRatio: s["val-ratio"] as number,
-    nanPolicy: s["nan-policy"] as "fail" | "drop",
+    stride: s.data.windowStride,
+    valRatio: s.data.valRatio,
+    nanPolicy: s.data.nanPolicy,
     normalization: ckpt.state.normalization,
   });
   await initBackend(o.backend ?? "auto", log);
   const model = createGino(ckpt.state.gino_config as unknown as Record<string, unknown>);
   restoreTensors(ckpt, model);
-  const g = s["latent-grid"] as number[];
-  const grid = g.length === 1 ? [g[0], g[0], g[0]] : g;
   const { mean, std } = ckpt.state.normalization;
-  const phys = (c: number, v: number) => v * std[c] + mean[c];
   const C = cols.length;
-  const acc = {
-    model: new PredictorAcc(C, horizon),
-    persistence: new PredictorAcc(C, horizon),
-    linear: new PredictorAcc(C, horizon),
+  const col: Collected = {
+    acc: {
+      model: new PredictorAcc(C, horizon),
+      persistence: new PredictorAcc(C, horizon),
+      linear: new PredictorAcc(C, horizon),
+    },
+    windows: 0,
+    csvRows: new Map(),
+    scatter: [],
+    fieldAt: new Map(),
   };
-  const batchSize = o.batchSize ?? (s["batch-size"] as number);
-  let windows = 0;
-  // CSV trajectories: non-overlapping forecasts from the start of the part
-  const csvRows = new Map<number, string[]>();
-  const scatter: [number, number][] = [];
-  const fieldAt = new Map<number, Map<number, { truth: number; pred: number }>>(); // step -> node -> values (first column)
+  const batchSize = o.batchSize ?? s.data.batchSize;
   await Deno.mkdir(o.outDir, { recursive: true });
-  for (let pi = 0; pi < ds.patches.length; pi++) {
-    const p = ds.patches[pi];
+  const grid = s.model.latentGrid;
+  for (const p of ds.patches) {
     const geom = model.geometry(p.coords, latentGrid(p.coords, grid), grid);
-    const nodes = await readNodeIds(`${dataDir}/${p.name}`, p);
     const raw = await readNpy(`${dataDir}/${p.name}/core_coords.npy`);
-    const coords = Float64Array.from(raw.data as ArrayLike<number>);
+    const x: PatchCtx = {
+      p,
+      nodes: await readNodeIds(`${dataDir}/${p.name}`, p),
+      coords: Float64Array.from(raw.data as ArrayLike<number>),
+      phys: (c, v) => v * std[c] + mean[c],
+      C,
+      tin,
+      horizon,
+    };
     const all = windowStarts(p, part, tin, horizon, 1);
     const traj = new Set(windowStarts(p, part, tin, horizon, horizon));
-    const T = p.steps, N = p.n, nc = p.nCore;
     for (let b0 = 0; b0 < all.length; b0 += batchSize) {
       const starts = all.slice(b0, b0 + batchSize);
-      const pred = forecast(model, geom, p, starts, C, tin, tout, rollout, Boolean(s["residual"]));
+      const pred = forecast(model, geom, p, starts, C, tin, tout, rollout, s.model.residual);
       starts.forEach((t0, b) => {
-        windows++;
-        const writeCsv = traj.has(t0);
-        for (const [kind, a] of Object.entries(acc)) {
-          const patchAcc = a.patch(p.name);
-          let lossSum = 0;
-          for (let n = 0; n < nc; n++) {
-            let num = 0, den = 0;
-            for (let c = 0; c < C; c++) {
-              const row = (c * N + n) * T;
-              const last = p.values[row + t0 + tin - 1], prev = p.values[row + t0 + tin - 2] ?? last;
-              for (let h = 0; h < horizon; h++) {
-                const truth = p.values[row + t0 + tin + h];
-                const v = kind === "model"
-                  ? pred[((b * C + c) * N + n) * horizon + h]
-                  : kind === "persistence"
-                  ? last
-                  : last + (h + 1) * (tin >= 2 ? last - prev : 0);
-                num += (v - truth) ** 2;
-                den += truth * truth;
-                const pv = phys(c, v), tv = phys(c, truth);
-                a.overall[c].add(pv, tv);
-                a.perStep[c][h].add(pv, tv);
-                patchAcc[c].add(pv, tv);
-                if (kind === "model") {
-                  if (c === 0 && scatter.length < 20000 && (n + h + b) % 7 === 0) scatter.push([tv, pv]);
-                  if (writeCsv) {
-                    const step = t0 + tin + h;
-                    if (c === 0) {
-                      let m = fieldAt.get(step);
-                      if (!m) fieldAt.set(step, m = new Map());
-                      m.set(nodes[n], { truth: tv, pred: pv });
-                    }
-                  }
-                }
-              }
-            }
-            lossSum += Math.sqrt(num) / Math.sqrt(den);
-          }
-          a.lossSum += lossSum;
-          a.lossN += nc;
-        }
-        if (writeCsv && o.csv !== false) {
-          for (let h = 0; h < horizon; h++) {
-            const step = t0 + tin + h;
-            let rows = csvRows.get(step);
-            if (!rows) csvRows.set(step, rows = []);
-            for (let n = 0; n < nc; n++) {
-              const cells = [
-                String(nodes[n]),
-                fmt(coords[n * 3]),
-                fmt(coords[n * 3 + 1]),
-                fmt(coords[n * 3 + 2]),
-              ];
-              for (let c = 0; c < C; c++) {
-                const truth = phys(c, p.values[(c * N + n) * T + step]);
-                const pv = phys(c, pred[((b * C + c) * N + n) * horizon + h]);
-                cells.push(fmt(truth), fmt(pv), fmt(pv - truth));
-              }
-              rows.push(cells.join(","));
-            }
-          }
-        }
+        col.windows++;
+        scoreWindow(x, col, pred, b, t0, traj.has(t0));
+        if (traj.has(t0) && o.csv !== false) csvRowsOf(x, col, pred, b, t0);
       });
     }
     geom.dispose();
   }
   model.dispose();
-  if (windows === 0) {
+  if (col.windows === 0) {
     throw new DataError(
       `no ${part} windows of ${tin} + ${horizon} steps in ${dataDir}; use --part all or a smaller --rollout`,
     );
-  }
-  let csvFiles = 0;
-  if (o.csv !== false) {
-    await Deno.mkdir(`${o.outDir}/predictions`, { recursive: true });
-    const header = ["node", "X", "Y", "Z", ...cols.flatMap((c) => [`${c}_true`, `${c}_pred`, `${c}_error`])]
-      .join(",");
-    for (const [step, rows] of [...csvRows].sort((a, b) => a[0] - b[0])) {
-      rows.sort((a, b) => Number(a.slice(0, a.indexOf(","))) - Number(b.slice(0, b.indexOf(","))));
-      await writeTextFileAtomic(
-        `${o.outDir}/predictions/${String(step).padStart(4, "0")}.csv`,
-        `${header}\n${rows.join("\n")}\n`,
-      );
-      csvFiles++;
-    }
   }
   const report: PredictReport = {
     checkpoint: o.checkpoint,
@@ -371,24 +413,18 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
     part,
     rollout,
     horizon,
-    windows,
+    windows: col.windows,
     target_cols: cols,
     units:
       "physical (de-normalised) units of each target column; rel_l2_loss in standardised units as in training",
-    model: acc.model.result(cols),
-    persistence: acc.persistence.result(cols),
-    linear: acc.linear.result(cols),
-    csv_files: csvFiles,
+    model: col.acc.model.result(cols),
+    persistence: col.acc.persistence.result(cols),
+    linear: col.acc.linear.result(cols),
+    csv_files: o.csv !== false ? await writeCsvs(o.outDir, cols, col.csvRows) : 0,
     figures: [],
   };
   if (o.figures !== false) {
-    report.figures = await writeFigures(
-      o,
-      report,
-      scatter,
-      fieldAt,
-      String(o.baseDataDir ?? s["base-data-dir"]),
-    );
+    report.figures = await writeFigures(o, report, col.scatter, col.fieldAt, String(baseDataDir));
   }
   await writeTextFileAtomic(`${o.outDir}/metrics.json`, JSON.stringify(report, null, 1) + "\n");
   return report;

@@ -11,6 +11,8 @@
  */
 
 import { ToolError, withPath } from "../errors.ts";
+import { settingsFromSaved } from "./settings.ts";
+import type { TrainSettings } from "./settings.ts";
 import { decodeSafetensors, encodeSafetensors, SafetensorsError } from "../io/safetensors.ts";
 import type { SafetensorsFile } from "../io/safetensors.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
@@ -98,8 +100,8 @@ export interface TrainingState {
   best: { val_loss: number | null; epoch: number | null };
   /** Epochs without improvement so far. */
   early_stopping: { bad_epochs: number };
-  /** Every setting of the run. */
-  config: Record<string, unknown>;
+  /** Every setting of the run (the first format saved them by flag name: read with `settingsFromSaved`). */
+  config: TrainSettings;
   /** The model configuration. */
   gino_config: GinoConfig;
   /** Normalisation statistics. */
@@ -271,6 +273,7 @@ export async function verifyCheckpointBytes(bytes: Uint8Array, name: string): Pr
   if (state && problems.length === 0) {
     const bad = stateProblem(state);
     if (bad) problems.push(`${name}: the training state is not usable (${bad})`);
+    else state.config = settingsFromSaved(state.config);
   }
   return { ok: problems.length === 0, problems, file, state, sha256: sha, format };
 }

@@ -8,7 +8,7 @@
 
 import { writeTextFileAtomic, writeTextFileAtomicSync } from "../io/atomic.ts";
 import type { SessionRecord, TrainingState } from "./checkpoint.ts";
-import type { RunLayout } from "./runs.ts";
+import type { RunLayout } from "./layout.ts";
 import { writeCurves } from "../plot/curves.ts";
 import { checkpointNames } from "./policy.ts";
 import type { PolicySettings } from "./policy.ts";

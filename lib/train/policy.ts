@@ -13,7 +13,8 @@
  */
 
 import type { TrainingState } from "./checkpoint.ts";
-import { BEST, epochCheckpointName, FINAL, LATEST } from "./runs.ts";
+import type { TrainSettings } from "./settings.ts";
+import { BEST, epochCheckpointName, FINAL, LATEST } from "./layout.ts";
 
 /** The run-control settings the policy depends on. */
 export interface PolicySettings {
@@ -53,12 +54,14 @@ export function checkpointNames(state: TrainingState, p: PolicySettings): string
 
 /** The policy settings a state was saved under (its own `--save-checkpoint-every`, `--epochs`, patience). */
 export function savedPolicy(state: TrainingState): PolicySettings {
-  const c = state.config as Record<string, unknown>;
+  return policyOf(state.config);
+}
+
+/** The policy settings of a run's settings. */
+export function policyOf(s: TrainSettings): PolicySettings {
   return {
-    every: typeof c["save-checkpoint-every"] === "number" ? c["save-checkpoint-every"] as number : 5,
-    epochs: typeof c["epochs"] === "number" ? c["epochs"] as number : state.epoch,
-    patience: typeof c["early-stopping-patience"] === "number"
-      ? c["early-stopping-patience"] as number
-      : undefined,
+    every: s.run.saveCheckpointEvery,
+    epochs: s.optim.epochs,
+    patience: s.optim.earlyStoppingPatience,
   };
 }

@@ -16,8 +16,8 @@
 import { verifyCheckpointBytes } from "./checkpoint.ts";
 import type { Checkpoint, SessionRecord, TrainingState } from "./checkpoint.ts";
 import { writeFileAtomic, writeTextFileAtomic } from "../io/atomic.ts";
-import { BEST, epochCheckpointName } from "./runs.ts";
-import type { RunLayout } from "./runs.ts";
+import { BEST, epochCheckpointName } from "./layout.ts";
+import type { RunLayout } from "./layout.ts";
 import { checkpointNames, savedPolicy } from "./policy.ts";
 import { closeSessions, epochLogLine, epochRecord, readRecordedSessions } from "./history.ts";
 import type { EpochRecord } from "./history.ts";

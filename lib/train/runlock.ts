@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { RunLayout } from "./runs.ts";
+import type { RunLayout } from "./layout.ts";
 import { ToolError } from "../errors.ts";
 
 /** What the lock file holds. */

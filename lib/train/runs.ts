@@ -1,60 +1,14 @@
 /**
- * Run folders: naming, listing, finding the newest valid checkpoint (for `--resume-from auto` and the checkpoint
- * manager), and the human log.
+ * Run folders: listing the runs of a results folder and their checkpoints, and finding the newest valid checkpoint
+ * (for `--resume-from auto` and the checkpoint manager).
  *
  * @module
  */
 
 import { verifyCheckpointBytes } from "./checkpoint.ts";
+import { readRunLayout } from "./layout.ts";
+import type { RunLayout } from "./layout.ts";
 import type { TrainingState } from "./checkpoint.ts";
-
-/** File names of the special checkpoints. */
-export const LATEST = "latest_checkpoint.safetensors";
-export const BEST = "best_checkpoint.safetensors";
-export const FINAL = "final_checkpoint.safetensors";
-
-/** A file in a run folder that exists while a training session runs (pid, host, start). */
-export const RUN_LOCK = ".running";
-
-/** `checkpoint_epoch_NNNN.safetensors` */
-export function epochCheckpointName(epoch: number): string {
-  return `checkpoint_epoch_${String(epoch).padStart(4, "0")}.safetensors`;
-}
-
-/** The run folder of a checkpoint file inside a run's `checkpoints/` folder; undefined for one kept elsewhere. */
-export function runFolderOf(checkpointPath: string): string | undefined {
-  const parts = checkpointPath.split("/");
-  parts.pop();
-  if (parts.at(-1) !== "checkpoints") return undefined;
-  parts.pop();
-  return parts.join("/") || ".";
-}
-
-/**
- * The run folder of a checkpoint: the folder above its `checkpoints/`, or, for one kept elsewhere
- * (`--checkpoint-dir`), `<results-dir>/<run name>` from its training state when that folder exists.
- */
-export async function runFolderForCheckpoint(
-  path: string,
-  state?: TrainingState,
-): Promise<string | undefined> {
-  const inside = runFolderOf(path);
-  if (inside || !state) return inside;
-  const dir = `${state.config["results-dir"] ?? "results"}/${state.run_name}`;
-  try {
-    return (await Deno.stat(`${dir}/config.json`)).isFile ? dir : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** A default run name: `gino_YYYYMMDD_HHMMSS` (local time). */
-export function defaultRunName(d = new Date()): string {
-  const p = (n: number) => String(n).padStart(2, "0");
-  return `gino_${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}_${p(d.getHours())}${
-    p(d.getMinutes())
-  }${p(d.getSeconds())}`;
-}
 
 /** A checkpoint file found in a run. */
 export interface CheckpointFile {
@@ -66,58 +20,6 @@ export interface CheckpointFile {
   size: number;
   /** Modification time (ms since the epoch). */
   mtime: number;
-}
-
-/**
- * Where a run's files are. The one place that says so: the trainer, the checkpoint manager and predict all use it.
- * Checkpoints are in `<dir>/checkpoints` unless the run was started with `--checkpoint-dir`, which `config.json`
- * records (see {@linkcode readRunLayout}).
- */
-export interface RunLayout {
-  /** The run folder (`<results-dir>/<run-name>`). */
-  dir: string;
-  /** The folder of the run's checkpoints. */
-  checkpointDir: string;
-  /** Every setting, the data fingerprint and the normalisation statistics. */
-  config: string;
-  /** Losses of every epoch and the session records. */
-  history: string;
-  /** One JSON line per epoch. */
-  metrics: string;
-  /** The human log. */
-  log: string;
-  /** Present while a session trains the run (see {@linkcode RunLock}). */
-  lock: string;
-}
-
-/** The layout of a run folder, its checkpoints in `checkpointDir` (default `<dir>/checkpoints`). */
-export function runLayout(dir: string, checkpointDir?: string): RunLayout {
-  const d = dir.replace(/\/+$/, "") || ".";
-  return {
-    dir: d,
-    checkpointDir: checkpointDir ?? `${d}/checkpoints`,
-    config: `${d}/config.json`,
-    history: `${d}/loss_history.json`,
-    metrics: `${d}/metrics.jsonl`,
-    log: `${d}/train.log`,
-    lock: `${d}/${RUN_LOCK}`,
-  };
-}
-
-/** The checkpoint folder a run's `config.json` records, if it is not the default one. */
-export async function recordedCheckpointDir(dir: string): Promise<string | undefined> {
-  try {
-    const cfg = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
-    const custom = cfg.checkpoint_dir ?? cfg.settings?.["checkpoint-dir"];
-    return typeof custom === "string" && custom ? custom : undefined;
-  } catch {
-    return undefined; // no or unreadable config: the default place
-  }
-}
-
-/** The layout of an existing run folder, reading where its checkpoints are from its `config.json`. */
-export async function readRunLayout(dir: string): Promise<RunLayout> {
-  return runLayout(dir, await recordedCheckpointDir(dir));
 }
 
 /** A run folder. */
@@ -232,55 +134,4 @@ export async function findLatestCheckpoint(
     }
   }
   return undefined;
-}
-
-/**
- * A logger that writes to the console and appends to a log file. Lines logged before the file is known (before
- * {@linkcode RunLog.attach}) are kept and written to it then, with their own times.
- */
-export class RunLog {
-  #file?: Deno.FsFile;
-  #enc = new TextEncoder();
-  #pending: string[] = [];
-
-  constructor(path?: string, readonly quiet = false) {
-    if (path) this.#file = Deno.openSync(path, { append: true, create: true });
-  }
-
-  #write(msg: string): void {
-    const line = `${new Date().toISOString()} ${msg}\n`;
-    if (this.#file) this.#file.writeSync(this.#enc.encode(line));
-    else this.#pending.push(line);
-  }
-
-  /** Logs a line (timestamped in the file). */
-  info(msg: string): void {
-    if (!this.quiet) console.log(msg);
-    this.#write(msg);
-  }
-
-  /** Writes a line to the log file only. */
-  record(msg: string): void {
-    this.#write(msg);
-  }
-
-  /** Logs a warning (stderr). */
-  warn(msg: string): void {
-    console.error(msg);
-    this.#write(msg);
-  }
-
-  /** Starts writing to a file (after the run folder is known), beginning with the lines logged so far. */
-  attach(path: string): void {
-    this.#file?.close();
-    this.#file = Deno.openSync(path, { append: true, create: true });
-    if (this.#pending.length) this.#file.writeSync(this.#enc.encode(this.#pending.join("")));
-    this.#pending = [];
-  }
-
-  /** Closes the log file. */
-  close(): void {
-    this.#file?.close();
-    this.#file = undefined;
-  }
 }

@@ -1,0 +1,222 @@
+/**
+ * What a training session works with, built before anything is written: the model and optimiser (restored from
+ * the checkpoint being resumed), the samplers, the geometry of every patch, the micro-batch size and the training
+ * state to continue from.
+ *
+ * @module
+ */
+
+import { createGino } from "../model/gino.ts";
+import type { Gino, GinoGeometry } from "../model/gino.ts";
+import { latentGrid } from "../model/latent.ts";
+import type { ResidualSpec } from "../model/residual.ts";
+import { PatchBatchSampler } from "../data/sampler.ts";
+import { BatchAssembler } from "../data/batch.ts";
+import type { PatchDataset } from "../data/dataset.ts";
+import { withPath } from "../errors.ts";
+import { Adam } from "./adam.ts";
+import { autoMicroBatch } from "./step.ts";
+import { CHECKPOINT_FORMAT, CheckpointError, restoreTensors } from "./checkpoint.ts";
+import type { Checkpoint, SessionRecord, TrainingState } from "./checkpoint.ts";
+import { defaultRunName } from "./layout.ts";
+import type { RunLayout } from "./layout.ts";
+import { ginoConfigFor } from "./settings.ts";
+import type { TrainSettings } from "./settings.ts";
+import { freshSchedule, resumeSchedule } from "./schedule.ts";
+import type { PolicySettings } from "./policy.ts";
+import type { RunLock, RunLockInfo } from "./runlock.ts";
+import type { StopControl } from "./stopping.ts";
+import type { RunLog } from "./log.ts";
+
+/** The model, data and state of a session (the run folder parts are added once it is opened). */
+export interface SessionParts {
+  /** The settings the session runs with. */
+  s: TrainSettings;
+  /** The training data. */
+  ds: PatchDataset;
+  /** The model; its weights are those of the resumed checkpoint, if any. */
+  model: Gino;
+  /** The optimiser, with the resumed moments. */
+  adam: Adam;
+  /** Training batches (one patch each), positioned where the resumed checkpoint stopped. */
+  sampler: PatchBatchSampler;
+  /** Validation batches, in order. */
+  valSampler: PatchBatchSampler;
+  /** Reusable batch buffers. */
+  assembler: BatchAssembler;
+  /** Geometry of each patch, by patch index. */
+  geometries: GinoGeometry[];
+  /** Windows per forward/backward pass. */
+  micro: number;
+  /** Residual prediction, when the model predicts the change from the last input step. */
+  residual?: ResidualSpec;
+  /** The training state to continue from. */
+  state: TrainingState;
+}
+
+/** A session with its run folder open. */
+export interface Session extends SessionParts {
+  /** Where the run's files are. */
+  layout: RunLayout;
+  /** The run, held by this session. */
+  lock: RunLock;
+  /** This session's record (in `state.history.sessions` once it trains). */
+  record: SessionRecord;
+  /** The run's global step when this session started (it trained nothing while they are equal). */
+  startStep: number;
+  /** Which checkpoint files to write when. */
+  policy: PolicySettings;
+  /** Signals and time limit. */
+  stop: StopControl;
+  /** The run's log. */
+  log: RunLog;
+  /** The lock file a session before this one left (it did not end cleanly), if any. */
+  previousLock?: RunLockInfo;
+}
+
+/** Builds the parts of a session (see the module documentation). Writes nothing. */
+export function prepareSession(
+  s: TrainSettings,
+  ds: PatchDataset,
+  ckpt: Checkpoint | undefined,
+  o: { imported: boolean; learningRateGiven: boolean; forceResume: boolean; startedAt: Date; log: RunLog },
+): SessionParts {
+  const model = createGino(ginoConfigFor(s), s.data.seed);
+  const adam = new Adam(model.variables, s.optim.learningRate);
+  const sampler = new PatchBatchSampler(ds.windowCounts("train"), {
+    batchSize: s.data.batchSize,
+    shuffleWithinBatches: s.data.shuffleWithinBatches,
+    shufflePatches: s.data.shufflePatches,
+    seed: s.data.seed + 1,
+  });
+  const valSampler = new PatchBatchSampler(ds.windowCounts("val"), {
+    batchSize: s.data.batchSize,
+    shuffleWithinBatches: false,
+    shufflePatches: false,
+  });
+  const state = ckpt
+    ? resumedState(s, ckpt, { model, adam, sampler, ...o })
+    : freshState(s, model, adam, sampler, ds, o.startedAt);
+  adam.lr = state.scheduler.lr;
+  state.config = structuredClone(s);
+  const geometries = patchGeometries(s, ds, model, o.log);
+  const micro = s.optim.microBatch ?? autoMicroBatch(
+    ds.patches.map((p, i) => ({
+      n: p.n,
+      edges: geometries[i].stats.in.edges + geometries[i].stats.out.edges,
+    })),
+    s.model.latentGrid,
+    model.config.fno_hidden_channels,
+    s.data.batchSize,
+  );
+  const cols = s.data.targetCols.length;
+  return {
+    s,
+    ds,
+    model,
+    adam,
+    sampler,
+    valSampler,
+    assembler: new BatchAssembler(ds, s.data.batchSize),
+    geometries,
+    micro,
+    residual: s.model.residual ? { cols, tin: s.data.inputWindow, tout: s.data.outputWindow } : undefined,
+    state,
+  };
+}
+
+/** Frees the tensors of a session. */
+export function disposeSession(p: SessionParts): void {
+  for (const g of p.geometries) g.dispose();
+  p.adam.dispose();
+  p.model.dispose();
+}
+
+/** The training state of a run that starts from scratch. */
+function freshState(
+  s: TrainSettings,
+  model: Gino,
+  adam: Adam,
+  sampler: PatchBatchSampler,
+  ds: PatchDataset,
+  startedAt: Date,
+): TrainingState {
+  return {
+    format: CHECKPOINT_FORMAT,
+    epoch: 0,
+    step_in_epoch: 0,
+    partial_epoch: { loss_sum: 0, samples: 0, seconds: 0 },
+    global_step: 0,
+    scheduler: freshSchedule(s.optim),
+    adam: adam.getState(),
+    sampler: sampler.getState(),
+    history: { train_losses: [], val_losses: [], epoch_seconds: [], lrs: [], epoch_ends: [], sessions: [] },
+    best: { val_loss: null, epoch: null },
+    early_stopping: { bad_epochs: 0 },
+    config: s,
+    gino_config: model.config,
+    normalization: ds.normalization,
+    data_fingerprint: ds.fingerprint,
+    run_name: s.run.runName ?? defaultRunName(startedAt),
+    saved_at: "",
+  };
+}
+
+/** The state of a resumed checkpoint, its tensors restored into the model and optimiser. */
+function resumedState(
+  s: TrainSettings,
+  ckpt: Checkpoint,
+  o: {
+    model: Gino;
+    adam: Adam;
+    sampler: PatchBatchSampler;
+    imported: boolean;
+    learningRateGiven: boolean;
+    forceResume: boolean;
+    startedAt: Date;
+    log: RunLog;
+  },
+): TrainingState {
+  restoreTensors(ckpt, o.model, o.adam);
+  const state = structuredClone(ckpt.state);
+  state.format = CHECKPOINT_FORMAT;
+  if (o.imported) {
+    // imported weights: the first run adopts the data
+    state.sampler = o.sampler.getState();
+    state.run_name = s.run.runName ?? defaultRunName(o.startedAt);
+  }
+  try {
+    o.sampler.setState(state.sampler);
+  } catch (e) {
+    if (!o.forceResume) throw new CheckpointError(withPath(ckpt.path, e));
+    o.log.warn(`warning: ${(e as Error).message}; the current epoch restarts with a new batch plan`);
+    state.step_in_epoch = 0;
+    state.partial_epoch = { loss_sum: 0, samples: 0, seconds: 0 };
+  }
+  const changes = resumeSchedule(state.scheduler, s.optim, o.learningRateGiven);
+  if (changes.length) o.log.info(`learning-rate schedule: ${changes.join(", ")}`);
+  return state;
+}
+
+/** Geometry of every patch (fixed for a patch: computed once), with a log line each. */
+function patchGeometries(s: TrainSettings, ds: PatchDataset, model: Gino, log: RunLog): GinoGeometry[] {
+  const grid = s.model.latentGrid;
+  let sparse = 0;
+  const out = ds.patches.map((p) => {
+    const g = model.geometry(p.coords, latentGrid(p.coords, grid), grid);
+    if (g.stats.out.emptyShare > 0.1 || g.stats.in.emptyShare > 0.9) sparse++;
+    log.info(
+      `  ${p.name}: ${p.n} points (${p.nCore} core), edges ${g.stats.in.edges}; latent nodes without points ` +
+        `${(100 * g.stats.in.emptyShare).toFixed(0)}%, points without latent nodes ` +
+        `${(100 * g.stats.out.emptyShare).toFixed(0)}% (mean ${g.stats.out.mean.toFixed(1)} per point)`,
+    );
+    return g;
+  });
+  if (sparse) {
+    log.warn(
+      `warning: in ${sparse} patch(es) many points have no latent node within --gno-radius ${s.model.gnoRadius} ` +
+        `(their output is a constant); consider a larger radius or a finer --latent-grid`,
+    );
+  }
+  return out;
+}
