@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/model/backend.ts";
+import { useFastKernels } from "../lib/model/kernels/register.ts";
 import { createGino, relativeL2Loss } from "../lib/model/gino.ts";
 import { radiusSearch } from "../lib/model/neighbors.ts";
 import { dftMatrices, keptFrequencies, spectralConv } from "../lib/model/spectral.ts";
@@ -304,7 +305,7 @@ Deno.test("live tensors stay flat over training steps (no leaks)", async () => {
   tf.dispose([P, L, x, y]);
 });
 
-Deno.test("wasm and cpu give the same outputs for another configuration", async () => {
+Deno.test("the fast-kernel paths (wasm, cpu) equal the stock-kernel path in outputs, loss and gradients", async () => {
   const rng = new Rng(21);
   const cfg = {
     in_gno_radius: 0.5,
@@ -327,23 +328,48 @@ Deno.test("wasm and cpu give the same outputs for another configuration", async 
     }
   }
   const xs = Float32Array.from({ length: 2 * 50 * 4 }, () => rng.normal());
-  const outs: Float32Array[] = [];
+  const ys = Float32Array.from({ length: 2 * 50 * 3 }, () => rng.normal() + 2);
   let weights: ReturnType<ReturnType<typeof createGino>["toTorchStateDict"]> | undefined;
-  for (const b of ["wasm", "cpu"] as const) {
-    await initBackend(b);
-    const model = createGino(cfg, 5);
-    if (weights) model.loadTorchStateDict(weights);
-    else weights = model.toTorchStateDict();
-    const geom = model.geometry(pts, lat, [6, 8, 6]);
-    const x = tf.tensor3d(xs, [2, 50, 4]);
-    outs.push(model.forwardGeometry(geom, x).dataSync() as Float32Array);
-    geom.dispose();
-    model.dispose();
-    x.dispose();
+  /** Output and gradients on a backend, with its fast kernels or (fast = false) the stock ones and composed ops. */
+  const run = async (backend: "wasm" | "cpu", fast: boolean) => {
+    await initBackend(backend);
+    useFastKernels(backend, fast);
+    try {
+      const model = createGino(cfg, 5);
+      if (weights) model.loadTorchStateDict(weights);
+      else weights = model.toTorchStateDict();
+      const geom = model.geometry(pts, lat, [6, 8, 6]);
+      const x = tf.tensor3d(xs, [2, 50, 4]), y = tf.tensor3d(ys, [2, 50, 3]);
+      const out = model.forwardGeometry(geom, x).dataSync() as Float32Array;
+      const { value, grads } = tf.variableGrads(() => relativeL2Loss(model.forwardGeometry(geom, x), y, 40));
+      const g = model.variables.map((v) => grads[v.name].dataSync() as Float32Array);
+      const loss = value.dataSync()[0];
+      tf.dispose([x, y, value, ...Object.values(grads)]);
+      geom.dispose();
+      model.dispose();
+      return { out, loss, g };
+    } finally {
+      useFastKernels(backend, true);
+    }
+  };
+  const stock = await run("cpu", false);
+  for (const [backend, fast] of [["wasm", true], ["cpu", true]] as const) {
+    const r = await run(backend, fast);
+    const what = `${backend} fast vs cpu stock`;
+    assert.ok(
+      maxDiff(r.out, stock.out) <= 1e-5 * maxAbs(stock.out) + 1e-6,
+      `${what}: output ${maxDiff(r.out, stock.out)}`,
+    );
+    assert.ok(
+      Math.abs(r.loss - stock.loss) <= 1e-5 * Math.abs(stock.loss),
+      `${what}: loss ${r.loss} vs ${stock.loss}`,
+    );
+    r.g.forEach((g, i) => {
+      assert.ok(
+        maxDiff(g, stock.g[i]) <= 1e-4 * maxAbs(stock.g[i]) + 1e-7,
+        `${what}: gradient ${i} ${maxDiff(g, stock.g[i])}`,
+      );
+    });
   }
-  assert.ok(
-    maxDiff(outs[0], outs[1]) <= 1e-5 * maxAbs(outs[1]) + 1e-6,
-    `wasm vs cpu: ${maxDiff(outs[0], outs[1])}`,
-  );
   await initBackend("wasm");
 });

@@ -5,7 +5,9 @@
  */
 
 import { tf } from "./backend.ts";
-import { EDGE_REDUCE_KERNEL, GATHER_ROWS_KERNEL, GELU_KERNEL } from "./kernels/register.ts";
+import { EDGE_REDUCE_KERNEL } from "./kernels/edge_reduce.ts";
+import { GATHER_ROWS_KERNEL } from "./kernels/gather_rows.ts";
+import { GELU_KERNEL } from "./kernels/gelu.ts";
 
 /**
  * Exact GELU, 0.5 x (1 + erf(x / sqrt 2)) (PyTorch's default): the fused kernel where the backend has it, else
