@@ -102,93 +102,26 @@ export async function* streamNumericCsv(
   onHeader?: (header: string[]) => void,
 ): AsyncGenerator<NumericCsvChunk> {
   const chunkRows = options.chunkRows ?? 65536;
-  const blockBytes = Math.max(options.blockBytes ?? (1 << 20), 64);
-  let file: Deno.FsFile;
+  const file = await openCsv(path);
   try {
-    file = await Deno.open(path, { read: true });
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new CsvError(`CSV file not found: ${path}`, path);
-    throw e;
-  }
-  try {
-    let buf = new Uint8Array(blockBytes);
-    let filled = 0; // bytes of buf holding data
-    let eof = false;
-    const fill = async () => {
-      while (!eof && filled < buf.length) {
-        const n = await file.read(buf.subarray(filled));
-        if (n === null) eof = true;
-        else filled += n;
-      }
-    };
-
-    // ---- header ----
-    await fill();
-    let headerEnd = buf.subarray(0, filled).indexOf(LF);
-    while (headerEnd < 0 && !eof) {
-      const bigger = new Uint8Array(buf.length * 2);
-      bigger.set(buf.subarray(0, filled));
-      buf = bigger;
-      await fill();
-      headerEnd = buf.subarray(0, filled).indexOf(LF);
-    }
-    if (filled === 0) throw new CsvError(`${path}: the file is empty (expected a header line)`, path, 1);
-    const headerStop = headerEnd < 0 ? filled : headerEnd;
-    let headerText = new TextDecoder().decode(buf.subarray(0, headerStop));
-    if (headerText.charCodeAt(0) === 0xfeff) headerText = headerText.slice(1);
-    const header = headerText.split(",").map(cleanHeaderCell);
+    const r = new BlockReader(file, Math.max(options.blockBytes ?? (1 << 20), 64));
+    const header = await readHeader(r, path);
     onHeader?.(header);
     const nFields = header.length;
-    const slotOf = new Int32Array(nFields).fill(-1); // field index -> output column slot
-    options.columns.forEach((name, slot) => {
-      const idx = header.indexOf(name);
-      if (idx < 0) {
-        throw new CsvError(
-          `${path}: required column '${name}' is missing (the header has: ${header.join(", ")})`,
-          path,
-          1,
-        );
-      }
-      slotOf[idx] = slot;
-    });
-    const nOut = options.columns.length;
-    const out = Array.from({ length: nOut }, () => new Float64Array(chunkRows));
-
-    let pos = headerEnd < 0 ? filled : headerEnd + 1;
-    let line = 1; // line number of the last complete line consumed
+    const slotOf = columnSlots(path, header, options.columns); // field index -> output column slot
+    const out = Array.from({ length: options.columns.length }, () => new Float64Array(chunkRows));
+    let line = 1; // line number of the last line started (the header is line 1)
     let firstRow = 0;
     let inChunk = 0;
-
     const fail = (msg: string): never => {
       throw new CsvError(`${path}:${line}: ${msg}`, path, line);
     };
-    const slowNumber = (start: number, end: number, field: number): number => {
-      let s = new TextDecoder().decode(buf.subarray(start, end)).trim();
-      if (s.length >= 2 && s.startsWith('"') && s.endsWith('"')) s = s.slice(1, -1).trim();
-      if (s === "") fail(`empty value in column '${header[field]}'`);
-      const lower = s.toLowerCase();
-      if (lower === "nan" || lower === "-nan") return NaN;
-      if (lower === "inf" || lower === "+inf" || lower === "infinity") return Infinity;
-      if (lower === "-inf" || lower === "-infinity") return -Infinity;
-      const v = Number(s);
-      if (Number.isNaN(v)) fail(`non-numeric value '${s}' in column '${header[field]}'`);
-      return v;
-    };
-
     while (true) {
-      // Parse every complete line in buf[pos, lastLF]; at EOF the remainder is a line too (given its newline, so
-      // that no parse runs past the data into stale bytes of the buffer).
-      if (eof && filled > pos && buf[filled - 1] !== LF) {
-        if (filled === buf.length) {
-          const bigger = new Uint8Array(buf.length + 1);
-          bigger.set(buf);
-          buf = bigger;
-        }
-        buf[filled++] = LF;
-      }
-      let stop = buf.subarray(pos, filled).lastIndexOf(LF);
-      stop = stop < 0 ? -1 : pos + stop; // index of last LF
-      const limit = eof ? filled : stop + 1; // bytes [pos, limit) are complete lines
+      const limit = r.completeLines(); // bytes [pos, limit) are complete lines
+      const buf = r.buf;
+      let pos = r.pos;
+      const slowNumber = (start: number, end: number, field: number) =>
+        cellNumber(buf, start, end, header[field], fail);
       while (pos < limit) {
         // one line starting at pos
         line++;
@@ -260,16 +193,8 @@ export async function* streamNumericCsv(
               if (neg) value = -value;
             } else {
               // anything unusual (long mantissa, big exponent, spaces, quotes, nan): take the careful route
-              while (p < limit && buf[p] !== COMMA && buf[p] !== LF) {
-                if (buf[p] === QUOTE) {
-                  p++;
-                  while (p < limit && buf[p] !== QUOTE) p++;
-                }
-                p++;
-              }
-              let end = p;
-              if (end > start && buf[end - 1] === CR) end--;
-              value = slowNumber(start, end, field);
+              p = cellEnd(buf, p, limit);
+              value = slowNumber(start, p > start && buf[p - 1] === CR ? p - 1 : p, field);
             }
             out[slot][inChunk] = value;
           } else {
@@ -294,10 +219,7 @@ export async function* streamNumericCsv(
             field++;
             p++;
             if (field >= nFields) {
-              // count the cells for the message
-              let extra = 1;
-              while (p < limit && buf[p] !== LF) if (buf[p++] === COMMA) extra++;
-              fail(`ragged row: ${nFields + extra} cells where the header has ${nFields}`);
+              fail(`ragged row: ${nFields + cellsLeft(buf, p, limit)} cells where the header has ${nFields}`);
             }
             continue;
           }
@@ -311,22 +233,151 @@ export async function* streamNumericCsv(
           inChunk = 0;
         }
       }
-      if (eof) break;
-      // keep the partial line, refill
-      const rest = filled - pos;
-      if (rest === buf.length) {
-        const bigger = new Uint8Array(buf.length * 2);
-        bigger.set(buf.subarray(pos, filled));
-        buf = bigger;
-      } else buf.copyWithin(0, pos, filled);
-      filled = rest;
-      pos = 0;
-      await fill();
+      r.pos = pos;
+      if (r.eof) break;
+      await r.refill();
     }
     if (inChunk > 0) yield { firstRow, rows: inChunk, columns: out };
   } finally {
     file.close();
   }
+}
+
+async function openCsv(path: string): Promise<Deno.FsFile> {
+  try {
+    return await Deno.open(path, { read: true });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new CsvError(`CSV file not found: ${path}`, path);
+    throw e;
+  }
+}
+
+/** End of the cell starting at `p` (at its comma or line end), skipping quoted text. */
+function cellEnd(buf: Uint8Array, p: number, limit: number): number {
+  while (p < limit && buf[p] !== COMMA && buf[p] !== LF) {
+    if (buf[p] === QUOTE) {
+      p++;
+      while (p < limit && buf[p] !== QUOTE) p++;
+    }
+    p++;
+  }
+  return p;
+}
+
+/** Cells from `p` to the end of the line (for the message about a ragged row). */
+function cellsLeft(buf: Uint8Array, p: number, limit: number): number {
+  let n = 1;
+  while (p < limit && buf[p] !== LF) if (buf[p++] === COMMA) n++;
+  return n;
+}
+
+/** For each field of the header, the output slot of the column it is (-1: not wanted). */
+function columnSlots(path: string, header: string[], columns: readonly string[]): Int32Array {
+  const slotOf = new Int32Array(header.length).fill(-1);
+  columns.forEach((name, slot) => {
+    const idx = header.indexOf(name);
+    if (idx < 0) {
+      throw new CsvError(
+        `${path}: required column '${name}' is missing (the header has: ${header.join(", ")})`,
+        path,
+        1,
+      );
+    }
+    slotOf[idx] = slot;
+  });
+  return slotOf;
+}
+
+/** A cell through `Number` (after quotes and spaces), with nan/inf literals; `fail` names line and column. */
+function cellNumber(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  column: string,
+  fail: (m: string) => never,
+): number {
+  let s = new TextDecoder().decode(buf.subarray(start, end)).trim();
+  if (s.length >= 2 && s.startsWith('"') && s.endsWith('"')) s = s.slice(1, -1).trim();
+  if (s === "") fail(`empty value in column '${column}'`);
+  const lower = s.toLowerCase();
+  if (lower === "nan" || lower === "-nan") return NaN;
+  if (lower === "inf" || lower === "+inf" || lower === "infinity") return Infinity;
+  if (lower === "-inf" || lower === "-infinity") return -Infinity;
+  const v = Number(s);
+  if (Number.isNaN(v)) fail(`non-numeric value '${s}' in column '${column}'`);
+  return v;
+}
+
+/** A file read in blocks into a buffer that keeps a partial last line across reads. */
+class BlockReader {
+  /** The buffer; bytes [pos, filled) are unread data. */
+  buf: Uint8Array;
+  filled = 0;
+  pos = 0;
+  eof = false;
+
+  constructor(private file: Deno.FsFile, blockBytes: number) {
+    this.buf = new Uint8Array(blockBytes);
+  }
+
+  /** Reads until the buffer is full or the file ends. */
+  async fill(): Promise<void> {
+    while (!this.eof && this.filled < this.buf.length) {
+      const n = await this.file.read(this.buf.subarray(this.filled));
+      if (n === null) this.eof = true;
+      else this.filled += n;
+    }
+  }
+
+  /** Doubles the buffer, keeping the unread bytes at its start. */
+  grow(): void {
+    const bigger = new Uint8Array(this.buf.length * 2);
+    bigger.set(this.buf.subarray(this.pos, this.filled));
+    this.filled -= this.pos;
+    this.pos = 0;
+    this.buf = bigger;
+  }
+
+  /**
+   * End of the complete lines in the buffer: after its last LF, or at EOF the end of the data (given a final LF,
+   * so that no parse runs past the data into stale bytes of the buffer).
+   */
+  completeLines(): number {
+    if (this.eof && this.filled > this.pos && this.buf[this.filled - 1] !== LF) {
+      if (this.filled === this.buf.length) this.grow();
+      this.buf[this.filled++] = LF;
+    }
+    if (this.eof) return this.filled;
+    const stop = this.buf.subarray(this.pos, this.filled).lastIndexOf(LF);
+    return stop < 0 ? this.pos : this.pos + stop + 1;
+  }
+
+  /** Keeps the partial line at the start (growing the buffer if the line fills it) and reads on. */
+  async refill(): Promise<void> {
+    if (this.pos === 0 && this.filled === this.buf.length) this.grow();
+    else {
+      this.buf.copyWithin(0, this.pos, this.filled);
+      this.filled -= this.pos;
+      this.pos = 0;
+    }
+    await this.fill();
+  }
+}
+
+/** Reads the header line; leaves the reader after it. */
+async function readHeader(r: BlockReader, path: string): Promise<string[]> {
+  await r.fill();
+  let headerEnd = r.buf.subarray(0, r.filled).indexOf(LF);
+  while (headerEnd < 0 && !r.eof) {
+    r.grow();
+    await r.fill();
+    headerEnd = r.buf.subarray(0, r.filled).indexOf(LF);
+  }
+  if (r.filled === 0) throw new CsvError(`${path}: the file is empty (expected a header line)`, path, 1);
+  let text = new TextDecoder().decode(r.buf.subarray(0, headerEnd < 0 ? r.filled : headerEnd));
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  r.pos = headerEnd < 0 ? r.filled : headerEnd + 1;
+  return text.split(",").map(cleanHeaderCell);
 }
 
 /**
