@@ -106,9 +106,11 @@ export function arraySplit<T>(items: T[], parts: number): T[][] {
   return out;
 }
 
-/** Reads a raw folder and writes the patch folder; see the module documentation. */
-export async function preparePatches(options: PrepareOptions): Promise<PrepareResult> {
-  const t0 = performance.now();
+/** The options with their defaults. */
+type Prepared = Required<Omit<PrepareOptions, "nGhostPoints">> & { nGhostPoints?: number };
+
+/** The options with defaults, checked (errors name the flag). */
+function checkedOptions(options: PrepareOptions): Prepared {
   const o = {
     nPatches: 20,
     sliceSplit: 4,
@@ -120,13 +122,12 @@ export async function preparePatches(options: PrepareOptions): Promise<PrepareRe
     allowNan: false,
     log: (_: string) => {},
     ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
-  } as Required<Omit<PrepareOptions, "nGhostPoints">> & { nGhostPoints?: number };
-  for (
-    const [flag, v] of [["--n-patches", o.nPatches], ["--slice-split", o.sliceSplit], [
-      "--neighbour-k",
-      o.neighbourK,
-    ]] as const
-  ) {
+  } as Prepared;
+  const counts = [["--n-patches", o.nPatches], ["--slice-split", o.sliceSplit], [
+    "--neighbour-k",
+    o.neighbourK,
+  ]];
+  for (const [flag, v] of counts as [string, number][]) {
     if (!Number.isInteger(v) || v < 1) throw new DataError(`${flag} must be a positive integer, got ${v}`);
   }
   if (o.nGhostPoints !== undefined && (!Number.isInteger(o.nGhostPoints) || o.nGhostPoints < 0)) {
@@ -138,32 +139,42 @@ export async function preparePatches(options: PrepareOptions): Promise<PrepareRe
   if (o.nPatches < o.sliceSplit) {
     throw new DataError(`--n-patches (${o.nPatches}) must be at least --slice-split (${o.sliceSplit})`);
   }
-  // Refuse to overwrite before any work is done.
-  let outExists = false;
+  return o;
+}
+
+/** True when the folder exists and is not empty. */
+async function nonEmpty(dir: string): Promise<boolean> {
   try {
-    for await (const _ of Deno.readDir(o.outDir)) {
-      outExists = true;
-      break;
-    }
+    for await (const _ of Deno.readDir(dir)) return true;
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-  if (outExists && !o.force) {
-    throw new DataError(`output folder ${o.outDir} exists and is not empty; pass --force to replace it`);
-  }
+  return false;
+}
 
-  // ---- read the raw time steps ----
+/** The raw time steps: node ids, slices and coordinates of the first file, and the observations of every file. */
+interface RawSeries {
+  files: string[];
+  n: number;
+  nodeIds: Float64Array;
+  slices: Float64Array;
+  xyz: Float64Array;
+  /** Per time step [n, 3]: mass_concentration, head, pressure. */
+  obs: (Float32Array | Float64Array)[];
+}
+
+/** Reads every raw time step, checking that they hold the same nodes in the same order. */
+async function readRawSeries(o: Prepared): Promise<RawSeries> {
   const files = await listRawFiles(o.rawDir);
   const first = await readNumericCsv(`${o.rawDir}/${files[0]}`, RAW_COLUMNS);
   const n = first.rows;
   if (n === 0) throw new DataError(`${o.rawDir}/${files[0]} has no data rows`);
-  const nodeIds = first.columns.node;
-  const slices = first.columns.slice;
+  const { node: nodeIds, slice: slices, X, Y, Z } = first.columns;
   const xyz = new Float64Array(n * 3);
   for (let i = 0; i < n; i++) {
-    xyz[i * 3] = first.columns.X[i];
-    xyz[i * 3 + 1] = first.columns.Y[i];
-    xyz[i * 3 + 2] = first.columns.Z[i];
+    xyz[i * 3] = X[i];
+    xyz[i * 3 + 1] = Y[i];
+    xyz[i * 3 + 2] = Z[i];
   }
   for (let i = 0; i < n * 3; i++) {
     if (!Number.isFinite(xyz[i])) {
@@ -172,10 +183,9 @@ export async function preparePatches(options: PrepareOptions): Promise<PrepareRe
       );
     }
   }
-  const T = files.length;
   const Obs = o.dtype === "float64" ? Float64Array : Float32Array;
-  const obs = Array.from({ length: T }, () => new Obs(n * 3)); // [T][n, 3]
-  for (let t = 0; t < T; t++) {
+  const obs = Array.from({ length: files.length }, () => new Obs(n * 3));
+  for (let t = 0; t < files.length; t++) {
     const path = `${o.rawDir}/${files[t]}`;
     const csv = t === 0 ? first : await readNumericCsv(path, ["node", ...OBS_COLUMNS], n);
     if (csv.rows !== n) {
@@ -189,31 +199,37 @@ export async function preparePatches(options: PrepareOptions): Promise<PrepareRe
         throw new DataError(
           `${path}:${i + 2}: node ${node[i]} where ${files[0]} has node ${
             nodeIds[i]
-          }: every time step needs the same nodes in the same order`,
+          }: every time step needs the ` +
+            `same nodes in the same order`,
         );
       }
     }
     for (let c = 0; c < 3; c++) {
-      const col = csv.columns[OBS_COLUMNS[c]];
-      const dst = obs[t];
+      const col = csv.columns[OBS_COLUMNS[c]], dst = obs[t];
       for (let i = 0; i < n; i++) {
         const v = col[i];
         if (!o.allowNan && !Number.isFinite(v)) {
           throw new DataError(
             `${path}:${i + 2}: ${OBS_COLUMNS[c]} is ${v} (node ${
               node[i]
-            }); fix the export, or keep such values with ` +
-              `--allow-nan and drop them when training (--nan-policy drop)`,
+            }); fix the export, or keep such values ` +
+              `with --allow-nan and drop them when training (--nan-policy drop)`,
           );
         }
         dst[i * 3 + c] = v;
       }
     }
   }
-  o.log(`read ${T} time steps of ${n} nodes from ${o.rawDir}`);
+  o.log(`read ${files.length} time steps of ${n} nodes from ${o.rawDir}`);
+  return { files, n, nodeIds, slices, xyz, obs };
+}
 
-  // ---- slice groups and k-means ----
-  const uniqueSlices = [...new Set(slices)].sort((a, b) => a - b);
+/** Patches: the slices split into groups, each group clustered by k-means. Returns each node's patch. */
+function clusterPatches(
+  o: Prepared,
+  r: RawSeries,
+): { owner: Int32Array; patchGroup: number[]; members: number[][] } {
+  const uniqueSlices = [...new Set(r.slices)].sort((a, b) => a - b);
   if (uniqueSlices.length < o.sliceSplit) {
     throw new DataError(
       `--slice-split ${o.sliceSplit} is more than the ${uniqueSlices.length} distinct slices in the data; lower it`,
@@ -222,42 +238,97 @@ export async function preparePatches(options: PrepareOptions): Promise<PrepareRe
   const groups = arraySplit(uniqueSlices, o.sliceSplit);
   const groupOfSlice = new Map<number, number>();
   groups.forEach((g, gi) => g.forEach((s) => groupOfSlice.set(s, gi)));
-  const owner = new Int32Array(n);
+  const owner = new Int32Array(r.n);
   const patchGroup: number[] = [];
-  let nextPatch = 0;
   for (let g = 0; g < groups.length; g++) {
-    const members: number[] = [];
-    for (let i = 0; i < n; i++) if (groupOfSlice.get(slices[i]) === g) members.push(i);
+    const inGroup: number[] = [];
+    for (let i = 0; i < r.n; i++) if (groupOfSlice.get(r.slices[i]) === g) inGroup.push(i);
     const k = Math.floor(o.nPatches / o.sliceSplit) + (g < o.nPatches % o.sliceSplit ? 1 : 0);
-    if (members.length < k) {
+    if (inGroup.length < k) {
       throw new DataError(
-        `slice group ${g + 1} has ${members.length} nodes, fewer than its ${k} patches; lower --n-patches`,
+        `slice group ${g + 1} has ${inGroup.length} nodes, fewer than its ${k} patches; lower --n-patches`,
       );
     }
-    const idx = Int32Array.from(members);
-    const { labels } = kmeans(xyz, idx, k, o.seed + g);
-    for (let i = 0; i < idx.length; i++) owner[idx[i]] = nextPatch + labels[i];
+    const idx = Int32Array.from(inGroup);
+    const { labels } = kmeans(r.xyz, idx, k, o.seed + g);
+    for (let i = 0; i < idx.length; i++) owner[idx[i]] = patchGroup.length + labels[i];
     for (let c = 0; c < k; c++) patchGroup.push(g);
-    nextPatch += k;
   }
-  const P = nextPatch;
-  const members: number[][] = Array.from({ length: P }, () => []);
-  for (let i = 0; i < n; i++) members[owner[i]].push(i);
+  const members: number[][] = Array.from({ length: patchGroup.length }, () => []);
+  for (let i = 0; i < r.n; i++) members[owner[i]].push(i);
+  return { owner, patchGroup, members };
+}
 
-  // ---- neighbouring patches ----
-  const tree = new KdTree(xyz);
-  const kk = Math.min(o.neighbourK, n);
+/** Each patch's neighbours: the patches of the `neighbourK` nearest nodes of its nodes. */
+function neighbourPatches(o: Prepared, r: RawSeries, owner: Int32Array, P: number): Set<number>[] {
+  const tree = new KdTree(r.xyz);
+  const kk = Math.min(o.neighbourK, r.n);
   const nbIdx = new Int32Array(kk), nbD2 = new Float64Array(kk);
   const neighbours: Set<number>[] = Array.from({ length: P }, () => new Set());
-  for (let i = 0; i < n; i++) {
-    const found = tree.knn(xyz[i * 3], xyz[i * 3 + 1], xyz[i * 3 + 2], kk, nbIdx, nbD2);
+  for (let i = 0; i < r.n; i++) {
+    const found = tree.knn(r.xyz[i * 3], r.xyz[i * 3 + 1], r.xyz[i * 3 + 2], kk, nbIdx, nbD2);
     for (let m = 0; m < found; m++) {
       const q = owner[nbIdx[m]];
       if (q !== owner[i]) neighbours[owner[i]].add(q);
     }
   }
+  return neighbours;
+}
 
-  // ---- ghost points and output ----
+/** A patch's ghost points: from each neighbour, its nodes nearest to the patch (`take` of them). */
+function ghostPoints(
+  r: RawSeries,
+  core: number[],
+  nbs: number[],
+  members: number[][],
+  take: number,
+): number[] {
+  const ptree = new KdTree(r.xyz, core);
+  const ghost: number[] = [];
+  for (const q of nbs) {
+    const cand = members[q].map((j) => ({
+      j,
+      d: ptree.nearestD2(r.xyz[j * 3], r.xyz[j * 3 + 1], r.xyz[j * 3 + 2]),
+    }));
+    cand.sort((a, b) => a.d - b.d || a.j - b.j);
+    for (let m = 0; m < Math.min(take, cand.length); m++) ghost.push(cand[m].j);
+  }
+  return ghost;
+}
+
+/** Writes `<dir>/<kind>_coords.npy`, `_obs.npy` and `_nodes.npy` for the points `pts`. */
+async function writePoints(dir: string, kind: "core" | "ghost", pts: number[], r: RawSeries): Promise<void> {
+  const coords = new Float64Array(pts.length * 3);
+  const ids = new BigInt64Array(pts.length);
+  pts.forEach((j, m) => {
+    coords.set(r.xyz.subarray(j * 3, j * 3 + 3), m * 3);
+    ids[m] = BigInt(r.nodeIds[j]);
+  });
+  const T = r.obs.length;
+  const o3 = new (r.obs[0].constructor as Float32ArrayConstructor | Float64ArrayConstructor)(
+    T * pts.length * 3,
+  );
+  for (let t = 0; t < T; t++) {
+    const src = r.obs[t];
+    pts.forEach((j, m) => o3.set(src.subarray(j * 3, j * 3 + 3), (t * pts.length + m) * 3));
+  }
+  await writeFileAtomic(`${dir}/${kind}_coords.npy`, encodeNpy([pts.length, 3], coords));
+  await writeFileAtomic(`${dir}/${kind}_obs.npy`, encodeNpy([T, pts.length, 3], o3));
+  await writeFileAtomic(`${dir}/${kind}_nodes.npy`, encodeNpy([pts.length], ids));
+}
+
+/** Reads a raw folder and writes the patch folder; see the module documentation. */
+export async function preparePatches(options: PrepareOptions): Promise<PrepareResult> {
+  const t0 = performance.now();
+  const o = checkedOptions(options);
+  const outExists = await nonEmpty(o.outDir); // refuse to overwrite before any work is done
+  if (outExists && !o.force) {
+    throw new DataError(`output folder ${o.outDir} exists and is not empty; pass --force to replace it`);
+  }
+  const r = await readRawSeries(o);
+  const { owner, patchGroup, members } = clusterPatches(o, r);
+  const P = patchGroup.length;
+  const neighbours = neighbourPatches(o, r, owner, P);
   const tmpDir = `${o.outDir}.tmp-${Deno.pid}`;
   await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
   await Deno.mkdir(tmpDir, { recursive: true });
@@ -265,38 +336,18 @@ export async function preparePatches(options: PrepareOptions): Promise<PrepareRe
   const width = Math.max(4, String(P - 1).length);
   try {
     for (let p = 0; p < P; p++) {
-      const core = members[p];
-      const ptree = new KdTree(xyz, core);
-      const take = o.nGhostPoints ?? Math.round(o.ghostPointsRatio * core.length);
-      const ghost: number[] = [];
-      const nbs = [...neighbours[p]].sort((a, b) => a - b);
-      for (const q of nbs) {
-        const cand = members[q].map((j) => ({
-          j,
-          d: ptree.nearestD2(xyz[j * 3], xyz[j * 3 + 1], xyz[j * 3 + 2]),
-        }));
-        cand.sort((a, b) => a.d - b.d || a.j - b.j);
-        for (let m = 0; m < Math.min(take, cand.length); m++) ghost.push(cand[m].j);
-      }
+      const core = members[p], nbs = [...neighbours[p]].sort((a, b) => a - b);
+      const ghost = ghostPoints(
+        r,
+        core,
+        nbs,
+        members,
+        o.nGhostPoints ?? Math.round(o.ghostPointsRatio * core.length),
+      );
       const name = `patch_${String(p).padStart(width, "0")}`;
-      const dir = `${tmpDir}/${name}`;
-      await Deno.mkdir(dir);
-      for (const [kind, pts] of [["core", core], ["ghost", ghost]] as const) {
-        const coords = new Float64Array(pts.length * 3);
-        const ids = new BigInt64Array(pts.length);
-        pts.forEach((j, m) => {
-          coords.set(xyz.subarray(j * 3, j * 3 + 3), m * 3);
-          ids[m] = BigInt(nodeIds[j]);
-        });
-        const o3 = new Obs(T * pts.length * 3);
-        for (let t = 0; t < T; t++) {
-          const src = obs[t];
-          pts.forEach((j, m) => o3.set(src.subarray(j * 3, j * 3 + 3), (t * pts.length + m) * 3));
-        }
-        await writeFileAtomic(`${dir}/${kind}_coords.npy`, encodeNpy([pts.length, 3], coords));
-        await writeFileAtomic(`${dir}/${kind}_obs.npy`, encodeNpy([T, pts.length, 3], o3));
-        await writeFileAtomic(`${dir}/${kind}_nodes.npy`, encodeNpy([pts.length], ids));
-      }
+      await Deno.mkdir(`${tmpDir}/${name}`);
+      await writePoints(`${tmpDir}/${name}`, "core", core, r);
+      await writePoints(`${tmpDir}/${name}`, "ghost", ghost, r);
       infos.push({
         id: p,
         name,
@@ -309,9 +360,9 @@ export async function preparePatches(options: PrepareOptions): Promise<PrepareRe
     const meta = {
       format: "gino-gw patches v1",
       source: o.rawDir,
-      files,
-      nodes: n,
-      steps: T,
+      files: r.files,
+      nodes: r.n,
+      steps: r.obs.length,
       columns: OBS_COLUMNS,
       options: {
         n_patches: o.nPatches,
@@ -336,7 +387,7 @@ export async function preparePatches(options: PrepareOptions): Promise<PrepareRe
   }
   const seconds = (performance.now() - t0) / 1000;
   o.log(`wrote ${P} patches to ${o.outDir} in ${seconds.toFixed(2)} s`);
-  return { outDir: o.outDir, nodes: n, steps: T, patches: infos, seconds };
+  return { outDir: o.outDir, nodes: r.n, steps: r.obs.length, patches: infos, seconds };
 }
 
 async function exists(path: string): Promise<boolean> {
