@@ -5,16 +5,18 @@
  * This module re-exports the toolkit's public API for other Deno projects.
  *
  * @example
- * ```ts ignore
- * import { loadPatchDataset, PatchBatchSampler, BatchAssembler } from "./mod.ts";
- * const ds = await loadPatchDataset("data/henry/filter_patch", {
- *   targetCols: ["mass_concentration"], inputWindow: 10, outputWindow: 10,
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BatchAssembler, loadPatchDataset, PatchBatchSampler } from "./mod.ts";
+ * const ds = await loadPatchDataset("tests/fixtures/py_patches/filter_patch", {
+ *   targetCols: ["mass_concentration"], inputWindow: 3, outputWindow: 2,
  * });
- * const sampler = new PatchBatchSampler(ds.windowCounts("train"), { batchSize: 32, seed: 42 });
- * const assembler = new BatchAssembler(ds, 32);
+ * const sampler = new PatchBatchSampler(ds.windowCounts("train"), { batchSize: 4, seed: 42 });
+ * const assembler = new BatchAssembler(ds, 4);
  * sampler.beginEpoch();
  * for (let b = sampler.next(); b; b = sampler.next()) {
- *   const batch = assembler.assemble("train", b); // coords [N,3], inputs [B,N,Tin], targets [B,N,Tout]
+ *   const batch = assembler.assemble("train", b); // inputs [B, N, Tin], targets [B, N, Tout] of one patch
+ *   assert.equal(batch.inputs.length, batch.b * batch.n * 3);
  * }
  * ```
  *
@@ -95,11 +97,17 @@ export {
   settingsFromSaved,
   validateSettings,
 } from "./lib/train/settings.ts";
+export type { FlagSpec, FlagType } from "./lib/flagspec.ts";
+export type { RunLayout } from "./lib/train/layout.ts";
+export type { BatchGradients, GradientReduction, LossOptions } from "./lib/train/step.ts";
+export type { RunState } from "./lib/tools/manager.ts";
 export type {
   DataSettings,
   ModelSettings,
   OptimSettings,
+  ResumeRule,
   RunSettings,
+  SettingPath,
   SettingSpec,
   TrainSettings,
 } from "./lib/train/settings.ts";

@@ -7,7 +7,7 @@
 
 /** Exit statuses of the command-line tools. */
 export const EXIT = {
-  /** Done. */
+  /** Done: the target was reached or there was nothing to do. */
   done: 0,
   /** An unexpected error inside the toolkit (a bug): one line and a hint; the trace with GINO_GW_DEBUG=1. */
   internal: 1,
@@ -27,9 +27,10 @@ export const EXIT = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ToolError } from "./errors.ts";
  * const e = new ToolError("--epochs: must be at least 1, got 0");
- * console.assert(e.exitCode === 2);
+ * assert.ok(e.exitCode === 2);
  * ```
  */
 export class ToolError extends Error {

@@ -117,9 +117,10 @@ export const nonNegative = (
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { perAxis } from "./flagspec.ts";
- * console.assert(perAxis(2)([8]) === undefined);
- * console.assert(perAxis(2)([8, 8]) === "give one value or three (x,y,z), got 8,8");
+ * assert.ok(perAxis(2)([8]) === undefined);
+ * assert.ok(perAxis(2)([8, 8]) === "give one value or three (x,y,z), got 8,8");
  * ```
  */
 export const perAxis = (min: number) => (v: number[]): string | undefined =>

@@ -211,11 +211,13 @@ function checkedOptions(options: DatasetOptions): {
  * training steps of all patches; standard deviations with ddof = 1 (as pandas).
  *
  * @example
- * ```ts ignore
- * const ds = await loadPatchDataset("data/henry/filter_patch", {
- *   targetCols: ["mass_concentration"], inputWindow: 10, outputWindow: 10,
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadPatchDataset } from "./dataset.ts";
+ * const ds = await loadPatchDataset("tests/fixtures/py_patches/filter_patch", {
+ *   targetCols: ["mass_concentration"], inputWindow: 3, outputWindow: 2,
  * });
- * ds.windowCounts("train");
+ * assert.ok(ds.patches.length === 3 && ds.windowCounts("train").every((c) => c > 0));
  * ```
  */
 export async function loadPatchDataset(dir: string, options: DatasetOptions): Promise<PatchDataset> {

@@ -63,7 +63,7 @@ export class PatchBatchSampler {
   readonly shufflePatches: boolean;
   /** Windows in all patches. */
   readonly totalWindows: number;
-  /** Batches per epoch. */
+  /** Batches in one epoch (each window once). */
   readonly batchesPerEpoch: number;
   #rng: Rng;
   #rngAtEpochStart: RngState;

@@ -8,13 +8,13 @@ import type { Normalization, PatchDataset } from "./dataset.ts";
 
 /** Min / mean / max of a count over patches. */
 export interface Spread {
-  /** Min. */
+  /** Smallest over the patches. */
   min: number;
-  /** Mean. */
+  /** Mean over the patches. */
   mean: number;
-  /** Max. */
+  /** Largest over the patches. */
   max: number;
-  /** Total. */
+  /** Sum over the patches. */
   total: number;
 }
 

@@ -8,8 +8,12 @@
  * Writes bytes to `path` through a temporary file in the same folder, fsync and rename.
  *
  * @example
- * ```ts ignore
- * await writeFileAtomic("config.json", new TextEncoder().encode("{}"));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { writeFileAtomic } from "./atomic.ts";
+ * const path = `${await Deno.makeTempDir()}/config.json`;
+ * await writeFileAtomic(path, new TextEncoder().encode("{}"));
+ * assert.ok(await Deno.readTextFile(path) === "{}");
  * ```
  */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {

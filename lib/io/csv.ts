@@ -70,8 +70,12 @@ function cleanHeaderCell(cell: string): string {
  * Reads the header line of a CSV file (the first line), without reading the rest of the file.
  *
  * @example
- * ```ts ignore
- * const header = await readCsvHeader("data/henry/all/0000.csv"); // ["node", "slice", "X", ...]
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readCsvHeader } from "./csv.ts";
+ * const path = `${await Deno.makeTempDir()}/0000.csv`;
+ * await Deno.writeTextFile(path, "node,slice,X,Y,Z,head\n1,1,0,0,0,1.0\n");
+ * assert.ok((await readCsvHeader(path)).join() === "node,slice,X,Y,Z,head");
  * ```
  */
 export async function readCsvHeader(path: string): Promise<string[]> {
@@ -90,10 +94,17 @@ export async function readCsvHeader(path: string): Promise<string[]> {
  * IEEE values; callers decide whether to accept them.
  *
  * @example
- * ```ts ignore
- * for await (const chunk of streamNumericCsv("big.csv", { columns: ["X", "head"] })) {
- *   const [x, head] = chunk.columns; // Float64Array views, chunk.rows entries each
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { streamNumericCsv } from "./csv.ts";
+ * const path = `${await Deno.makeTempDir()}/big.csv`;
+ * await Deno.writeTextFile(path, "node,X,head\n1,0.5,1.01\n2,1.5,1.02\n3,2.5,1.03\n");
+ * let sum = 0;
+ * for await (const chunk of streamNumericCsv(path, { columns: ["X", "head"], chunkRows: 2 })) {
+ *   const [x] = chunk.columns; // Float64Array views, chunk.rows entries each (reused: copy to keep)
+ *   for (let i = 0; i < chunk.rows; i++) sum += x[i];
  * }
+ * assert.ok(sum === 4.5);
  * ```
  */
 export async function* streamNumericCsv(
@@ -384,10 +395,13 @@ async function readHeader(r: BlockReader, path: string): Promise<string[]> {
  * Reads the requested numeric columns of a whole CSV file into one Float64Array per column.
  *
  * @example
- * ```ts ignore
- * const csv = await readNumericCsv("0000.csv", ["X", "Y", "Z"]);
- * csv.rows; // number of data rows
- * csv.columns.X; // Float64Array
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readNumericCsv } from "./csv.ts";
+ * const path = `${await Deno.makeTempDir()}/0000.csv`;
+ * await Deno.writeTextFile(path, "node,X,Y,Z\n1,0,1,2\n2,3,4,5\n");
+ * const csv = await readNumericCsv(path, ["X", "Z"]);
+ * assert.ok(csv.rows === 2 && csv.columns.Z[1] === 5); // one Float64Array per column
  * ```
  */
 export async function readNumericCsv(

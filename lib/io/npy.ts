@@ -99,8 +99,11 @@ function parseHeader(text: string, path: string): { dtype: NpyDtype; shape: numb
  * Reads a `.npy` file. The data are read straight into the returned typed array (no second copy).
  *
  * @example
- * ```ts ignore
- * const { shape, data } = await readNpy("patch_0000/core_obs.npy"); // shape [T, Nc, 3]
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readNpy } from "./npy.ts";
+ * const { shape, data } = await readNpy("tests/fixtures/py_patches/filter_patch/patch_0000/core_obs.npy");
+ * assert.ok(shape.length === 3 && shape[2] === 3 && data.length === shape[0] * shape[1] * 3); // [T, Nc, 3]
  * ```
  */
 export async function readNpy(path: string): Promise<NpyArray> {
@@ -198,8 +201,12 @@ export function encodeNpy(shape: readonly number[], data: NpyData): Uint8Array {
  * Writes a `.npy` file atomically (temporary file in the same folder, fsync, rename).
  *
  * @example
- * ```ts ignore
- * await writeNpy("core_coords.npy", [2, 3], new Float64Array([0, 0, 0, 1, 1, 1]));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readNpy, writeNpy } from "./npy.ts";
+ * const path = `${await Deno.makeTempDir()}/core_coords.npy`;
+ * await writeNpy(path, [2, 3], new Float64Array([0, 0, 0, 1, 1, 1]));
+ * assert.ok((await readNpy(path)).shape.join() === "2,3");
  * ```
  */
 export async function writeNpy(path: string, shape: readonly number[], data: NpyData): Promise<void> {

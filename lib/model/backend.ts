@@ -1,15 +1,15 @@
 /**
  * TensorFlow.js and compute backends: `tensorflow` (tfjs-node-gpu or tfjs-node, when installed; loaded
  * dynamically), `wasm` (the default here), `cpu` (the slow reference). On wasm and cpu the kernels that matter are
- * replaced by faster ones (see `kernels.ts`).
+ * replaced by faster ones (see `kernels/register.ts`).
  *
  * @module
  */
 
 /** TensorFlow.js (the tensor library the model is built on). */
-import { ToolError } from "../errors.ts";
 import * as tf from "@tensorflow/tfjs";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+import { ToolError } from "../errors.ts";
 import { registerFastKernels } from "./kernels/register.ts";
 import type { KernelReport } from "./kernels/register.ts";
 

@@ -34,13 +34,13 @@ export interface TorchTensor {
 
 /** How a PyTorch parameter maps onto our variables. */
 export interface ParamSpec {
-  /** Name. */
+  /** Parameter name in the reference state_dict (e.g. `fno_blocks.convs.0.weight`). */
   name: string;
-  /** Torch shape. */
+  /** Shape in the reference (PyTorch) layout. */
   torchShape: number[];
-  /** Kind. */
+  /** How the PyTorch layout maps to the variables: dense, 1x1 conv, bias, or complex spectral weights. */
   kind: "linear" | "conv" | "bias" | "specbias" | "spectral";
-  /** Vars. */
+  /** The trainable variables holding it (two for a spectral weight: real and imaginary parts). */
   vars: tf.Variable[];
 }
 

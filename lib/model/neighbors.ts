@@ -16,7 +16,7 @@ export interface Neighbors {
 
 /** Neighbourhood statistics, so users see when the radius does not fit the point spacing. */
 export interface NeighborStats {
-  /** Queries. */
+  /** Number of query points (rows of the CSR structure). */
   queries: number;
   /** Edges (neighbour pairs). */
   edges: number;

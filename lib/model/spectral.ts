@@ -20,35 +20,35 @@ export function keptFrequencies(g: number, m: number): number[] {
 
 /** DFT matrices of one grid shape and mode set (tensors, kept for the life of the model). */
 export interface DftMatrices {
-  /** Grid. */
+  /** Latent grid [G1, G2, G3] the matrices are for. */
   grid: number[];
-  /** Modes. */
+  /** Kept mode counts along x, y, z. */
   modes: [number, number, number]; // kept counts along x, y, z
   // forward, transposed for A @ h with A [1, modes, G]
-  /** Ezc. */
+  /** cos part of the forward DFT along z, [1, mz, G3]. */
   ezc: tf.Tensor3D;
-  /** Ezs neg. */
+  /** -sin part of the forward DFT along z, [1, mz, G3]. */
   ezsNeg: tf.Tensor3D;
-  /** Eyc. */
+  /** cos part of the forward DFT along y, [1, my, G2]. */
   eyc: tf.Tensor3D;
-  /** Eys. */
+  /** sin part of the forward DFT along y, [1, my, G2]. */
   eys: tf.Tensor3D;
-  /** Exc. */
+  /** cos part of the forward DFT along x, [1, mx, G1]. */
   exc: tf.Tensor3D;
-  /** Exs. */
+  /** sin part of the forward DFT along x, [1, mx, G1]. */
   exs: tf.Tensor3D;
   // inverse [1, G, modes]
-  /** Fxc. */
+  /** cos part of the inverse DFT along x, [1, G1, mx]. */
   fxc: tf.Tensor3D;
-  /** Fxs. */
+  /** sin part of the inverse DFT along x, [1, G1, mx]. */
   fxs: tf.Tensor3D;
-  /** Fyc. */
+  /** cos part of the inverse DFT along y, [1, G2, my]. */
   fyc: tf.Tensor3D;
-  /** Fys. */
+  /** sin part of the inverse DFT along y, [1, G2, my]. */
   fys: tf.Tensor3D;
-  /** Fzc. */
+  /** cos part of the inverse real DFT along z with its 1/2 weights, [1, G3, mz]. */
   fzc: tf.Tensor3D;
-  /** Fzs neg. */
+  /** -sin part of the inverse real DFT along z with its 1/2 weights, [1, G3, mz]. */
   fzsNeg: tf.Tensor3D;
 }
 

@@ -10,33 +10,33 @@ import type { Rgb } from "./png.ts";
 
 /** One series of a chart. */
 export interface Series {
-  /** Name. */
+  /** Legend text. */
   name: string;
-  /** X. */
+  /** x values (e.g. epochs). */
   x: number[];
-  /** Y. */
+  /** y values; non-finite ones leave a gap. */
   y: number[];
-  /** Color. */
+  /** Line and marker colour. */
   color: Rgb;
   /** Draw markers instead of (or with) lines. */
   markers?: boolean;
-  /** Lines. */
+  /** Draw lines between points (default true). */
   lines?: boolean;
-  /** Dash. */
+  /** Dash pattern: on and off lengths in pixels. */
   dash?: [number, number];
 }
 
 /** A chart's content. */
 export interface ChartSpec {
-  /** Title. */
+  /** Title above the plot. */
   title: string;
-  /** X label. */
+  /** Text under the x axis. */
   xLabel: string;
-  /** Y label. */
+  /** Text beside the y axis. */
   yLabel: string;
-  /** Series. */
+  /** The data series, drawn in order. */
   series: Series[];
-  /** Log y. */
+  /** Logarithmic y axis (all values must be positive). */
   logY?: boolean;
   /** Vertical marks at x positions (e.g. resume points). */
   marks?: { x: number; label: string }[];
@@ -44,9 +44,9 @@ export interface ChartSpec {
   notes?: string[];
   /** A dashed diagonal y = x (predicted vs true plots). */
   diagonal?: boolean;
-  /** Width. */
+  /** Image width in pixels. */
   width?: number;
-  /** Height. */
+  /** Image height in pixels. */
   height?: number;
 }
 

@@ -12,17 +12,17 @@ import { writeFileAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 
 /** What the curves show. */
 export interface CurveData {
-  /** Run. */
+  /** Run name, for the title. */
   run: string;
-  /** Train. */
+  /** Training loss per epoch (epoch 1 first). */
   train: number[];
-  /** Val. */
+  /** Validation loss per epoch. */
   val: number[];
   /** Epochs (1-based) at which a session resumed the run. */
   resumes: number[];
-  /** Sessions. */
+  /** How many sessions trained the run. */
   sessions: number;
-  /** Wall seconds. */
+  /** Training time of all sessions, seconds (gaps between sessions excluded). */
   wallSeconds: number;
 }
 

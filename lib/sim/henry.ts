@@ -42,15 +42,15 @@ export interface HenryState {
 
 /** Solver statistics of a run. */
 export interface HenryStats {
-  /** Seconds. */
+  /** Wall time of the simulation, s. */
   seconds: number;
-  /** Transport iterations mean. */
+  /** Mean BiCGSTAB iterations of a transport solve. */
   transportIterationsMean: number;
-  /** Transport iterations max. */
+  /** Most BiCGSTAB iterations of one transport solve. */
   transportIterationsMax: number;
-  /** Max mass balance error. */
+  /** Largest relative salt mass-balance error of a step. */
   maxMassBalanceError: number;
-  /** Flow bandwidth. */
+  /** Bandwidth of the factorised flow matrix. */
   flowBandwidth: number;
 }
 
@@ -136,15 +136,15 @@ export interface WriteHenryOptions {
 
 /** Summary written to `henry.json`. */
 export interface HenryRunInfo {
-  /** Parameters. */
+  /** Every parameter of the run, defaults filled in. */
   parameters: HenryOptions;
-  /** Saved steps. */
+  /** Time steps written, one CSV each (0 is the initial state). */
   saved_steps: number[];
-  /** Saved times. */
+  /** Simulated time of each written step, d. */
   saved_times: number[];
-  /** Nodes. */
+  /** Cells (nodes) per file. */
   nodes: number;
-  /** Stats. */
+  /** Solver statistics. */
   stats: HenryStats;
 }
 

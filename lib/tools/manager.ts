@@ -38,29 +38,29 @@ export class ManagerError extends ToolError {
 
 /** Summary of a run. */
 export interface RunSummary {
-  /** Run. */
+  /** The run name (its folder name). */
   run: string;
-  /** Dir. */
+  /** The run folder. */
   dir: string;
-  /** Epochs done. */
+  /** Epochs in the loss history. */
   epochs_done: number;
-  /** Epochs target. */
+  /** The target `--epochs` of the last session (null when unknown). */
   epochs_target: number | null;
-  /** Last train loss. */
+  /** Training loss of the last epoch. */
   last_train_loss: number | null;
-  /** Last val loss. */
+  /** Validation loss of the last epoch. */
   last_val_loss: number | null;
-  /** Best val loss. */
+  /** Best validation loss so far. */
   best_val_loss: number | null;
-  /** Best epoch. */
+  /** Epoch of the best validation loss. */
   best_epoch: number | null;
-  /** Sessions. */
+  /** Sessions recorded. */
   sessions: number;
-  /** Last update. */
+  /** When the history was last written (ISO time). */
   last_update: string | null;
-  /** Size bytes. */
+  /** Bytes on disk. */
   size_bytes: number;
-  /** Checkpoints. */
+  /** Checkpoint files. */
   checkpoints: number;
   /**
    * What the run is doing: `running` (a live session holds it), `finished` (target reached or early stopping),
@@ -176,27 +176,27 @@ export async function listCommand(resultsDir: string): Promise<RunSummary[]> {
 
 /** What `latest` reports. */
 export interface LatestInfo {
-  /** Checkpoint. */
+  /** Path of the checkpoint. */
   checkpoint: string;
-  /** Run. */
+  /** The run name (its folder name). */
   run: string;
-  /** Epoch. */
+  /** Epochs completed at the checkpoint. */
   epoch: number;
-  /** Step in epoch. */
+  /** Batches of the next epoch already trained (0 at an epoch boundary). */
   step_in_epoch: number;
-  /** Train loss. */
+  /** Training loss of the last epoch before the checkpoint. */
   train_loss: number | null;
-  /** Val loss. */
+  /** Validation loss of that epoch. */
   val_loss: number | null;
-  /** Best val loss. */
+  /** Best validation loss so far. */
   best_val_loss: number | null;
-  /** Best epoch. */
+  /** Epoch of the best validation loss. */
   best_epoch: number | null;
-  /** Sessions. */
+  /** Sessions recorded. */
   sessions: number;
-  /** Saved at. */
+  /** When it was written (ISO time). */
   saved_at: string;
-  /** Size bytes. */
+  /** Bytes on disk. */
   size_bytes: number;
 }
 
@@ -222,15 +222,15 @@ export async function latestCommand(resultsDir: string, warn: (m: string) => voi
 
 /** Result of verifying one file. */
 export interface VerifyReport {
-  /** Path. */
+  /** The file. */
   path: string;
-  /** Ok. */
+  /** True when the file is intact. */
   ok: boolean;
-  /** Problems. */
+  /** What is wrong, one sentence each. */
   problems: string[];
-  /** Epoch. */
+  /** Epochs completed at the checkpoint. */
   epoch?: number;
-  /** Sha256. */
+  /** SHA-256 recomputed from the file (hex). */
   sha256?: string;
 }
 
@@ -273,39 +273,39 @@ async function resolveRunDir(target: string, resultsDir: string): Promise<string
 
 /** What `show` reports. */
 export interface ShowInfo {
-  /** Path. */
+  /** The file. */
   path: string;
-  /** Integrity. */
+  /** The result of verifying the file. */
   integrity: VerifyReport;
-  /** Epoch. */
+  /** Epochs completed at the checkpoint. */
   epoch: number;
-  /** Step in epoch. */
+  /** Batches of the next epoch already trained (0 at an epoch boundary). */
   step_in_epoch: number;
-  /** Global step. */
+  /** Batches trained over the whole run. */
   global_step: number;
-  /** Train losses. */
+  /** Training loss of every epoch. */
   train_losses: number[];
-  /** Val losses. */
+  /** Validation loss of every epoch. */
   val_losses: number[];
-  /** Best. */
+  /** Best validation loss and its epoch. */
   best: TrainingState["best"];
-  /** Scheduler. */
+  /** Learning-rate schedule state. */
   scheduler: TrainingState["scheduler"];
-  /** Optimizer. */
+  /** Adam step count and hyperparameters. */
   optimizer: TrainingState["adam"];
-  /** Settings. */
+  /** Every setting of the run. */
   settings: TrainSettings;
-  /** Gino config. */
+  /** The GINO constructor arguments. */
   gino_config: unknown;
-  /** Normalization. */
+  /** Normalisation statistics of the training data. */
   normalization: unknown;
-  /** Data fingerprint. */
+  /** Hash of the data the run trained on. */
   data_fingerprint: string;
-  /** Sessions. */
+  /** Sessions recorded. */
   sessions: TrainingState["history"]["sessions"];
-  /** Tensors. */
+  /** Every tensor: name, element type, shape, bytes. */
   tensors: { name: string; dtype: string; shape: number[]; bytes: number }[];
-  /** Parameters. */
+  /** Model parameters (scalars). */
   parameters: number;
 }
 
@@ -352,15 +352,15 @@ export async function showCommand(path: string): Promise<ShowInfo> {
 
 /** What `clean` did (or would do). */
 export interface CleanReport {
-  /** Run. */
+  /** The run name (its folder name). */
   run: string;
-  /** Kept. */
+  /** Checkpoint files kept. */
   kept: string[];
-  /** Deleted. */
+  /** Checkpoint files deleted (or that would be, with dry_run). */
   deleted: string[];
-  /** Freed bytes. */
+  /** Bytes freed (or that would be). */
   freed_bytes: number;
-  /** Dry run. */
+  /** True when nothing was deleted. */
   dry_run: boolean;
 }
 

@@ -280,7 +280,7 @@ export async function verifyCheckpointBytes(bytes: Uint8Array, name: string): Pr
 
 /** A first check of a training state's shape (what a resume reads before anything else); undefined when fine. */
 function stateProblem(s: TrainingState): string | undefined {
-  const isCount = (v: unknown) => Number.isInteger(v) && (v as number) >= 0;
+  const isCount = (v: unknown) => Number.isInteger(v) && Number(v) >= 0;
   if (typeof s !== "object" || s === null) return "not an object";
   if (!isCount(s.epoch)) return `epoch ${JSON.stringify(s.epoch)}`;
   if (!isCount(s.step_in_epoch)) return `step_in_epoch ${JSON.stringify(s.step_in_epoch)}`;

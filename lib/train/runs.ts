@@ -96,11 +96,11 @@ export async function listRuns(resultsDir: string): Promise<RunInfo[]> {
 
 /** A valid checkpoint with its state. */
 export interface FoundCheckpoint {
-  /** Path. */
+  /** The checkpoint file. */
   path: string;
-  /** Run. */
+  /** The run it belongs to. */
   run: RunInfo;
-  /** State. */
+  /** Its training state. */
   state: TrainingState;
 }
 

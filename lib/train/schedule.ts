@@ -5,10 +5,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { freshSchedule, stepSchedule } from "./schedule.ts";
  * const s = freshSchedule({ learningRate: 1e-3, lrGamma: 0.5, lrSchedulerInterval: 2 });
  * const lrs = [1, 2, 3, 4].map((epoch) => { const lr = s.lr; stepSchedule(s, epoch); return lr; });
- * console.assert(JSON.stringify(lrs) === JSON.stringify([1e-3, 1e-3, 5e-4, 5e-4]));
+ * assert.ok(JSON.stringify(lrs) === JSON.stringify([1e-3, 1e-3, 5e-4, 5e-4]));
  * ```
  *
  * @module

@@ -9,11 +9,12 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defaultSettings, validateSettings } from "./settings.ts";
  * const s = defaultSettings();
  * s.model.latentGrid = [16, 16, 16];
  * validateSettings(s); // throws a FlagError naming the flag when something does not fit
- * console.assert(s.model.fnoModes[0] === 8);
+ * assert.ok(s.model.fnoModes[0] === 8);
  * ```
  *
  * @module
@@ -74,7 +75,7 @@ export interface ModelSettings {
   fnoModes: [number, number, number];
   /** FNO width. */
   fnoHiddenChannels: number;
-  /** FNO layers. */
+  /** FNO blocks. */
   fnoLayers: number;
   /** Hidden width of the lifting MLP. */
   liftingChannels: number;

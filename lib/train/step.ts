@@ -100,18 +100,27 @@ export function applyGradients(g: BatchGradients, optimizer: Adam, options: Step
   for (const v of parts) loss += v;
   if (Number.isFinite(loss)) {
     if (options.clipNorm !== undefined || options.onGradNorm) {
-      const norm = tf.tidy(() => tf.sqrt(tf.addN(grads.map((t) => tf.sum(tf.square(t)))))).dataSync()[0];
-      options.onGradNorm?.(norm);
-      if (options.clipNorm !== undefined && norm > options.clipNorm) {
-        const scaled = grads.map((t) => tf.mul(t, options.clipNorm! / (norm + 1e-6)));
-        tf.dispose(grads);
-        grads = scaled;
-      }
+      const clipped = clipByGlobalNorm(grads, options.clipNorm ?? Infinity);
+      options.onGradNorm?.(clipped.norm);
+      grads = clipped.grads;
     }
     optimizer.apply(grads);
   }
   tf.dispose(grads);
   return loss;
+}
+
+/**
+ * Scales gradients so that their global L2 norm is at most `maxNorm` (as PyTorch's `clip_grad_norm_`: by
+ * `maxNorm / (norm + 1e-6)` when the norm exceeds it). Returns the gradients (the same tensors when unscaled; the
+ * given ones are disposed when scaled) and the norm before clipping.
+ */
+export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { grads: tf.Tensor[]; norm: number } {
+  const norm = tf.tidy(() => tf.sqrt(tf.addN(grads.map((t) => tf.sum(tf.square(t)))))).dataSync()[0];
+  if (!(norm > maxNorm)) return { grads, norm };
+  const scaled = grads.map((t) => tf.mul(t, maxNorm / (norm + 1e-6)));
+  tf.dispose(grads);
+  return { grads: scaled, norm };
 }
 
 /**

@@ -115,7 +115,7 @@ function applyDemoModel(s: TrainSettings, explicit: Set<string>, log: { info(m: 
   for (const [field, value] of Object.entries(DEMO_MODEL)) {
     const spec = SETTING_SPECS.find((x) => x.path[0] === "model" && x.path[1] === field)!;
     if (explicit.has(pathKey(spec.path))) continue;
-    (s.model as unknown as Record<string, unknown>)[field] = structuredClone(value);
+    Object.assign(s.model, { [field]: structuredClone(value) });
     const shown = Array.isArray(value) && value.every((v) => v === value[0]) ? [value[0]] : value;
     chosen.push(`--${spec.name} ${flagValue(shown)}`);
   }

@@ -22,8 +22,9 @@ const [A1, A2, A3, A4, A5, A6] = ERF_A;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { erf32 } from "./erf.ts";
- * console.assert(Math.abs(erf32(1) - 0.8427007929) < 3e-7);
+ * assert.ok(Math.abs(erf32(1) - 0.8427007929) < 3e-7);
  * ```
  */
 export function erf32(x: number): number {
