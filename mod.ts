@@ -86,6 +86,17 @@ export {
 export type { HenryOptions, HenryState } from "./lib/sim/henry.ts";
 export { DEMO_DIR, ensureDemoData } from "./lib/data/demo.ts";
 export { train } from "./lib/train/loop.ts";
+export {
+  allAgree,
+  bcastString,
+  currentWorld,
+  initWorld,
+  mpiLibraryLoaded,
+  SINGLE,
+} from "./lib/parallel/world.ts";
+export type { World } from "./lib/parallel/world.ts";
+export { candidateLibraries, detectLaunch, MpiError } from "./lib/parallel/mpi.ts";
+export type { MpiLaunch } from "./lib/parallel/mpi.ts";
 export type { TrainOptions, TrainOptions as TrainHooks } from "./lib/train/loop.ts";
 export { EXIT, ToolError } from "./lib/errors.ts";
 export {

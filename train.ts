@@ -10,7 +10,13 @@
 import { runMain } from "./lib/cli/main.ts";
 import { FlagError, formatHelp, parseFlags } from "./lib/cli/flags.ts";
 import type { FlagSpec } from "./lib/cli/flags.ts";
-import { SETTING_SPECS, settingsFromFlags, settingsFromSaved } from "./lib/train/settings.ts";
+import {
+  SETTING_SPECS,
+  settingsFromFlags,
+  settingsFromSaved,
+  validateSettings,
+} from "./lib/train/settings.ts";
+import { initWorld } from "./lib/parallel/world.ts";
 import type { TrainSettings } from "./lib/train/settings.ts";
 import { train } from "./lib/train/loop.ts";
 import { dryRun } from "./lib/train/dry_run.ts";
@@ -124,7 +130,8 @@ async function main(args: string[]): Promise<number> {
   }
   const { flags, settings, explicit, options } = await settingsOf(args);
   if (flags["dry-run"]) return await dryRun(settings, explicit, options, flags.json as boolean);
-  return await train(settings, { ...options, explicit });
+  validateSettings(settings); // before MPI: a bad flag is every rank's error, not a reason to abort a job
+  return await train(settings, { ...options, explicit, world: initWorld() });
 }
 
 if (import.meta.main) await runMain(() => main(Deno.args));

@@ -36,6 +36,13 @@ export const EXIT = {
 export class ToolError extends Error {
   /** The exit status of a command-line tool that stops on this error. */
   readonly exitCode: number;
+  /**
+   * Under MPI: every rank raises this error at the same point (after agreeing on it), so the job ends normally
+   * with its status instead of being taken down by the rank that failed.
+   */
+  everyRank = false;
+  /** With {@linkcode ToolError.everyRank}: this rank's copy repeats rank 0's and is not printed. */
+  silent = false;
   /** An error with the given message and exit status (default: bad input, 2). */
   constructor(message: string, exitCode: number = EXIT.usage) {
     super(message);

@@ -9,6 +9,7 @@
  */
 
 import { EXIT, ToolError } from "../errors.ts";
+import { currentWorld } from "../parallel/world.ts";
 
 /** Exit status for bad input of any kind. */
 export const EXIT_USAGE: number = EXIT.usage;
@@ -45,16 +46,60 @@ function debug(): boolean {
   }
 }
 
-/** Runs `main` and exits with its status; an error prints one `error: ...` line (see the module documentation). */
+/**
+ * Runs `main` and exits with its status; an error prints one `error: ...` line (see the module documentation).
+ * Under MPI, a rank that fails takes the whole job down (MPI_Abort with its status); otherwise MPI is left cleanly.
+ */
 export async function runMain(main: () => Promise<number>): Promise<never> {
   let code: number;
   try {
     code = await main();
   } catch (e) {
     const { line, code: status } = describeError(e);
-    console.error(`error: ${line}`);
+    const world = currentWorld();
+    const together = e instanceof ToolError && e.everyRank;
+    if (!(together && e.silent)) {
+      console.error(`error: ${world.size > 1 && world.rank > 0 ? `[rank ${world.rank}] ` : ""}${line}`);
+    }
     if (debug() && e instanceof Error) console.error(e.stack);
-    code = status;
+    recordExit(status);
+    if (together) world.finalize();
+    else if (world.size > 1) {
+      // let the launcher pass this rank's message on before the job is taken down
+      await new Promise((r) => setTimeout(r, 300));
+      world.abort(status);
+    }
+    Deno.exit(status);
   }
+  recordExit(code);
+  // no rank leaves before rank 0 has written its last file (Open MPI ends the job when a rank exits non-zero)
+  currentWorld().barrier();
+  currentWorld().finalize();
   Deno.exit(code);
+}
+
+/**
+ * With GINO_GW_STATUS_FILE set, the exit status is also written to that file (by rank 0 under MPI): MPI launchers
+ * do not always pass their ranks' status on (MPICH's Hydra sometimes reports 0, Open MPI's reports 1 after a
+ * signal), so job scripts read it from there. GINO_GW_TEST_RANK_REPORT=1 prints every rank's status (tests).
+ */
+function recordExit(code: number): void {
+  const world = currentWorld();
+  const env = (name: string) => {
+    try {
+      return Deno.env.get(name);
+    } catch {
+      return undefined;
+    }
+  };
+  if (env("GINO_GW_TEST_RANK_REPORT")) console.error(`rank ${world.rank} exit status ${code}`);
+  const file = env("GINO_GW_STATUS_FILE");
+  if (!file || world.rank !== 0) return;
+  try {
+    Deno.writeTextFileSync(file, `${code}\n`);
+  } catch (e) {
+    console.error(
+      `warning: could not write the exit status to GINO_GW_STATUS_FILE=${file}: ${(e as Error).message}`,
+    );
+  }
 }

@@ -37,6 +37,8 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
       clipNorm: o.gradClipNorm,
       lossEps: o.lossEps,
       residual: ses.residual,
+      share: { index: ses.world.rank, count: ses.world.size },
+      reduce: ses.reduce,
     });
     tf.dispose([x, y]);
     if (!Number.isFinite(loss)) return { diverged: loss };
@@ -58,7 +60,7 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
     if (signalAfter?.step === state.global_step) Deno.kill(Deno.pid, signalAfter.signal);
     // let a pending signal's handler run before the next step starts (the step itself is synchronous)
     await new Promise((r) => setTimeout(r, signalAfter !== undefined ? 20 : 0));
-    if (stop.reason) break;
+    if (stop.sync(ses.world)) break;
   }
   bar.clear();
   return sampler.position < sampler.batchesPerEpoch ? "stop" : "done";
@@ -72,17 +74,19 @@ export interface Evaluation {
   perColumn: Record<string, number>;
 }
 
-/** Validation over all validation windows. */
+/** Validation over all validation windows (the micro-batches shared out over the ranks, the sums reduced). */
 export function evaluate(p: SessionParts): Evaluation {
   const { model, valSampler: sampler, assembler, micro, residual } = p;
   const cols = p.s.data.targetCols, tout = p.s.data.outputWindow;
   sampler.beginEpoch();
-  let sum = 0, n = 0;
+  let sum = 0, n = 0, index = 0;
   const perCol = new Array(cols.length).fill(0);
+  const { rank, size } = p.world;
   for (let sb = sampler.next(); sb; sb = sampler.next()) {
     const batch = assembler.assemble("val", sb);
     const [x, y] = tensorsOf(batch);
     for (let s0 = 0; s0 < batch.b; s0 += micro) {
+      if (index++ % size !== rank) continue; // another rank's micro-batch
       const m = Math.min(micro, batch.b - s0);
       const vals = tf.tidy(() => {
         const xs = x.slice([s0, 0, 0], [m, -1, -1]), ys = y.slice([s0, 0, 0], [m, -1, -1]);
@@ -102,6 +106,12 @@ export function evaluate(p: SessionParts): Evaluation {
       n += m;
     }
     tf.dispose([x, y]);
+  }
+  if (size > 1) {
+    const sums = Float64Array.from([sum, n, ...perCol]);
+    p.world.allreduceSum64(sums);
+    [sum, n] = [sums[0], sums[1]];
+    for (let c = 0; c < cols.length; c++) perCol[c] = sums[2 + c];
   }
   const perColumn: Record<string, number> = {};
   cols.forEach((c, i) => (perColumn[c] = n ? perCol[i] / n : NaN));

@@ -13,7 +13,8 @@ export class RunLog {
   #enc = new TextEncoder();
   #pending: string[] = [];
 
-  constructor(path?: string, readonly quiet = false) {
+  /** A log to `path` (or attached later); `quiet`: no console output but warnings; `silent`: none at all. */
+  constructor(path?: string, readonly quiet = false, readonly silent = false) {
     if (path) this.#file = Deno.openSync(path, { append: true, create: true });
   }
 
@@ -36,7 +37,7 @@ export class RunLog {
 
   /** Logs a warning (stderr). */
   warn(msg: string): void {
-    console.error(msg);
+    if (!this.silent) console.error(msg);
     this.#write(msg);
   }
 

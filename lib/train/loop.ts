@@ -38,6 +38,13 @@ import { evaluate, trainEpoch } from "./epoch.ts";
 import type { Evaluation } from "./epoch.ts";
 import { stepSchedule } from "./schedule.ts";
 import { StopControl } from "./stopping.ts";
+import { allAgree, bcastString, currentWorld } from "../parallel/world.ts";
+import { configureThreads } from "../parallel/threads.ts";
+import type { World } from "../parallel/world.ts";
+import { loadCheckpoint } from "./checkpoint.ts";
+import { defaultRunName } from "./layout.ts";
+import { DataError } from "../data/dataset.ts";
+import type { RunLockInfo } from "./runlock.ts";
 
 const fmtLoss = (v: number) => (Number.isFinite(v) ? v.toFixed(6) : String(v));
 
@@ -47,27 +54,36 @@ export interface TrainOptions extends ResumeOptions {
   explicit?: Iterable<string>;
   /** Log to `train.log` only (errors and warnings still go to stderr). */
   quiet?: boolean;
+  /** The processes training together (default: this process's world, see `parallel/world.ts`). */
+  world?: World;
 }
 
 /** Runs (or resumes) training with the given settings. Returns the exit status. */
 export async function train(settings: TrainSettings, options: TrainOptions = {}): Promise<number> {
-  const log = new RunLog(undefined, options.quiet);
+  const world = options.world ?? currentWorld();
+  // rank 0 writes the run folder and speaks; the other ranks stay silent unless they fail
+  const log = new RunLog(undefined, options.quiet || world.rank !== 0, world.rank !== 0);
   const startedAt = new Date(), t0 = performance.now();
   const explicit = new Set(options.explicit ?? []);
   // check everything before anything is written
   validateSettings(settings);
-  const { checkpoint: ckpt, settings: s } = await planResume(settings, explicit, options, log);
+  const plan = await agreedPlan(world, settings, explicit, options, log, startedAt);
+  const { checkpoint: ckpt, settings: s } = plan;
   validateSettings(s);
   const imported = ckpt?.state.data_fingerprint === IMPORTED;
   const ds = await loadTrainingData(s, ckpt, explicit, !!options.forceResume, log);
+  agreeOnData(world, ds.fingerprint);
+  const threads = configureThreads(world);
   const backend = await initBackend(s.run.backend, (m) => log.info(m));
   const parts = prepareSession(s, ds, ckpt, {
     imported,
     learningRateGiven: explicit.has("optim.learningRate"),
     forceResume: !!options.forceResume,
-    startedAt,
+    runName: plan.runName,
     log,
+    world,
   });
+  if (world.size > 1) describeLayout(parts, threads, log);
   // the run folder
   let ses: Session;
   try {
@@ -100,10 +116,15 @@ async function openRun(
   o: { startedAt: Date; t0: number; log: RunLog },
 ): Promise<Session> {
   const layout = layoutFor(parts.s, explicit, resumed, parts.state.run_name);
-  await Deno.mkdir(layout.dir, { recursive: true });
-  await Deno.mkdir(layout.checkpointDir, { recursive: true });
-  const { lock, previous } = await RunLock.acquire(layout, o.startedAt.toISOString(), (m) => o.log.warn(m));
-  o.log.attach(layout.log);
+  const writer = parts.world.rank === 0;
+  let lock = RunLock.none(layout), previous: RunLockInfo | undefined;
+  if (writer) {
+    await Deno.mkdir(layout.dir, { recursive: true });
+    await Deno.mkdir(layout.checkpointDir, { recursive: true });
+    ({ lock, previous } = await RunLock.acquire(layout, o.startedAt.toISOString(), (m) => o.log.warn(m)));
+    o.log.attach(layout.log);
+  }
+  parts.world.barrier(); // the other ranks wait for the run folder and its lock
   const record: SessionRecord = {
     start: o.startedAt.toISOString(),
     end: null,
@@ -125,6 +146,7 @@ async function openRun(
     stop: new StopControl(parts.s.run.timeLimit, o.t0, () => hardExit(ses), (m) => o.log.warn(m)),
     log: o.log,
     previousLock: previous,
+    writer,
   };
   return ses;
 }
@@ -133,17 +155,17 @@ async function openRun(
 function hardExit(ses: Session): void {
   closeRecord(ses, EXIT.interrupted, "second interrupt: exited at once");
   if (ses.state.global_step === ses.startStep) dropRecord(ses);
-  writeHistoryJsonSync(ses.layout, ses.state);
+  if (ses.writer) writeHistoryJsonSync(ses.layout, ses.state);
   ses.lock.release();
 }
 
 /** Repairs the run folder, records the settings, and trains (or says there is nothing left to do). */
 async function runSession(ses: Session, resumed: Checkpoint | undefined): Promise<number> {
   const { state, log, policy } = ses;
-  if (resumed) await repair(ses, resumed);
-  await writeConfig(ses);
+  if (resumed && ses.writer) await repair(ses, resumed);
+  if (ses.writer) await writeConfig(ses);
   if (isFinished(state, policy)) {
-    await writeHistory(ses.layout, state);
+    if (ses.writer) await writeHistory(ses.layout, state);
     log.info(
       `nothing to do: the run already has ${state.epoch} epochs` +
         (earlyStopped(state, policy) ? " (early stopping)" : "") +
@@ -178,7 +200,8 @@ async function runEpochs(ses: Session): Promise<number> {
     const epoch = state.epoch + 1;
     if (sampler.epoch === state.epoch) {
       // a fresh epoch (not one interrupted half-way); mid-epoch stops are resumable, so one step must fit
-      if (stop.beforeEpoch()) break;
+      stop.beforeEpoch();
+      if (stop.sync(ses.world)) break;
       sampler.beginEpoch();
       state.step_in_epoch = 0;
       state.partial_epoch = { loss_sum: 0, samples: 0, seconds: 0 };
@@ -192,7 +215,8 @@ async function runEpochs(ses: Session): Promise<number> {
         `the training loss became ${end.diverged} at epoch ${epoch}, batch ${state.step_in_epoch + 1}`,
       );
     }
-    if (end === "stop" || (stop.reason && !stop.fits(stop.valMs * 1.2))) break;
+    // a stop asked for during the last batches: validate only if that and a checkpoint still fit (all ranks agree)
+    if (end === "stop" || !allAgree(ses.world, !(stop.reason && !stop.fits(stop.valMs * 1.2)))) break;
     const tv = performance.now();
     const val = evaluate(ses);
     stop.valMs = performance.now() - tv;
@@ -228,6 +252,7 @@ async function endEpoch(ses: Session, val: Evaluation, seconds: number): Promise
   await saveState(ses);
   const rec = epochRecord(state, epoch, ses.sampler.totalWindows, ses.policy);
   ses.log.info(epochLogLine(rec, ses.policy.epochs));
+  if (!ses.writer) return;
   await Deno.writeTextFile(ses.layout.metrics, JSON.stringify(rec) + "\n", { append: true });
   await writeHistory(ses.layout, state);
   await ses.lock.heartbeat();
@@ -249,7 +274,7 @@ async function stopResumably(ses: Session): Promise<number> {
     return EXIT.stopped;
   }
   const written = await saveState(ses);
-  await writeHistory(ses.layout, state);
+  if (ses.writer) await writeHistory(ses.layout, state);
   log.info(`${text}; resumable checkpoint ${written.join(", ")}; ${hint}`);
   return EXIT.stopped;
 }
@@ -267,6 +292,7 @@ function diverged(ses: Session, what: string): number {
 
 /** Writes the checkpoint files the policy names for the current state; returns their paths. */
 async function saveState(ses: Session): Promise<string[]> {
+  if (!ses.writer) return [];
   const tw = performance.now();
   const { state } = ses;
   state.adam = ses.adam.getState();
@@ -289,9 +315,10 @@ async function finish(ses: Session, exit: number, t0: number): Promise<void> {
   const recorded = state.history.sessions.includes(ses.record);
   if (recorded) {
     if (state.global_step === ses.startStep) dropRecord(ses); // a session that trained nothing is not recorded
-    await writeHistory(ses.layout, state).catch(() => {});
+    if (ses.writer) await writeHistory(ses.layout, state).catch(() => {});
   }
   ses.lock.release();
+  await reportWeights(ses);
   disposeSession(ses);
   if (exit === EXIT.done && recorded) {
     const best = state.best.val_loss === null ? "-" : fmtLoss(state.best.val_loss);
@@ -385,6 +412,90 @@ function layoutFor(
   const dir = `${s.run.resultsDir}/${runName}`;
   if (given) return runLayout(dir, custom);
   return runLayout(dir, resumed.path.slice(0, resumed.path.lastIndexOf("/")) || ".");
+}
+
+/**
+ * The resume plan all ranks follow: rank 0 finds the checkpoint and merges the settings (see `resume.ts`), and
+ * sends the checkpoint's path, the settings and the run name to the others, which load that checkpoint.
+ */
+async function agreedPlan(
+  world: World,
+  settings: TrainSettings,
+  explicit: Set<string>,
+  options: ResumeOptions,
+  log: RunLog,
+  startedAt: Date,
+): Promise<{ checkpoint?: Checkpoint; settings: TrainSettings; runName: string }> {
+  if (world.rank === 0) {
+    const plan = await planResume(settings, explicit, options, log);
+    const runName = plan.checkpoint?.state.run_name ?? plan.settings.run.runName ?? defaultRunName(startedAt);
+    const imported = plan.checkpoint?.state.data_fingerprint === IMPORTED;
+    const name = imported ? plan.settings.run.runName ?? defaultRunName(startedAt) : runName;
+    bcastString(
+      world,
+      JSON.stringify({ path: plan.checkpoint?.path, settings: plan.settings, runName: name }),
+    );
+    return { ...plan, runName: name };
+  }
+  const got = JSON.parse(bcastString(world, ""));
+  return {
+    checkpoint: got.path ? await loadCheckpoint(got.path) : undefined,
+    settings: got.settings,
+    runName: got.runName,
+  };
+}
+
+/** Every rank must train on the same data: their data fingerprints must equal rank 0's. */
+function agreeOnData(world: World, fingerprint: string): void {
+  if (world.size === 1) return;
+  const first = bcastString(world, fingerprint);
+  if (!allAgree(world, first === fingerprint)) {
+    const e = new DataError(
+      first === fingerprint
+        ? "the ranks of this job loaded different data (another rank's data fingerprint differs from rank 0's); " +
+          "every rank must read the same --base-data-dir (on a file system all nodes share)"
+        : `rank ${world.rank} loaded other data than rank 0 (data fingerprint ${fingerprint}, rank 0: ${first}); ` +
+          "every rank must read the same --base-data-dir (on a file system all nodes share)",
+    );
+    e.everyRank = true;
+    e.silent = first === fingerprint && world.rank > 0;
+    throw e;
+  }
+}
+
+/** The data-parallel layout, once: ranks, nodes, threads, how batches are shared out (and idle ranks, if any). */
+function describeLayout(p: SessionParts, threads: number | undefined, log: RunLog): void {
+  const w = p.world, b = p.s.data.batchSize, parts = Math.ceil(b / p.micro);
+  log.info(
+    `data-parallel: ${w.size} ranks on ${w.nodes} node(s), ${w.description}, ${threads ?? "default"} BLAS ` +
+      `thread(s) per rank; each batch of ${b} windows is cut into ${parts} micro-batch(es) of up to ${p.micro}, ` +
+      `shared out over the ranks, and the gradients are summed in one all-reduce per step`,
+  );
+  if (parts < w.size) {
+    log.warn(
+      `warning: a batch makes only ${parts} micro-batch(es) for ${w.size} ranks: ${
+        w.size - parts
+      } rank(s) idle ` +
+        `at every step; raise --batch-size or lower --micro-batch (to ${Math.ceil(b / w.size)} or less)`,
+    );
+  }
+}
+
+/** Test hook: GINO_GW_TEST_RANK_REPORT=1 prints each rank's SHA-256 of its final weights (they must be equal). */
+async function reportWeights(ses: Session): Promise<void> {
+  if (!Deno.env.get("GINO_GW_TEST_RANK_REPORT")) return;
+  const parts = Object.values(ses.model.toTorchStateDict()).map((t) => new Uint8Array(t.data.buffer));
+  const all = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  const hex = Array.from(
+    new Uint8Array(await crypto.subtle.digest("SHA-256", all)),
+    (b) => b.toString(16).padStart(2, "0"),
+  );
+  console.error(`rank ${ses.world.rank} weights sha256 ${hex.join("")}`);
 }
 
 async function absolute(path: string): Promise<string> {

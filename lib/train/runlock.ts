@@ -101,10 +101,19 @@ export class RunBusyError extends ToolError {
 export class RunLock {
   #file: Deno.FsFile;
   #info: RunLockInfo;
+  #held = true;
 
   private constructor(readonly layout: RunLayout, file: Deno.FsFile, info: RunLockInfo) {
     this.#file = file;
     this.#info = info;
+  }
+
+  /** A lock that holds nothing (for ranks that do not write the run folder). */
+  static none(layout: RunLayout): RunLock {
+    const nothing = { truncate: () => Promise.resolve(), close: () => {} } as unknown as Deno.FsFile;
+    const lock = new RunLock(layout, nothing, { pid: Deno.pid, host: Deno.hostname(), start: "" });
+    lock.#held = false;
+    return lock;
   }
 
   /**
@@ -161,12 +170,15 @@ export class RunLock {
 
   /** Records a sign of life (rewrites the file in place: the OS lock stays on it). */
   async heartbeat(): Promise<void> {
+    if (!this.#held) return;
     this.#info.heartbeat = new Date().toISOString();
     await this.#write();
   }
 
   /** Gives the run back: removes the file, then drops the lock. */
   release(): void {
+    if (!this.#held) return;
+    this.#held = false;
     try {
       Deno.removeSync(this.layout.lock);
     } catch {

@@ -15,10 +15,13 @@ import { BatchAssembler } from "../data/batch.ts";
 import type { PatchDataset } from "../data/dataset.ts";
 import { withPath } from "../errors.ts";
 import { Adam } from "./adam.ts";
-import { autoMicroBatch } from "./step.ts";
+import { autoMicroBatch, shareMicroBatch } from "./step.ts";
+import type { GradientReduction } from "./step.ts";
+import { allReduceGradients } from "./reduce.ts";
+import type { ReductionStats } from "./reduce.ts";
+import type { World } from "../parallel/world.ts";
 import { CHECKPOINT_FORMAT, CheckpointError, restoreTensors } from "./checkpoint.ts";
 import type { Checkpoint, SessionRecord, TrainingState } from "./checkpoint.ts";
-import { defaultRunName } from "./layout.ts";
 import type { RunLayout } from "./layout.ts";
 import { ginoConfigFor } from "./settings.ts";
 import type { TrainSettings } from "./settings.ts";
@@ -52,6 +55,12 @@ export interface SessionParts {
   residual?: ResidualSpec;
   /** The training state to continue from. */
   state: TrainingState;
+  /** The processes training together (one, or the ranks of an MPI job). */
+  world: World;
+  /** The gradient reduction over the ranks (undefined for one process). */
+  reduce?: GradientReduction;
+  /** Time and bytes of the reductions so far. */
+  reduction: ReductionStats;
 }
 
 /** A session with its run folder open. */
@@ -72,6 +81,8 @@ export interface Session extends SessionParts {
   log: RunLog;
   /** The lock file a session before this one left (it did not end cleanly), if any. */
   previousLock?: RunLockInfo;
+  /** True on the process that writes the run's files (rank 0). */
+  writer: boolean;
 }
 
 /** Builds the parts of a session (see the module documentation). Writes nothing. */
@@ -79,36 +90,26 @@ export function prepareSession(
   s: TrainSettings,
   ds: PatchDataset,
   ckpt: Checkpoint | undefined,
-  o: { imported: boolean; learningRateGiven: boolean; forceResume: boolean; startedAt: Date; log: RunLog },
+  o: {
+    imported: boolean;
+    learningRateGiven: boolean;
+    forceResume: boolean;
+    runName: string;
+    log: RunLog;
+    world: World;
+  },
 ): SessionParts {
   const model = createGino(ginoConfigFor(s), s.data.seed);
   const adam = new Adam(model.variables, s.optim.learningRate);
-  const sampler = new PatchBatchSampler(ds.windowCounts("train"), {
-    batchSize: s.data.batchSize,
-    shuffleWithinBatches: s.data.shuffleWithinBatches,
-    shufflePatches: s.data.shufflePatches,
-    seed: s.data.seed + 1,
-  });
-  const valSampler = new PatchBatchSampler(ds.windowCounts("val"), {
-    batchSize: s.data.batchSize,
-    shuffleWithinBatches: false,
-    shufflePatches: false,
-  });
+  const { sampler, valSampler } = samplersOf(s, ds);
   const state = ckpt
     ? resumedState(s, ckpt, { model, adam, sampler, ...o })
-    : freshState(s, model, adam, sampler, ds, o.startedAt);
+    : freshState(s, model, adam, sampler, ds, o.runName);
   adam.lr = state.scheduler.lr;
   state.config = structuredClone(s);
   const geometries = patchGeometries(s, ds, model, o.log);
-  const micro = s.optim.microBatch ?? autoMicroBatch(
-    ds.patches.map((p, i) => ({
-      n: p.n,
-      edges: geometries[i].stats.in.edges + geometries[i].stats.out.edges,
-    })),
-    s.model.latentGrid,
-    model.config.fno_hidden_channels,
-    s.data.batchSize,
-  );
+  const micro = microBatchOf(s, ds, geometries, model.config.fno_hidden_channels, o.world);
+  const reduction: ReductionStats = { calls: 0, ms: 0, bytes: 0 };
   const cols = s.data.targetCols.length;
   return {
     s,
@@ -122,7 +123,43 @@ export function prepareSession(
     micro,
     residual: s.model.residual ? { cols, tin: s.data.inputWindow, tout: s.data.outputWindow } : undefined,
     state,
+    world: o.world,
+    reduce: allReduceGradients(o.world, reduction),
+    reduction,
   };
+}
+
+/** The training sampler (shuffled as set, seeded) and the validation sampler (in order). */
+function samplersOf(s: TrainSettings, ds: PatchDataset) {
+  const sampler = new PatchBatchSampler(ds.windowCounts("train"), {
+    batchSize: s.data.batchSize,
+    shuffleWithinBatches: s.data.shuffleWithinBatches,
+    shufflePatches: s.data.shufflePatches,
+    seed: s.data.seed + 1,
+  });
+  const valSampler = new PatchBatchSampler(ds.windowCounts("val"), {
+    batchSize: s.data.batchSize,
+    shuffleWithinBatches: false,
+    shufflePatches: false,
+  });
+  return { sampler, valSampler };
+}
+
+/** `--micro-batch`, else sized to memory; with several ranks, each gets as many micro-batches of every batch. */
+function microBatchOf(
+  s: TrainSettings,
+  ds: PatchDataset,
+  geometries: GinoGeometry[],
+  hidden: number,
+  world: World,
+): number {
+  if (s.optim.microBatch) return s.optim.microBatch;
+  const sizes = ds.patches.map((p, i) => ({
+    n: p.n,
+    edges: geometries[i].stats.in.edges + geometries[i].stats.out.edges,
+  }));
+  const fits = autoMicroBatch(sizes, s.model.latentGrid, hidden, s.data.batchSize);
+  return shareMicroBatch(fits, s.data.batchSize, world.size);
 }
 
 /** Frees the tensors of a session. */
@@ -139,7 +176,7 @@ function freshState(
   adam: Adam,
   sampler: PatchBatchSampler,
   ds: PatchDataset,
-  startedAt: Date,
+  runName: string,
 ): TrainingState {
   return {
     format: CHECKPOINT_FORMAT,
@@ -157,7 +194,7 @@ function freshState(
     gino_config: model.config,
     normalization: ds.normalization,
     data_fingerprint: ds.fingerprint,
-    run_name: s.run.runName ?? defaultRunName(startedAt),
+    run_name: runName,
     saved_at: "",
   };
 }
@@ -173,7 +210,7 @@ function resumedState(
     imported: boolean;
     learningRateGiven: boolean;
     forceResume: boolean;
-    startedAt: Date;
+    runName: string;
     log: RunLog;
   },
 ): TrainingState {
@@ -183,7 +220,7 @@ function resumedState(
   if (o.imported) {
     // imported weights: the first run adopts the data
     state.sampler = o.sampler.getState();
-    state.run_name = s.run.runName ?? defaultRunName(o.startedAt);
+    state.run_name = o.runName;
   }
   try {
     o.sampler.setState(state.sampler);

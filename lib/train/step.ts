@@ -25,6 +25,8 @@ export interface LossOptions {
 
 /** Options of {@linkcode trainStep}. */
 export interface StepOptions extends LossOptions {
+  /** Which micro-batches this process computes (data-parallel training); default all. */
+  share?: BatchShare;
   /** Clip the global gradient norm to this value (off when undefined). */
   clipNorm?: number;
   /** Called with the global gradient norm before it is clipped (for inspection). */
@@ -39,6 +41,16 @@ export interface BatchGradients {
   grads: tf.Tensor[];
   /** Each micro-batch's share of the batch loss (loss x micro-batch size / batch size); they sum to the loss. */
   losses: tf.Scalar[];
+  /** The batch loss already read back (a reduction over processes sets it); then `losses` is empty. */
+  loss?: number;
+}
+
+/** Which micro-batches of a batch this process computes: those whose index is `index` modulo `count`. */
+export interface BatchShare {
+  /** This process's rank. */
+  index: number;
+  /** Processes sharing each batch. */
+  count: number;
 }
 
 /**
@@ -60,12 +72,14 @@ export function batchGradients(
   coreLen: number,
   microBatch: number,
   options: LossOptions = {},
+  share: BatchShare = { index: 0, count: 1 },
 ): BatchGradients {
   const b = x.shape[0];
   const vars = model.variables;
   const losses: tf.Scalar[] = [];
   let acc: tf.Tensor[] | undefined;
-  for (let s = 0; s < b; s += microBatch) {
+  for (let s = 0, i = 0; s < b; s += microBatch, i++) {
+    if (i % share.count !== share.index) continue; // another process's micro-batch
     const m = Math.min(microBatch, b - s);
     const { value, grads } = tf.tidy(() => {
       const xs = m === b ? x : x.slice([s, 0, 0], [m, -1, -1]);
@@ -84,7 +98,7 @@ export function batchGradients(
       acc = next;
     }
   }
-  return { grads: acc!, losses };
+  return { grads: acc ?? vars.map((v) => tf.zerosLike(v)), losses };
 }
 
 /**
@@ -94,10 +108,11 @@ export function batchGradients(
  */
 export function applyGradients(g: BatchGradients, optimizer: Adam, options: StepOptions = {}): number {
   let grads = g.grads;
-  const parts = tf.tidy(() => tf.stack(g.losses).dataSync());
+  let loss = g.loss ?? 0;
+  if (g.loss === undefined && g.losses.length) {
+    for (const v of tf.tidy(() => tf.stack(g.losses).dataSync())) loss += v;
+  }
   tf.dispose(g.losses);
-  let loss = 0;
-  for (const v of parts) loss += v;
   if (Number.isFinite(loss)) {
     if (options.clipNorm !== undefined || options.onGradNorm) {
       const clipped = clipByGlobalNorm(grads, options.clipNorm ?? Infinity);
@@ -137,8 +152,25 @@ export function trainStep(
   optimizer: Adam,
   options: StepOptions = {},
 ): number {
-  const g = batchGradients(model, geom, x, y, coreLen, microBatch, options);
+  const g = batchGradients(model, geom, x, y, coreLen, microBatch, options, options.share);
   return applyGradients(options.reduce ? options.reduce(g) : g, optimizer, options);
+}
+
+/**
+ * The micro-batch size for `ranks` processes sharing each batch of `batch` windows, at most `micro`: the number of
+ * micro-batches rounded up to a multiple of the ranks, so that every rank gets the same number.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { shareMicroBatch } from "./step.ts";
+ * assert.equal(shareMicroBatch(3, 8, 2), 2); // 4 micro-batches of 2: two per rank (not 3 + 3 + 2)
+ * assert.equal(shareMicroBatch(8, 8, 1), 8);
+ * ```
+ */
+export function shareMicroBatch(micro: number, batch: number, ranks: number): number {
+  const parts = Math.ceil(Math.ceil(batch / micro) / ranks) * ranks;
+  return Math.max(1, Math.ceil(batch / parts));
 }
 
 /**

@@ -7,6 +7,10 @@
  */
 
 import { EXIT } from "../errors.ts";
+import type { World } from "../parallel/world.ts";
+
+/** Why a run stops, as a number all ranks can agree on (the largest wins). */
+const REASONS = ["", "SIGTERM", "SIGINT", "time limit"];
 
 /** Signals and the time limit: whether and why to stop. */
 export class StopControl {
@@ -49,6 +53,19 @@ export class StopControl {
   /** Before a new epoch: asks to stop when one more step would not fit. True when the session should stop. */
   beforeEpoch(): boolean {
     if (!this.reason && !this.fits(this.stepMs * 1.5)) this.reason = "time limit";
+    return this.reason !== undefined;
+  }
+
+  /**
+   * Agrees on stopping with the other ranks (a signal may reach only some of them, and each has its own clock):
+   * all stop when one wants to. True when this session stops.
+   */
+  sync(world: World): boolean {
+    if (world.size > 1) {
+      const code = new Float64Array([this.reason ? Math.max(1, REASONS.indexOf(this.reason)) : 0]);
+      world.allreduceMax64(code);
+      if (code[0] > 0) this.reason = REASONS[code[0]];
+    }
     return this.reason !== undefined;
   }
 
