@@ -1,0 +1,146 @@
+/**
+ * `deno task bench step`: one training step of the reference GINO on a synthetic patch (points uniform in a box,
+ * standardised), timed after a warm-up.
+ *
+ * @module
+ */
+
+import { Rng } from "../data/rng.ts";
+import { initBackend, tf } from "../model/backend.ts";
+import type { BackendName } from "../model/backend.ts";
+import { createGino } from "../model/gino.ts";
+import { REFERENCE_GINO } from "../model/config.ts";
+import { latentGrid } from "../model/latent.ts";
+import { autoMicroBatch, shareMicroBatch, trainStep } from "../train/step.ts";
+import { Adam } from "../train/adam.ts";
+import { median } from "./timing.ts";
+import { SINGLE } from "../parallel/world.ts";
+import type { World } from "../parallel/world.ts";
+import { configureThreads } from "../parallel/threads.ts";
+import { allReduceGradients } from "../train/reduce.ts";
+import type { ReductionStats } from "../train/reduce.ts";
+
+/** Times a training step (see the module documentation); prints a summary or JSON. */
+export async function benchStep(flags: Record<string, unknown>, world: World = SINGLE): Promise<StepReport> {
+  const N = flags.points as number,
+    B = flags.batch as number,
+    G = flags.latent as number,
+    r = flags.radius as number;
+  const steps = flags.steps as number;
+  const threads = configureThreads(world);
+  const info = await initBackend(flags.backend as BackendName);
+  const rng = new Rng(1);
+  const raw = Float64Array.from({ length: N * 3 }, () => rng.next());
+  // standardise per axis (ddof = 1)
+  const pts = new Float32Array(N * 3);
+  const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
+  for (let a = 0; a < 3; a++) {
+    let s = 0, s2 = 0;
+    for (let i = 0; i < N; i++) s += raw[i * 3 + a];
+    const mean = s / N;
+    for (let i = 0; i < N; i++) s2 += (raw[i * 3 + a] - mean) ** 2;
+    const std = Math.sqrt(s2 / (N - 1));
+    for (let i = 0; i < N; i++) {
+      const v = (pts[i * 3 + a] = (raw[i * 3 + a] - mean) / std);
+      lo[a] = Math.min(lo[a], v);
+      hi[a] = Math.max(hi[a], v);
+    }
+  }
+  const latent = latentGrid(pts, [G, G, G]);
+  const model = createGino({ ...REFERENCE_GINO, in_gno_radius: r, out_gno_radius: r });
+  const t0 = performance.now();
+  const geom = model.geometry(pts, latent, [G, G, G]);
+  const geomMs = performance.now() - t0;
+  const micro = (flags["micro-batch"] as number | undefined) ?? shareMicroBatch(
+    autoMicroBatch([{ n: N, edges: geom.stats.in.edges + geom.stats.out.edges }], [G, G, G], 64, B),
+    B,
+    world.size,
+  );
+  // the same batch on every rank (seeded), each rank computing its share of the micro-batches
+  const x = tf.randomNormal([B, N, 10], 0, 1, "float32", 1) as tf.Tensor3D;
+  const y = tf.randomNormal([B, N, 10], 0, 1, "float32", 2) as tf.Tensor3D;
+  const opt = new Adam(model.variables, 1e-3);
+  const reduction: ReductionStats = { calls: 0, ms: 0, bytes: 0 };
+  const share = { index: world.rank, count: world.size }, reduce = allReduceGradients(world, reduction);
+  let peak = 0;
+  const stepTimes: number[] = [], fwdTimes: number[] = [], reduceTimes: number[] = [];
+  for (let s = 0; s < steps + 1; s++) {
+    const ts = performance.now();
+    for (let s0 = 0, i = 0; s0 < B; s0 += micro, i++) {
+      // forward of this rank's share of the batch, micro-batch by micro-batch
+      if (i % world.size !== world.rank) continue;
+      tf.tidy(() =>
+        model.forwardGeometry(geom, x.slice([s0, 0, 0], [Math.min(micro, B - s0), -1, -1])).dataSync()
+      );
+    }
+    const tf0 = performance.now() - ts;
+    const t1 = performance.now(), r0 = reduction.ms;
+    trainStep(model, geom, x, y, N, micro, opt, { share, reduce });
+    const dt = performance.now() - t1;
+    peak = Math.max(peak, Deno.memoryUsage().rss);
+    if (s > 0) {
+      stepTimes.push(dt);
+      fwdTimes.push(tf0);
+      reduceTimes.push(reduction.ms - r0);
+    }
+  }
+  const res = {
+    backend: info.backend,
+    blas: info.kernels?.blas ?? null,
+    points: N,
+    batch: B,
+    micro_batch: micro,
+    latent: G,
+    radius: r,
+    edges_in: geom.stats.in.edges,
+    edges_out: geom.stats.out.edges,
+    empty_latent_share: geom.stats.in.emptyShare,
+    empty_point_share: geom.stats.out.emptyShare,
+    geometry_ms: geomMs,
+    step_ms: median(stepTimes),
+    forward_ms: median(fwdTimes),
+    peak_rss_mb: peak / 2 ** 20,
+    parameters: model.parameterCount,
+    ranks: world.size,
+    mpi: world.size > 1 ? world.description : null,
+    blas_threads: threads ?? null,
+    allreduce_ms: median(reduceTimes),
+    allreduce_bytes: reduction.bytes,
+  };
+  if (world.rank !== 0) {
+    // nothing printed by the other ranks
+  } else if (flags.json) console.log(JSON.stringify(res));
+  else {
+    console.log(
+      `backend ${res.backend}${res.blas ? ` + BLAS ${res.blas}` : ""}; N=${N} B=${B}${
+        micro < B ? ` (micro-batches of ${micro})` : ""
+      } ` +
+        `latent ${G}^3 r=${r}: edges in ${res.edges_in} / out ${res.edges_out} ` +
+        `(empty latent ${(100 * res.empty_latent_share).toFixed(0)}%, empty points ${
+          (100 * res.empty_point_share).toFixed(0)
+        }%)`,
+    );
+    console.log(
+      `step ${res.step_ms.toFixed(0)} ms (median of ${steps}), forward ${res.forward_ms.toFixed(0)} ms, ` +
+        `geometry ${geomMs.toFixed(0)} ms (once per patch), peak RSS ${res.peak_rss_mb.toFixed(0)} MiB`,
+    );
+    if (world.size > 1) {
+      console.log(
+        `${world.size} ranks (${world.description}), ${threads} BLAS thread(s) each: all-reduce ` +
+          `${res.allreduce_ms.toFixed(1)} ms and ${(res.allreduce_bytes / 2 ** 20).toFixed(1)} MiB per step`,
+      );
+    }
+  }
+  geom.dispose();
+  model.dispose();
+  return res;
+}
+
+/** What {@linkcode benchStep} measured (also its `--json` output). */
+export type StepReport = Record<string, unknown> & {
+  step_ms: number;
+  forward_ms: number;
+  allreduce_ms: number;
+  allreduce_bytes: number;
+  peak_rss_mb: number;
+};
