@@ -20,9 +20,14 @@ async function setup(dir: string) {
   await Deno.chmod(`${dir}/bin/qsub`, 0o755);
 }
 
-async function job(dir: string, epochs: number, extra: Record<string, string> = {}) {
+async function job(
+  dir: string,
+  epochs: number,
+  extra: Record<string, string> = {},
+  script = "train_gino.pbs",
+) {
   return new Deno.Command("bash", {
-    args: [`${ROOT}/hpc/train_gino.pbs`],
+    args: [`${ROOT}/hpc/${script}`],
     env: {
       PATH: `${dir}/bin:${Deno.env.get("PATH")}`,
       PBS_JOBID: "123.test",
@@ -100,3 +105,83 @@ Deno.test("the PBS job starts training, resumes when resubmitted, forwards SIGTE
   assert.equal((await Deno.readTextFile(`${t.dir}/qsub.log`)).trim().split("\n").length, qsubBefore);
   assert.equal((await hist()).total_epochs, h3.total_epochs + 1);
 });
+
+function which(cmd: string): boolean {
+  return new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null", stderr: "null" })
+    .outputSync().success;
+}
+
+for (
+  const [name, launcher, extra] of [
+    ["MPICH", "mpiexec.mpich", {}],
+    ["Open MPI", "mpiexec.openmpi", {
+      MPI_FLAGS: "--oversubscribe",
+      OMPI_ALLOW_RUN_AS_ROOT: "1",
+      OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: "1",
+      OMPI_MCA_btl: "self,vader",
+      OMPI_SIGKILL_TIMEOUT: "2",
+    }],
+  ] as const
+) {
+  Deno.test({
+    name:
+      `${name}: the MPI job runs the ranks PBS gave it, stops in time, passes SIGTERM on and chains by status`,
+    ignore: !which(launcher),
+    async fn() {
+      await using t = await tempDir();
+      await setup(t.dir);
+      const host = new TextDecoder().decode(new Deno.Command("hostname").outputSync().stdout).trim();
+      await Deno.writeTextFile(`${t.dir}/nodes`, `${host}\n${host}\n`);
+      const hist = async () => JSON.parse(await Deno.readTextFile(`${t.dir}/results/pbs/loss_history.json`));
+      const log = `${t.dir}/results/pbs/train.log`;
+      const mpiJob = (epochs: number, env: Record<string, string> = {}) =>
+        job(t.dir, epochs, {
+          PBS_NODEFILE: `${t.dir}/nodes`,
+          NCPUS: "2",
+          MPI_LAUNCHER: launcher,
+          ...extra,
+          ...env,
+        }, "train_gino_mpi.pbs");
+      const run = async (epochs: number) => {
+        const out = await (await mpiJob(epochs)).output();
+        return { code: out.code, text: text(out.stdout) + text(out.stderr) };
+      };
+
+      // 1. the walltime limit stops all ranks with a checkpoint; the job resubmits itself
+      const first = await run(1000);
+      assert.equal(first.code, 0, first.text);
+      assert.match(first.text, /MPI: 2 rank\(s\), 2 on this node \(2 cores\), 1 BLAS thread\(s\) per rank/);
+      assert.match(first.text, /trainer exited with status 3/);
+      assert.match(await Deno.readTextFile(log), /data-parallel: 2 ranks on 1 node\(s\)/);
+      assert.equal((await Deno.readTextFile(`${t.dir}/qsub.log`)).trim().split("\n").length, 1);
+      assert.match(await Deno.readTextFile(`${t.dir}/results/.pbs_chain_env`), /MPI_LAUNCHER=mpiexec/);
+
+      // 2. SIGTERM to the job: passed on; every rank stops; status 3 although the launcher may say otherwise
+      const child = (await mpiJob(1000, { MARGIN_SEC: "0", WALLTIME: "" })).spawn();
+      const before = (await Deno.readTextFile(log)).split("\n").length;
+      for (let i = 0; i < 600; i++) {
+        if (
+          (await Deno.readTextFile(log)).split("\n").slice(before).some((l) => / epoch \d+\/1000 /.test(l))
+        ) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      child.kill("SIGTERM");
+      const second = await child.output();
+      const out2 = text(second.stdout) + text(second.stderr);
+      assert.equal(second.code, 0, out2);
+      assert.match(out2, /trainer exited with status 3/);
+      const h = await hist();
+      assert.match(h.sessions.at(-1).exit, /stopped by SIGTERM/);
+
+      // 3. the target reached: status 0 ends the chain
+      const third = await run(h.total_epochs + 1);
+      assert.equal(third.code, 0, third.text);
+      assert.match(third.text, /training complete: the chain stops here/);
+      assert.equal((await hist()).total_epochs, h.total_epochs + 1);
+      const statusFiles = [...Deno.readDirSync(`${t.dir}/results`)].filter((e) =>
+        e.name.startsWith(".exit_status")
+      );
+      assert.deepEqual(statusFiles, [], "status files are removed");
+    },
+  });
+}

@@ -1,0 +1,135 @@
+# Shared by train_gino.pbs (one process) and train_gino_mpi.pbs (MPI ranks): settings, the walltime limit, the
+# trainer's command, running it with PBS's signals forwarded, and the self-resubmitting chain. The job scripts
+# source it from $GINO_DIR/hpc/lib.sh; it is not run on its own.
+# shellcheck shell=bash
+
+# ---- settings common to both scripts (edit them in the job script or pass with qsub -v NAME=value) -------------
+gino_defaults() {
+  GINO_RUNNER=${GINO_RUNNER:-deno}   # deno: run train.ts with Deno | bundle: dist/gino-train.js | binary: dist/gino-train
+  DENO=${DENO:-deno}                 # the deno executable
+  DENO_FLAGS=${DENO_FLAGS:-}         # e.g. --cached-only on compute nodes without internet
+  TRAIN_ARGS=${TRAIN_ARGS:---epochs 100}
+  RESULTS_DIR=${RESULTS_DIR:-results}  # relative to GINO_DIR
+  MARGIN_MIN=${MARGIN_MIN:-10}       # stop this many minutes before the walltime
+  RESUBMIT=${RESUBMIT:-0}            # 1: resubmit until the run is complete
+  MAX_CHAIN=${MAX_CHAIN:-20}         # at most this many jobs in a chain
+  CHAIN_INDEX=${CHAIN_INDEX:-0}      # set by the chain itself
+  # the variables a resubmitted job inherits (a job script adds its own)
+  GINO_CHAIN_VARS="GINO_DIR GINO_RUNNER DENO DENO_FLAGS TRAIN_ARGS RESULTS_DIR MARGIN_MIN RESUBMIT MAX_CHAIN \
+GINO_PBS_SCRIPT ${GINO_CHAIN_VARS:-}"
+  case "$RESULTS_DIR" in /*) RESULTS_ABS=$RESULTS_DIR ;; *) RESULTS_ABS=$GINO_DIR/$RESULTS_DIR ;; esac
+}
+
+# Enters GINO_DIR and prints where the job runs.
+gino_enter() {
+  cd "$GINO_DIR" || { echo "cannot enter GINO_DIR=$GINO_DIR"; exit 2; }
+  echo "[$(date -Is)] job ${PBS_JOBID:-local} (chain step $CHAIN_INDEX) on $(hostname) in $GINO_DIR"
+}
+
+# Sets LIMIT_ARGS to --time-limit <walltime - margin>: the walltime from qstat, else $WALLTIME (HH:MM:SS).
+gino_time_limit() {
+  local walltime="" wall_s margin_s limit_s
+  if [ -n "${PBS_JOBID:-}" ] && command -v qstat >/dev/null 2>&1; then
+    walltime=$(qstat -f "$PBS_JOBID" 2>/dev/null |
+      awk -F= '/Resource_List.walltime/ { gsub(/ /, "", $2); print $2 }')
+  fi
+  [ -z "$walltime" ] && walltime=${WALLTIME:-}
+  LIMIT_ARGS=()
+  [ -z "$walltime" ] && return 0
+  wall_s=$(awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; print s }' <<<"$walltime")
+  margin_s=${MARGIN_SEC:-$((MARGIN_MIN * 60))}
+  limit_s=$((wall_s - margin_s))
+  [ "$limit_s" -lt 1 ] && limit_s=$((wall_s / 2))
+  LIMIT_ARGS=(--time-limit "${limit_s}s")
+  echo "walltime $walltime: training stops after ${limit_s}s"
+}
+
+# Sets TRAINER to the trainer's command and flags (runner, results folder, resume, time limit, TRAIN_ARGS).
+gino_trainer() {
+  local perms=(--allow-read --allow-write --allow-env --allow-sys --allow-ffi)
+  case "$GINO_RUNNER" in
+    # shellcheck disable=SC2206
+    deno) TRAINER=("$DENO" run $DENO_FLAGS "${perms[@]}" "$GINO_DIR/train.ts") ;;
+    # shellcheck disable=SC2206
+    bundle) TRAINER=("$DENO" run $DENO_FLAGS "${perms[@]}" "$GINO_DIR/dist/gino-train.js") ;;
+    binary) TRAINER=("$GINO_DIR/dist/gino-train") ;;
+    *) echo "unknown GINO_RUNNER=$GINO_RUNNER (deno, bundle or binary)"; exit 2 ;;
+  esac
+  local train_args
+  # shellcheck disable=SC2206
+  train_args=($TRAIN_ARGS)
+  TRAINER+=(--results-dir "$RESULTS_DIR" --resume-from auto "${LIMIT_ARGS[@]}" "${train_args[@]}")
+}
+
+# Runs "$@" in the background so that SIGTERM/SIGINT (the walltime warning, qsig) reach it; sets RC to the
+# trainer's exit status: the one it wrote to GINO_GW_STATUS_FILE (MPI launchers do not always pass it on), else
+# the command's.
+gino_run() {
+  mkdir -p "$RESULTS_ABS"
+  export GINO_GW_STATUS_FILE="$RESULTS_ABS/.exit_status.${PBS_JOBID:-$$}"
+  rm -f "$GINO_GW_STATUS_FILE"
+  echo "running: $*"
+  "$@" &
+  local child=$!
+  # shellcheck disable=SC2064
+  trap "echo \"[\$(date -Is)] TERM received: asking the trainer to save and stop\"; kill -TERM $child 2>/dev/null" TERM
+  # shellcheck disable=SC2064
+  trap "echo \"[\$(date -Is)] INT received: asking the trainer to save and stop\"; kill -INT $child 2>/dev/null" INT
+  while :; do
+    wait "$child"
+    RC=$?
+    kill -0 "$child" 2>/dev/null || break # a trapped signal interrupted wait: keep waiting for the trainer
+  done
+  trap - TERM INT
+  if [ -s "$GINO_GW_STATUS_FILE" ]; then
+    local reported
+    reported=$(tr -dc 0-9 <"$GINO_GW_STATUS_FILE")
+    [ "$reported" != "$RC" ] && echo "the launcher returned $RC; the trainer reported status $reported"
+    RC=$reported
+  elif [ "$RC" = 0 ] || [ "$RC" = 3 ]; then
+    echo "the trainer ended without reporting its status (killed?): treating it as a failure"
+    RC=1
+  fi
+  rm -f "$GINO_GW_STATUS_FILE"
+  echo "[$(date -Is)] trainer exited with status $RC"
+}
+
+# Ends the job by the trainer's status: 0 done (the chain stops), 3 stopped with a resumable checkpoint (with
+# RESUBMIT=1 the job resubmits itself, after this one, until MAX_CHAIN), anything else a failure (the chain stops).
+gino_chain() {
+  case "$RC" in
+    0)
+      echo "training complete: the chain stops here"
+      exit 0
+      ;;
+    3)
+      echo "training stopped before the end with a resumable checkpoint"
+      [ "$RESUBMIT" = "1" ] && gino_resubmit
+      exit 0
+      ;;
+    *)
+      echo "training failed (status $RC; see $RESULTS_DIR/*/train.log): the chain stops here"
+      exit "$RC"
+      ;;
+  esac
+}
+
+gino_resubmit() {
+  local next=$((CHAIN_INDEX + 1)) envfile="$RESULTS_ABS/.pbs_chain_env" v jobid depend=()
+  if [ "$next" -ge "$MAX_CHAIN" ]; then
+    echo "MAX_CHAIN=$MAX_CHAIN reached: not resubmitting (qsub this script again to continue)"
+    exit 0
+  fi
+  # the settings travel in a file: qsub -v cannot carry values with commas or spaces
+  {
+    for v in $GINO_CHAIN_VARS; do printf '%s=%q\n' "$v" "${!v}"; done
+    printf 'CHAIN_INDEX=%q\n' "$next"
+  } >"$envfile"
+  [ -n "${PBS_JOBID:-}" ] && depend=(-W "depend=afterany:$PBS_JOBID")
+  if jobid=$(qsub "${depend[@]}" -v "GINO_CHAIN_ENV=$envfile" "$GINO_PBS_SCRIPT"); then
+    echo "resubmitted as $jobid (chain step $next)"
+  else
+    echo "qsub failed: resubmit by hand with qsub $GINO_PBS_SCRIPT"
+    exit 1
+  fi
+}
