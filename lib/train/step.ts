@@ -14,6 +14,7 @@ import type { ResidualSpec } from "../model/residual.ts";
 import type { Gino, GinoGeometry } from "../model/gino.ts";
 import type { Adam } from "./adam.ts";
 import { relativeL2Loss } from "../model/gino.ts";
+import { part } from "../model/parts.ts";
 
 /** How a batch's loss is computed. */
 export interface LossOptions {
@@ -85,17 +86,22 @@ export function batchGradients(
       const xs = m === b ? x : x.slice([s, 0, 0], [m, -1, -1]);
       const ys = m === b ? y : y.slice([s, 0, 0], [m, -1, -1]);
       const pred = () => predictWindow(model, geom, xs, options.residual);
-      const loss = () =>
-        tf.mul(relativeL2Loss(pred(), ys, coreLen, options.lossEps ?? 0), m / b) as tf.Scalar;
+      const loss = () => {
+        const p = pred();
+        return part(
+          "loss",
+          () => tf.mul(relativeL2Loss(p, ys, coreLen, options.lossEps ?? 0), m / b) as tf.Scalar,
+        );
+      };
       return tf.variableGrads(loss, vars);
     });
     losses.push(value);
     const list = vars.map((v) => grads[v.name]);
     if (!acc) acc = list;
     else {
-      const next = acc.map((a, i) => tf.add(a, list[i]));
-      tf.dispose([...acc, ...list]);
-      acc = next;
+      const prev = acc;
+      acc = part("gradient accumulation", () => prev.map((a, i) => tf.add(a, list[i])));
+      tf.dispose([...prev, ...list]);
     }
   }
   return { grads: acc ?? vars.map((v) => tf.zerosLike(v)), losses };
@@ -119,7 +125,7 @@ export function applyGradients(g: BatchGradients, optimizer: Adam, options: Step
       options.onGradNorm?.(clipped.norm);
       grads = clipped.grads;
     }
-    optimizer.apply(grads);
+    part("optimizer", () => optimizer.apply(grads));
   }
   tf.dispose(grads);
   return loss;
