@@ -17,8 +17,9 @@ import { sinusoidalEmbedding } from "./embedding.ts";
 import { edgeQueries, neighborStats, radiusSearch } from "./neighbors.ts";
 import type { NeighborStats } from "./neighbors.ts";
 import { dftMatrices, disposeDft, keptModeCounts, spectralConv } from "./spectral.ts";
+import { part } from "./parts.ts";
 import type { DftMatrices } from "./spectral.ts";
-import { edgeReduce, gatherRows, gelu } from "./ops.ts";
+import { edgeReduce, fnoLayer, gatherRows, gelu, hasFnoLayerKernel } from "./ops.ts";
 import { Rng } from "../data/rng.ts";
 import { ToolError } from "../errors.ts";
 
@@ -400,53 +401,67 @@ export class Gino {
     const C = c.fno_hidden_channels;
     return tf.tidy(() => {
       // input GNO: a[b, q] = mean_j k(q, j) * x[b, j]
-      const kIn = this.#kernel(
-        "in_gno.integral_transform.channel_mlp",
-        this.#layers("in_gno"),
-        g.inEmbP,
-        g.inEmbL,
-        g.inSrc,
-        g.inDstCompact,
-      );
-      const xt = x.transpose([1, 0, 2]) as tf.Tensor3D; // [N, B, Cin]
-      const a = tf.mul(edgeReduce(kIn, xt, g.inSrc, g.inDst, q), g.inInvCount.reshape([q, 1, 1])); // [Q, B, Cin]
-      let h: tf.Tensor = a.transpose([1, 0, 2]).reshape([b, g1, g2, g3, cin]);
-      // lifting
-      h = this.#dense(gelu(this.#dense(h, "lifting.fcs.0")), "lifting.fcs.1");
+      const kIn = part("in GNO kernel MLP", () =>
+        this.#kernel(
+          "in_gno.integral_transform.channel_mlp",
+          this.#layers("in_gno"),
+          g.inEmbP,
+          g.inEmbL,
+          g.inSrc,
+          g.inDstCompact,
+        ));
+      let h = part("in GNO reduction", () => {
+        const xt = x.transpose([1, 0, 2]) as tf.Tensor3D; // [N, B, Cin]
+        const a = tf.mul(edgeReduce(kIn, xt, g.inSrc, g.inDst, q), g.inInvCount.reshape([q, 1, 1])); // [Q, B, Cin]
+        return a.transpose([1, 0, 2]).reshape([b, g1, g2, g3, cin]) as tf.Tensor;
+      });
+      h = part("lifting", () => this.#dense(gelu(this.#dense(h, "lifting.fcs.0")), "lifting.fcs.1"));
       // FNO blocks
-      const d = this.#dftFor(g.grid);
+      const fused = hasFnoLayerKernel();
+      const d = fused ? undefined : this.#dftFor(g.grid);
       for (let l = 0; l < c.fno_n_layers; l++) {
-        const spec = spectralConv(
-          h,
-          this.v(`fno_blocks.convs.${l}.weight.0.tensor`, 0),
-          this.v(`fno_blocks.convs.${l}.weight.0.tensor`, 1),
-          d,
+        const wr = this.v(`fno_blocks.convs.${l}.weight.0.tensor`, 0);
+        const wi = this.v(`fno_blocks.convs.${l}.weight.0.tensor`, 1);
+        const skipW = this.v(`fno_blocks.fno_skips.${l}.weight`), bias = this.v(`fno_blocks.convs.${l}.bias`);
+        const last = l === c.fno_n_layers - 1;
+        if (!d) {
+          const pre = part(
+            `FNO ${l} spectral conv, skip, bias`,
+            () => fnoLayer(h, wr, wi, skipW, bias, c.fno_n_modes),
+          );
+          h = last ? pre : part(`FNO ${l} GELU`, () => gelu(pre));
+          continue;
+        }
+        const spec = part(`FNO ${l} spectral conv`, () => spectralConv(h, wr, wi, d));
+        const skip = part(
+          `FNO ${l} skip`,
+          () => tf.matMul(h.reshape([-1, C]), skipW).reshape([b, g1, g2, g3, C]),
         );
-        const skip = tf.matMul(h.reshape([-1, C]), this.v(`fno_blocks.fno_skips.${l}.weight`)).reshape([
-          b,
-          g1,
-          g2,
-          g3,
-          C,
-        ]);
-        h = tf.add(tf.add(spec, this.v(`fno_blocks.convs.${l}.bias`)), skip);
-        if (l < c.fno_n_layers - 1) h = gelu(h);
+        h = part(`FNO ${l} bias, add, GELU`, () => {
+          const sum = tf.add(tf.add(spec, bias), skip);
+          return last ? sum : gelu(sum);
+        });
       }
       // output GNO: o[b, n] = sum_q k(n, q) * lat[b, q]
-      const lat = h.reshape([b, q, C]).transpose([1, 0, 2]) as tf.Tensor3D; // [Q, B, C]
-      const kOut = this.#kernel(
-        "out_gno.integral_transform.channel_mlp",
-        this.#layers("out_gno"),
-        g.outEmbL,
-        g.outEmbP,
-        g.outSrcCompact,
-        g.outDst,
-      );
-      let o = edgeReduce(kOut, lat, g.outSrc, g.outDst, n); // [N, B, C]
-      if (g.outInvCount) o = tf.mul(o, g.outInvCount.reshape([n, 1, 1]));
-      let out: tf.Tensor = o.transpose([1, 0, 2]); // [B, N, C]
-      out = this.#dense(gelu(this.#dense(out, "projection.fcs.0")), "projection.fcs.1");
-      return out as tf.Tensor3D;
+      const kOut = part("out GNO kernel MLP", () =>
+        this.#kernel(
+          "out_gno.integral_transform.channel_mlp",
+          this.#layers("out_gno"),
+          g.outEmbL,
+          g.outEmbP,
+          g.outSrcCompact,
+          g.outDst,
+        ));
+      const o = part("out GNO reduction", () => {
+        const lat = h.reshape([b, q, C]).transpose([1, 0, 2]) as tf.Tensor3D; // [Q, B, C]
+        let o = edgeReduce(kOut, lat, g.outSrc, g.outDst, n); // [N, B, C]
+        if (g.outInvCount) o = tf.mul(o, g.outInvCount.reshape([n, 1, 1]));
+        return o.transpose([1, 0, 2]) as tf.Tensor; // [B, N, C]
+      });
+      return part(
+        "projection",
+        () => this.#dense(gelu(this.#dense(o, "projection.fcs.0")), "projection.fcs.1"),
+      ) as tf.Tensor3D;
     });
   }
 

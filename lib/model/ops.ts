@@ -7,16 +7,15 @@
 import { tf } from "./backend.ts";
 import { EDGE_REDUCE_KERNEL } from "./kernels/edge_reduce.ts";
 import { GATHER_ROWS_KERNEL } from "./kernels/gather_rows.ts";
-import { GELU_KERNEL } from "./kernels/gelu.ts";
+import { GELU_KERNEL, geluOp } from "./kernels/gelu.ts";
+import { FNO_LAYER_KERNEL, fnoLayerOp } from "./kernels/fno_layer.ts";
 
 /**
  * Exact GELU, 0.5 x (1 + erf(x / sqrt 2)) (PyTorch's default): the fused kernel where the backend has it, else
  * composed from stock ops.
  */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  if (tf.getKernel(GELU_KERNEL, tf.getBackend())) {
-    return tf.engine().runKernel(GELU_KERNEL, { x }) as tf.Tensor;
-  }
+  if (tf.getKernel(GELU_KERNEL, tf.getBackend())) return geluOp(x);
   return geluComposed(x);
 }
 
@@ -63,4 +62,24 @@ export function gatherRows<T extends tf.Tensor>(x: T, indices: tf.Tensor1D): T {
     return tf.engine().runKernel(GATHER_ROWS_KERNEL, { x, indices }) as T;
   }
   return tf.gather(x, indices) as T;
+}
+
+/** True when the fused FNO layer kernel is registered on the current backend (it needs a system BLAS). */
+export function hasFnoLayerKernel(): boolean {
+  return tf.getKernel(FNO_LAYER_KERNEL, tf.getBackend()) !== undefined;
+}
+
+/**
+ * One FNO layer before its activation, `spectralConv(h) + bias + h @ skip` (h [B, G1, G2, G3, C], weights
+ * [M, C, O], skip [C, O], bias [O]), as the fused kernel (see kernels/fno_layer.ts).
+ */
+export function fnoLayer(
+  h: tf.Tensor,
+  wr: tf.Tensor,
+  wi: tf.Tensor,
+  skip: tf.Tensor,
+  bias: tf.Tensor,
+  nModes: number[],
+): tf.Tensor {
+  return fnoLayerOp(nModes)(h, wr, wi, skip, bias);
 }

@@ -10,8 +10,8 @@ export interface Blas {
   /** The library file that was opened. */
   library: string;
   /**
-   * C = op(A) op(B), row-major, float32: op(A) is [m, k], op(B) is [k, n], C is [m, n]. `transA` means A is
-   * stored as [k, m]; `transB` means B is stored as [n, k].
+   * C = op(A) op(B) + beta C, row-major, float32: op(A) is [m, k], op(B) is [k, n], C is [m, n]. `transA` means
+   * A is stored as [k, m]; `transB` means B is stored as [n, k]. `beta` is 0 (overwrite) unless given.
    */
   sgemm(
     transA: boolean,
@@ -22,6 +22,7 @@ export interface Blas {
     a: Float32Array,
     b: Float32Array,
     c: Float32Array,
+    beta?: number,
   ): void;
   /** Closes the library. */
   close(): void;
@@ -60,6 +61,9 @@ const SYMBOLS = {
   },
 } as const;
 
+/** Floating-point operations of every sgemm call so far (2 m n k each), for profiles. */
+export const blasStats: { flops: number } = { flops: 0 };
+
 const ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112;
 
 /**
@@ -83,12 +87,13 @@ export function openBlas(): Blas {
       const f = lib.symbols.cblas_sgemm;
       return {
         library: name,
-        sgemm(transA, transB, m, n, k, a, b, c) {
+        sgemm(transA, transB, m, n, k, a, b, c, beta = 0) {
           if (m === 0 || n === 0) return;
           if (k === 0) {
-            c.fill(0);
+            if (beta === 0) c.subarray(0, m * n).fill(0);
             return;
           }
+          blasStats.flops += 2 * m * n * k;
           f(
             ROW_MAJOR,
             transA ? TRANS : NO_TRANS,
@@ -101,7 +106,7 @@ export function openBlas(): Blas {
             transA ? m : k,
             b as Float32Array<ArrayBuffer>,
             transB ? k : n,
-            0,
+            beta,
             c as Float32Array<ArrayBuffer>,
             n,
           );

@@ -35,6 +35,8 @@ export interface KernelExample {
   expect: ArrayLike<number>;
   /** Allowed difference, relative to the largest expected magnitude (at least 1). */
   tol: number;
+  /** The kernel as a differentiable op, when its gradient is not a registered one (custom gradient). */
+  op?: (inputs: Record<string, tf.Tensor>) => tf.Tensor;
   /** The same function from stock ops, to compare gradients against. */
   composed?: (inputs: Record<string, tf.Tensor>) => tf.Tensor;
   /** Inputs to differentiate with respect to (float inputs). */
@@ -59,6 +61,8 @@ export interface FastKernel {
 export interface Io {
   /** The elements of an input. */
   read(t: TensorInfo): Typed;
+  /** The wasm backend's memory and a tensor's byte offset in it (undefined on other backends). */
+  heap?: { memory: WebAssembly.Memory; offset(t: TensorInfo): number };
   /** A new output: fill `values`, then return `finish()`. */
   out(shape: number[], dtype: string): { info: TensorInfo; values: Typed; finish(): TensorInfo };
 }
@@ -68,6 +72,10 @@ export function io(backendName: string, backend: AnyBackend): Io {
   if (backendName === "wasm") {
     return {
       read: (t) => backend.typedArrayFromHeap(t),
+      heap: {
+        memory: backend.wasm.asm.memory,
+        offset: (t) => backend.dataIdMap.get(t.dataId).memoryOffset,
+      },
       out: (shape, dtype) => {
         // allocate first: it may grow the heap, which moves every view
         const info = backend.makeOutput(shape, dtype);
@@ -93,3 +101,23 @@ export function io(backendName: string, backend: AnyBackend): Io {
 
 /** Product of a shape's dimensions. */
 export const sizeOf = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
+/** The forward half of a custom-gradient op: its value and the function giving each input's gradient. */
+export type CustomForward = (
+  inputs: tf.Tensor[],
+  save: (tensors: tf.Tensor[]) => void,
+) => { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[] };
+
+/**
+ * A differentiable op from a forward function (tfjs `customGrad`): only the tensors passed to `save` are kept for
+ * the backward pass, and nothing is made for outputs that are not the op's value.
+ */
+export function customOp(f: CustomForward): (...inputs: tf.Tensor[]) => tf.Tensor {
+  type Grad = Parameters<typeof tf.customGrad>[0];
+  const forward = (...args: unknown[]) => {
+    const save = args.pop() as (tensors: tf.Tensor[]) => void;
+    return f(args as tf.Tensor[], save);
+  };
+  const g = tf.customGrad(forward as unknown as Grad);
+  return (...inputs) => g(...inputs) as tf.Tensor;
+}

@@ -18,10 +18,14 @@ import { gatherRowsKernel } from "./gather_rows.ts";
 import { sumKernel } from "./sum.ts";
 import { identityKernel } from "./identity.ts";
 import { matmulKernel } from "./matmul.ts";
+import { fnoLayerGradKernel, fnoLayerKernel } from "./fno_layer.ts";
+import { adamKernel } from "./adam.ts";
 
 export { EDGE_REDUCE_GRAD_K_KERNEL, EDGE_REDUCE_KERNEL } from "./edge_reduce.ts";
 export { GATHER_ROWS_KERNEL } from "./gather_rows.ts";
 export { GELU_GRAD_KERNEL, GELU_KERNEL } from "./gelu.ts";
+export { FNO_LAYER_KERNEL } from "./fno_layer.ts";
+export { ADAM_KERNEL } from "./adam.ts";
 export { erf32 } from "./erf.ts";
 
 /** Every fast kernel. */
@@ -35,6 +39,9 @@ export const FAST_KERNELS: readonly FastKernel[] = [
   sumKernel,
   identityKernel,
   matmulKernel,
+  fnoLayerKernel,
+  fnoLayerGradKernel,
+  adamKernel,
 ];
 
 /** What {@linkcode registerFastKernels} did. */
