@@ -8,6 +8,7 @@
  */
 
 import { tf } from "../model/backend.ts";
+import { ADAM_KERNEL } from "../model/kernels/adam.ts";
 
 /** Saved scalar state of {@linkcode Adam}. */
 export interface AdamState {
@@ -50,9 +51,23 @@ export class Adam {
     const t = this.step;
     const bc1 = 1 - Math.pow(this.beta1, t), bc2 = 1 - Math.pow(this.beta2, t);
     const stepSize = this.lr / bc1, sqrtBc2 = Math.sqrt(bc2);
+    const fused = tf.getKernel(ADAM_KERNEL, tf.getBackend()) !== undefined;
+    const attrs = { beta1: this.beta1, beta2: this.beta2, eps: this.eps, stepSize, sqrtBc2 };
     tf.tidy(() => {
       this.vars.forEach((w, i) => {
         const g = grads[i];
+        if (fused) {
+          // one pass over w, g, m, v (kernels/adam.ts); the same arithmetic as below
+          const [w2, m2, v2] = tf.engine().runKernel(
+            ADAM_KERNEL,
+            { w, g, m: this.m[i], v: this.v[i] },
+            attrs as unknown as tf.NamedAttrMap,
+          ) as tf.Tensor[];
+          this.m[i].assign(m2);
+          this.v[i].assign(v2);
+          w.assign(w2);
+          return;
+        }
         const m = tf.add(tf.mul(this.m[i], this.beta1), tf.mul(g, 1 - this.beta1));
         const v = tf.add(tf.mul(this.v[i], this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
         this.m[i].assign(m);

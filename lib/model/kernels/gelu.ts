@@ -7,8 +7,8 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { erf32, ERF_A } from "./erf.ts";
-import { io } from "./kernel.ts";
+import { customOp, io, sizeOf } from "./kernel.ts";
+import { geluScalar, simdLoops } from "./simd.ts";
 import type { FastKernel, TensorInfo } from "./kernel.ts";
 
 /** Name of the fused GELU kernel. */
@@ -16,29 +16,31 @@ export const GELU_KERNEL = "GinoGelu";
 /** Name of its gradient kernel. */
 export const GELU_GRAD_KERNEL = "GinoGeluGrad";
 
-const [A1, A2, A3, A4, A5, A6] = ERF_A;
-
-/** GELU forward. */
+/**
+ * GELU forward with its derivative: outputs [gelu(x), gelu'(x)]. The derivative is kept for the backward pass
+ * (which is then one multiplication) in place of x. WebAssembly SIMD on the wasm backend.
+ */
 export const geluKernel: FastKernel = {
   name: GELU_KERNEL,
   backends: ["wasm", "cpu"],
   forward: (backendName) => ({ inputs, backend }) => {
     const { x } = inputs as { x: TensorInfo };
     const rio = io(backendName, backend);
-    const o = rio.out(x.shape, "float32");
-    const out = o.values, xs = rio.read(x);
-    for (let i = 0; i < out.length; i++) {
-      const v = xs[i];
-      out[i] = 0.5 * v * (1 + erf32(v * Math.SQRT1_2));
+    const y = rio.out(x.shape, "float32"), d = rio.out(x.shape, "float32");
+    const n = sizeOf(x.shape);
+    const simd = rio.heap && simdLoops(rio.heap.memory);
+    if (simd && rio.heap) {
+      const at = rio.heap.offset;
+      simd.gelu(at(x), at(y.info), at(d.info), n);
+    } else {
+      const ys = y.values, ds = d.values, xs = rio.read(x);
+      for (let i = 0; i < n; i++) {
+        const [yv, dv] = geluScalar(xs[i]);
+        ys[i] = yv;
+        ds[i] = dv;
+      }
     }
-    return o.finish();
-  },
-  gradient: {
-    kernelName: GELU_KERNEL,
-    inputsToSave: ["x"],
-    gradFunc: (dy, saved) => ({
-      x: () => tf.engine().runKernel(GELU_GRAD_KERNEL, { dy: dy as tf.Tensor, x: saved[0] }) as tf.Tensor,
-    }),
+    return [y.finish(), d.finish()];
   },
   example: () => {
     const xs = Float32Array.from({ length: 801 }, (_, i) => -8 + i / 50);
@@ -46,13 +48,25 @@ export const geluKernel: FastKernel = {
       inputs: { x: tf.tensor1d(xs) },
       expect: Array.from(xs, (v) => 0.5 * v * (1 + erf64(v / Math.SQRT2))),
       tol: 3e-7,
+      op: ({ x }) => geluOp(x),
       composed: ({ x }) => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))),
       differentiate: ["x"],
     };
   },
 };
 
-/** GELU gradient: dy x d/dx [0.5 x (1 + E(x / sqrt2))] with E the same erf approximation. */
+/**
+ * GELU through the kernel, differentiable: the derivative the kernel computes is kept for the backward pass (one
+ * multiplication). A custom gradient rather than a registered one: tfjs would otherwise make a tensor of zeros the
+ * size of x for the derivative output's (absent) gradient.
+ */
+export const geluOp: (x: tf.Tensor) => tf.Tensor = customOp(([x], save) => {
+  const [y, d] = tf.engine().runKernel(GELU_KERNEL, { x }) as tf.Tensor[];
+  save([d]);
+  return { value: y, gradFunc: (dy, saved) => [tf.mul(dy, saved[0])] };
+});
+
+/** GELU's gradient from x (for callers that kept x rather than the derivative). */
 export const geluGradKernel: FastKernel = {
   name: GELU_GRAD_KERNEL,
   backends: ["wasm", "cpu"],
@@ -61,21 +75,7 @@ export const geluGradKernel: FastKernel = {
     const rio = io(backendName, backend);
     const o = rio.out(x.shape, "float32");
     const out = o.values, xs = rio.read(x), g = rio.read(dy);
-    for (let i = 0; i < out.length; i++) {
-      // = 0.5 (1 + E(z)) + 0.5 x E'(z) / sqrt2, z = x / sqrt2
-      const v = xs[i];
-      const z = v < 0 ? -v * Math.SQRT1_2 : v * Math.SQRT1_2;
-      const p = 1 + z * (A1 + z * (A2 + z * (A3 + z * (A4 + z * (A5 + z * A6)))));
-      const dp = A1 + z * (2 * A2 + z * (3 * A3 + z * (4 * A4 + z * (5 * A5 + z * 6 * A6))));
-      let p16 = p * p;
-      p16 *= p16;
-      p16 *= p16;
-      p16 *= p16;
-      const inv = 1 / p16;
-      const e = v < 0 ? inv - 1 : 1 - inv;
-      const de = (16 * dp * inv) / p;
-      out[i] = g[i] * (0.5 * (1 + e) + 0.5 * v * de * Math.SQRT1_2);
-    }
+    for (let i = 0; i < out.length; i++) out[i] = g[i] * geluScalar(xs[i])[1];
     return o.finish();
   },
 };
