@@ -16,6 +16,8 @@ import { backendCheck } from "./lib/train/settings.ts";
 import { benchAssembly, benchCsv, benchPrepare, benchSampler } from "./lib/bench/data.ts";
 import { benchStep } from "./lib/bench/step.ts";
 import { benchStepVsMpi } from "./lib/bench/mpi.ts";
+import { benchStepVsTorch, STEP_CASES } from "./lib/bench/torch.ts";
+import type { StepCase } from "./lib/bench/torch.ts";
 import { initWorld } from "./lib/parallel/world.ts";
 
 const BENCH_FLAGS: FlagSpec[] = [
@@ -60,11 +62,56 @@ const BENCH_FLAGS: FlagSpec[] = [
     check: (v: number) => (v >= 2 ? undefined : `must be at least 2, got ${v}`),
   },
   { name: "launcher", type: "string", default: "mpiexec", help: "step --mpi: the MPI launcher command" },
+  {
+    name: "profile",
+    type: "boolean",
+    default: false,
+    help:
+      "step: time per model part, forward and backward, host overhead and matmul rate (slows the step a little)",
+  },
+  {
+    name: "torch",
+    type: "boolean",
+    default: false,
+    help: "step: compare with the same step in PyTorch (bench/gino_torch.py), alternated in one run",
+  },
+  {
+    name: "case",
+    type: "list",
+    help: `step: named cases instead of --points/--batch/--latent/--radius: ${
+      Object.keys(STEP_CASES).join(", ")
+    }`,
+    check: (v: string[]) =>
+      v.every((c) => c in STEP_CASES)
+        ? undefined
+        : `choose from ${Object.keys(STEP_CASES).join(", ")}; got '${v.join(",")}'`,
+  },
+  {
+    name: "python",
+    type: "string",
+    default: "/usr/bin/python3",
+    help: "step --torch: the Python with torch",
+  },
+  {
+    name: "threads",
+    type: "int",
+    default: 2,
+    help: "step --torch: threads of each side",
+    check: positiveInt,
+  },
+  {
+    name: "repeats",
+    type: "int",
+    default: 2,
+    help: "step --torch, --mpi: alternated runs",
+    check: positiveInt,
+  },
   { name: "help", type: "boolean", default: false, help: "show this help" },
 ];
 
 const USAGE = `Usage: deno task bench data [--only sampler,assembly,csv,prepare] [--json]
-       deno task bench step [--points N --batch B --latent G --radius R --backend X --micro-batch M --json]`;
+       deno task bench step [--points N --batch B --latent G --radius R | --case small,dense,large,real]
+                            [--backend X --micro-batch M --profile --torch --mpi K --json]`;
 
 async function main(): Promise<number> {
   const flags = parseFlags(Deno.args, BENCH_FLAGS);
@@ -80,8 +127,28 @@ async function main(): Promise<number> {
   }
   if (extra.length) throw new FlagError(`unexpected argument(s): ${extra.join(" ")} (see --help)`);
   if (what === "step") {
-    if (flags.mpi) await benchStepVsMpi(flags, flags.mpi as number, flags.launcher as string);
-    else await benchStep(flags, initWorld()); // under mpiexec: data-parallel over its ranks
+    const cases = (flags.case as string[] | undefined)?.map((c) => STEP_CASES[c]);
+    if (flags.torch) {
+      await benchStepVsTorch(cases ?? [caseOf(flags)], {
+        python: flags.python as string,
+        threads: flags.threads as number,
+        steps: flags.steps as number,
+        repeats: flags.repeats as number,
+        backend: flags.backend as string,
+        json: flags.json as boolean,
+      });
+    } else if (flags.mpi) {
+      for (const c of cases ?? [caseOf(flags)]) {
+        await benchStepVsMpi(
+          { ...flags, ...c },
+          flags.mpi as number,
+          flags.launcher as string,
+          flags.repeats as number,
+        );
+      }
+    } else if (cases) {
+      for (const c of cases) await benchStep({ ...flags, ...c }, initWorld());
+    } else await benchStep(flags, initWorld()); // under mpiexec: data-parallel over its ranks
     return 0;
   }
   const only = flags.only as string[] | undefined;
@@ -99,6 +166,16 @@ async function main(): Promise<number> {
     await Deno.remove(tmp, { recursive: true });
   }
   return 0;
+}
+
+function caseOf(flags: Record<string, unknown>): StepCase {
+  return {
+    name: "given",
+    points: flags.points as number,
+    batch: flags.batch as number,
+    latent: flags.latent as number,
+    radius: flags.radius as number,
+  };
 }
 
 if (import.meta.main) await runMain(main);

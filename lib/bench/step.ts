@@ -14,6 +14,7 @@ import { latentGrid } from "../model/latent.ts";
 import { autoMicroBatch, shareMicroBatch, trainStep } from "../train/step.ts";
 import { Adam } from "../train/adam.ts";
 import { median } from "./timing.ts";
+import { formatProfile, measureSgemm, StepProfiler } from "./profile.ts";
 import { SINGLE } from "../parallel/world.ts";
 import type { World } from "../parallel/world.ts";
 import { configureThreads } from "../parallel/threads.ts";
@@ -29,23 +30,7 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
   const steps = flags.steps as number;
   const threads = configureThreads(world);
   const info = await initBackend(flags.backend as BackendName);
-  const rng = new Rng(1);
-  const raw = Float64Array.from({ length: N * 3 }, () => rng.next());
-  // standardise per axis (ddof = 1)
-  const pts = new Float32Array(N * 3);
-  const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
-  for (let a = 0; a < 3; a++) {
-    let s = 0, s2 = 0;
-    for (let i = 0; i < N; i++) s += raw[i * 3 + a];
-    const mean = s / N;
-    for (let i = 0; i < N; i++) s2 += (raw[i * 3 + a] - mean) ** 2;
-    const std = Math.sqrt(s2 / (N - 1));
-    for (let i = 0; i < N; i++) {
-      const v = (pts[i * 3 + a] = (raw[i * 3 + a] - mean) / std);
-      lo[a] = Math.min(lo[a], v);
-      hi[a] = Math.max(hi[a], v);
-    }
-  }
+  const pts = benchPoints(N);
   const latent = latentGrid(pts, [G, G, G]);
   const model = createGino({ ...REFERENCE_GINO, in_gno_radius: r, out_gno_radius: r });
   const t0 = performance.now();
@@ -63,10 +48,11 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
   const reduction: ReductionStats = { calls: 0, ms: 0, bytes: 0 };
   const share = { index: world.rank, count: world.size }, reduce = allReduceGradients(world, reduction);
   let peak = 0;
+  const profiler = flags.profile ? new StepProfiler() : undefined;
   const stepTimes: number[] = [], fwdTimes: number[] = [], reduceTimes: number[] = [];
   for (let s = 0; s < steps + 1; s++) {
     const ts = performance.now();
-    for (let s0 = 0, i = 0; s0 < B; s0 += micro, i++) {
+    for (let s0 = 0, i = 0; s0 < B && !profiler; s0 += micro, i++) {
       // forward of this rank's share of the batch, micro-batch by micro-batch
       if (i % world.size !== world.rank) continue;
       tf.tidy(() =>
@@ -75,7 +61,10 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
     }
     const tf0 = performance.now() - ts;
     const t1 = performance.now(), r0 = reduction.ms;
-    trainStep(model, geom, x, y, N, micro, opt, { share, reduce });
+    if (profiler && s === 1) profiler.install(); // after the warm-up step
+    const run = () => trainStep(model, geom, x, y, N, micro, opt, { share, reduce });
+    if (profiler && s > 0) profiler.step(run);
+    else run();
     const dt = performance.now() - t1;
     peak = Math.max(peak, Deno.memoryUsage().rss);
     if (s > 0) {
@@ -99,7 +88,7 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
     geometry_ms: geomMs,
     step_ms: median(stepTimes),
     forward_ms: median(fwdTimes),
-    peak_rss_mb: peak / 2 ** 20,
+    peak_rss_mb: Math.max(peak / 2 ** 20, peakRssMiB()),
     parameters: model.parameterCount,
     ranks: world.size,
     mpi: world.size > 1 ? world.description : null,
@@ -131,9 +120,44 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
       );
     }
   }
+  if (profiler) {
+    profiler.uninstall();
+    const report = profiler.report();
+    if (world.rank === 0) {
+      console.log(formatProfile(report, measureSgemm()));
+      if (flags.json) console.log(JSON.stringify({ profile: report }));
+    }
+  }
   geom.dispose();
   model.dispose();
   return res;
+}
+
+/** The benchmark's patch: `n` points uniform in the unit cube (seeded), standardised per axis (ddof = 1). */
+export function benchPoints(n: number): Float32Array {
+  const rng = new Rng(1);
+  const raw = Float64Array.from({ length: n * 3 }, () => rng.next());
+  const pts = new Float32Array(n * 3);
+  for (let a = 0; a < 3; a++) {
+    let s = 0, s2 = 0;
+    for (let i = 0; i < n; i++) s += raw[i * 3 + a];
+    const mean = s / n;
+    for (let i = 0; i < n; i++) s2 += (raw[i * 3 + a] - mean) ** 2;
+    const std = Math.sqrt(s2 / (n - 1));
+    for (let i = 0; i < n; i++) pts[i * 3 + a] = (raw[i * 3 + a] - mean) / std;
+  }
+  return pts;
+}
+
+/** The process's peak resident set (VmHWM, MiB), or the current one where /proc is not readable. */
+export function peakRssMiB(): number {
+  try {
+    const m = Deno.readTextFileSync("/proc/self/status").match(/^VmHWM:\s+(\d+) kB/m);
+    if (m) return Number(m[1]) / 1024;
+  } catch {
+    // not Linux, or no permission
+  }
+  return Deno.memoryUsage().rss / 2 ** 20;
 }
 
 /** What {@linkcode benchStep} measured (also its `--json` output). */
