@@ -132,6 +132,10 @@ export async function initBackend(
   const kernels = registerFastKernels(target, log);
   info = { backend: target, kernels };
   current = info;
-  log(`backend: ${target}${kernels.blas ? ` + BLAS (${kernels.blas})` : " (no system BLAS found)"}`);
+  log(
+    `backend: ${target}${
+      kernels.blas ? ` + BLAS (${kernels.blas})` : " (stock matmul, see the warning above)"
+    }`,
+  );
   return info;
 }

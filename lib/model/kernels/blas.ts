@@ -124,3 +124,42 @@ export function openBlas(): Blas {
     `no BLAS library found (tried ${errors.join(", ")}; set GINO_GW_BLAS to the library's path)`,
   );
 }
+
+/**
+ * How to install a system BLAS here: the package manager's command for this Linux distribution (from
+ * /etc/os-release), a cluster module hint, or what macOS and other systems need.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { blasInstallHint } from "./blas.ts";
+ * assert.match(blasInstallHint("ID=debian\n"), /apt-get install libopenblas0-pthread/);
+ * assert.match(blasInstallHint("ID=fedora\n"), /dnf install openblas/);
+ * ```
+ */
+export function blasInstallHint(osRelease?: string): string {
+  const env = "or name the library with GINO_GW_BLAS=/path/to/libopenblas.so";
+  if (Deno.build.os === "darwin") return `Apple's Accelerate framework should be found automatically; ${env}`;
+  if (Deno.build.os === "windows") return `install OpenBLAS (libopenblas.dll on the PATH), ${env}`;
+  let text = osRelease;
+  if (text === undefined) {
+    try {
+      text = Deno.readTextFileSync("/etc/os-release");
+    } catch {
+      text = "";
+    }
+  }
+  const ids = (text.match(/^ID(?:_LIKE)?=(.*)$/gm) ?? []).join(" ").toLowerCase();
+  const cmd = /debian|ubuntu/.test(ids)
+    ? "apt-get install libopenblas0-pthread"
+    : /fedora|rhel|centos|rocky|alma/.test(ids)
+    ? "dnf install openblas"
+    : /suse/.test(ids)
+    ? "zypper install libopenblas_pthreads0"
+    : /arch/.test(ids)
+    ? "pacman -S openblas"
+    : /alpine/.test(ids)
+    ? "apk add openblas"
+    : "install OpenBLAS with the system's package manager";
+  return `${cmd} (on a cluster: module load openblas), ${env}`;
+}

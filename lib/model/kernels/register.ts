@@ -8,7 +8,10 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { openBlas } from "./blas.ts";
+import { blasInstallHint, openBlas } from "./blas.ts";
+
+/** How much slower a training step is without a system BLAS (the demo's epoch, measured; see the README). */
+export const NO_BLAS_SLOWDOWN = "9x";
 import type { Blas } from "./blas.ts";
 import type { FastKernel } from "./kernel.ts";
 import { segmentSumKernel } from "./segment_sum.ts";
@@ -77,7 +80,10 @@ export function registerFastKernels(
   try {
     blas = openBlas();
   } catch (e) {
-    log(`note: system BLAS not used (${(e as Error).message}); matmuls use the stock ${backendName} kernel`);
+    log(
+      `warning: no system BLAS (${(e as Error).message}): training runs about ${NO_BLAS_SLOWDOWN} slower ` +
+        `(the demo's epoch, measured). To install one: ${blasInstallHint()}`,
+    );
   }
   const r: Registered = { report: { registered: [], blas: blas?.library }, kernels: new Map() };
   for (const k of FAST_KERNELS) {
