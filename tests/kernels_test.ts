@@ -80,7 +80,10 @@ Deno.test("without a system BLAS the stock matmul kernel is used, with one line 
   const code = `
     import { initBackend, tf } from "${root}lib/model/backend.ts";
     const info = await initBackend("wasm", (m) => console.log(m));
-    console.log(JSON.stringify({ blas: info.kernels?.blas ?? null, v: Array.from(tf.matMul(tf.ones([2, 3]), tf.ones([3, 2])).dataSync()) }));
+    const a = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2]), b = tf.tensor2d([1, 0, 2, 1, 3, -1], [2, 3]);
+    const flags = [[false, false], [true, true], [true, false], [false, true]].map(([ta, tb]) =>
+      Array.from(tf.matMul(ta ? a.transpose() : a, tb ? b.transpose() : b, ta, tb).dataSync()));
+    console.log(JSON.stringify({ blas: info.kernels?.blas ?? null, v: Array.from(tf.matMul(tf.ones([2, 3]), tf.ones([3, 2])).dataSync()), flags }));
   `;
   {
     const cmd = new Deno.Command(Deno.execPath(), {
@@ -101,5 +104,7 @@ Deno.test("without a system BLAS the stock matmul kernel is used, with one line 
     const last = JSON.parse(text.trim().split("\n").at(-1)!);
     assert.equal(last.blas, null);
     assert.deepEqual(last.v, [3, 3, 3, 3]);
+    // the same product with every combination of transpose flags (the no-BLAS path transposes first)
+    for (const f of last.flags) assert.deepEqual(f, last.flags[0]);
   }
 });
