@@ -11,7 +11,7 @@ import * as tf from "@tensorflow/tfjs";
 import { blasInstallHint, openBlas } from "./blas.ts";
 
 /** How much slower a training step is without a system BLAS (the demo's epoch, measured; see the README). */
-export const NO_BLAS_SLOWDOWN = "9x";
+export const NO_BLAS_SLOWDOWN = "7x";
 import type { Blas } from "./blas.ts";
 import type { FastKernel } from "./kernel.ts";
 import { segmentSumKernel } from "./segment_sum.ts";
