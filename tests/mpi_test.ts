@@ -31,22 +31,28 @@ const LAUNCHERS: [string, string[], Record<string, string>][] = [
   }],
 ];
 
+/** The launcher command line that runs train.ts on the tiny data with `n` ranks. */
+async function mpiCommand(launcher: string[], n: number, args: string[]): Promise<string[]> {
+  return [
+    ...launcher,
+    "-n",
+    String(n),
+    Deno.execPath(),
+    "run",
+    "-A",
+    `${ROOT}train.ts`,
+    "--base-data-dir",
+    await tinyPatchData(),
+    ...TINY_TRAIN_ARGS,
+    ...args,
+  ];
+}
+
 /** train.ts on the tiny data under a launcher with `n` ranks. */
 async function mpiTrain(launcher: string[], env: Record<string, string>, n: number, args: string[]) {
-  const out = await new Deno.Command(launcher[0], {
-    args: [
-      ...launcher.slice(1),
-      "-n",
-      String(n),
-      Deno.execPath(),
-      "run",
-      "-A",
-      `${ROOT}train.ts`,
-      "--base-data-dir",
-      await tinyPatchData(),
-      ...TINY_TRAIN_ARGS,
-      ...args,
-    ],
+  const [cmd, ...rest] = await mpiCommand(launcher, n, args);
+  const out = await new Deno.Command(cmd, {
+    args: rest,
     env: { GINO_GW_TEST_RANK_REPORT: "1", ...env },
     stdout: "piped",
     stderr: "piped",
@@ -134,22 +140,9 @@ for (const [name, launcher, env] of LAUNCHERS) {
       assert.equal(full2.code, 0, full2.stderr);
       for (const resumeRanks of [2, 1]) {
         const rd = `${t.dir}/stop${resumeRanks}`;
-        const child = new Deno.Command(launcher[0], {
-          args: [
-            ...launcher.slice(1),
-            "-n",
-            "2",
-            Deno.execPath(),
-            "run",
-            "-A",
-            `${ROOT}train.ts`,
-            "--base-data-dir",
-            await tinyPatchData(),
-            ...TINY_TRAIN_ARGS,
-            ...common,
-            "--results-dir",
-            rd,
-          ],
+        const [cmd, ...rest] = await mpiCommand(launcher, 2, [...common, "--results-dir", rd]);
+        const child = new Deno.Command(cmd, {
+          args: rest,
           // slow file writes down so that the signal lands mid-run
           env: {
             ...env,

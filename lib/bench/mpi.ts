@@ -7,6 +7,7 @@
  */
 
 import { median } from "./timing.ts";
+import { BENCH_RUN, jsonChild } from "./child.ts";
 import type { StepReport } from "./step.ts";
 
 /** The step benchmark's flags as arguments for a child run. */
@@ -18,19 +19,6 @@ function stepArgs(flags: Record<string, unknown>): string[] {
   return out;
 }
 
-async function child(cmd: string[]): Promise<StepReport> {
-  const out = await new Deno.Command(cmd[0], { args: cmd.slice(1), stdout: "piped", stderr: "piped" })
-    .output();
-  const text = new TextDecoder().decode(out.stdout);
-  const line = text.trim().split("\n").findLast((l) => l.startsWith("{"));
-  if (out.code !== 0 || !line) {
-    throw new Error(
-      `${cmd.join(" ")} failed (exit ${out.code}): ${new TextDecoder().decode(out.stderr).slice(-2000)}`,
-    );
-  }
-  return JSON.parse(line);
-}
-
 /** Runs the comparison and prints it (and returns the medians). */
 export async function benchStepVsMpi(
   flags: Record<string, unknown>,
@@ -38,29 +26,18 @@ export async function benchStepVsMpi(
   launcher: string,
   repeats = 2,
 ): Promise<{ single: number; mpi: number; speedup: number; allreduce_ms: number; allreduce_bytes: number }> {
-  const script = new URL("../../bench.ts", import.meta.url).pathname;
-  const deno = [
-    Deno.execPath(),
-    "run",
-    "--allow-read",
-    "--allow-write",
-    "--allow-env",
-    "--allow-sys",
-    "--allow-ffi",
-  ];
   const args = stepArgs(flags);
   const single: number[] = [], mpi: number[] = [], reduce: number[] = [];
   let last: StepReport | undefined;
   for (let i = 0; i < repeats; i++) {
-    single.push((await child([...deno, script, ...args])).step_ms);
-    last = await child([
+    single.push(((await jsonChild([...BENCH_RUN, ...args])) as StepReport).step_ms);
+    last = (await jsonChild([
       ...launcher.split(/\s+/).filter(Boolean),
       "-n",
       String(ranks),
-      ...deno,
-      script,
+      ...BENCH_RUN,
       ...args,
-    ]);
+    ])) as StepReport;
     mpi.push(last.step_ms);
     reduce.push(last.allreduce_ms);
   }

@@ -13,6 +13,7 @@ import { median } from "./timing.ts";
 import { benchPoints } from "./step.ts";
 import type { StepReport } from "./step.ts";
 import { ToolError } from "../errors.ts";
+import { BENCH_RUN, jsonChild } from "./child.ts";
 
 /** A benchmark case: points, batch, latent grid, radius. */
 export interface StepCase {
@@ -36,23 +37,6 @@ export const STEP_CASES: Record<string, StepCase> = {
   real: { name: "real", points: 3500, batch: 32, latent: 32, radius: 0.1 },
 };
 
-/** Runs `cmd` and returns the last JSON line it printed. */
-export async function jsonChild(
-  cmd: string[],
-  env?: Record<string, string>,
-): Promise<Record<string, unknown>> {
-  const out = await new Deno.Command(cmd[0], { args: cmd.slice(1), stdout: "piped", stderr: "piped", env })
-    .output();
-  const text = new TextDecoder().decode(out.stdout);
-  const line = text.trim().split("\n").findLast((l) => l.startsWith("{"));
-  if (out.code !== 0 || !line) {
-    throw new Error(
-      `${cmd.join(" ")} failed (exit ${out.code}): ${new TextDecoder().decode(out.stderr).slice(-2000)}`,
-    );
-  }
-  return JSON.parse(line);
-}
-
 /** One case's figures: medians over the alternated runs. */
 export interface TorchComparison {
   case: StepCase;
@@ -74,7 +58,6 @@ export async function benchStepVsTorch(
   o: { python: string; threads: number; steps: number; repeats: number; backend: string; json: boolean },
 ): Promise<TorchComparison[]> {
   const script = new URL("../../bench/gino_torch.py", import.meta.url).pathname;
-  const bench = new URL("../../bench.ts", import.meta.url).pathname;
   await checkTorch(o.python);
   const tmp = await Deno.makeTempDir({ prefix: "gino-gw-bench-torch-" });
   const results: TorchComparison[] = [];
@@ -93,14 +76,7 @@ export async function benchStepVsTorch(
       for (let i = 0; i < o.repeats; i++) {
         ours.push(
           await jsonChild([
-            Deno.execPath(),
-            "run",
-            "--allow-read",
-            "--allow-write",
-            "--allow-env",
-            "--allow-sys",
-            "--allow-ffi",
-            bench,
+            ...BENCH_RUN,
             "step",
             "--json",
             ...caseArgs(c),

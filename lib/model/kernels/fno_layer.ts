@@ -127,12 +127,11 @@ interface Dims {
   g: [number, number, number];
   c: number;
   o: number;
-  m: [number, number, number];
 }
 
 function dimsOf(h: TensorInfo, wr: TensorInfo): Dims {
   const [b, g1, g2, g3, c] = h.shape as number[];
-  return { b, g: [g1, g2, g3], c, o: wr.shape[2], m: [0, 0, 0] };
+  return { b, g: [g1, g2, g3], c, o: wr.shape[2] };
 }
 
 /** Forward DFT of h over the kept modes: [B, M, 2, C] (re, im per mode). */
