@@ -160,18 +160,23 @@ for (
       const sessionsBefore = (await hist()).sessions.length;
       const child = (await mpiJob(1000, { MARGIN_SEC: "0", WALLTIME: "" })).spawn();
       // signal once this job's session has finished an epoch (the log alone can show lines a resume rebuilt)
+      const waitStart = Date.now();
       for (let i = 0; i < 600; i++) {
         const s = (await hist()).sessions;
         if (s.length > sessionsBefore && s.at(-1).last_epoch !== null) break;
         await new Promise((r) => setTimeout(r, 50));
       }
+      const waited = Date.now() - waitStart;
       child.kill("SIGTERM");
       const second = await child.output();
       const out2 = text(second.stdout) + text(second.stderr);
       assert.equal(second.code, 0, out2);
       assert.match(out2, /trainer exited with status 3/);
       const h = await hist();
-      assert.match(h.sessions.at(-1).exit, /stopped by SIGTERM/);
+      const why = `waited ${waited} ms for an epoch before SIGTERM\n${out2}\n${await Deno.readTextFile(
+        log,
+      )}\n${JSON.stringify(h.sessions, null, 1)}`;
+      assert.match(String(h.sessions.at(-1).exit), /stopped by SIGTERM/, why);
 
       // 3. the target reached: status 0 ends the chain
       const third = await run(h.total_epochs + 1);
