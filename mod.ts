@@ -127,8 +127,8 @@ export type { ResumeOptions, ResumePlan } from "./lib/train/resume.ts";
 export { Adam } from "./lib/train/adam.ts";
 export type { AdamState } from "./lib/train/adam.ts";
 export { latentGrid, linspace32 } from "./lib/model/latent.ts";
-export { predictWindow } from "./lib/model/residual.ts";
-export type { ResidualSpec } from "./lib/model/residual.ts";
+export { predictWindow, residualBase, residualOf, startAtBase } from "./lib/model/residual.ts";
+export type { ResidualBase, ResidualSpec } from "./lib/model/residual.ts";
 export { trainStep } from "./lib/train/step.ts";
 export type { StepOptions } from "./lib/train/step.ts";
 export {
@@ -153,8 +153,12 @@ export {
 } from "./lib/tools/manager.ts";
 export { forecast, formatReport, predict } from "./lib/tools/predict.ts";
 export type { ErrorStats, PredictOptions, PredictorMetrics, PredictReport } from "./lib/tools/predict.ts";
-export { writeCurves } from "./lib/plot/curves.ts";
+export { curvesHtml, curvesSvg, writeCurves } from "./lib/plot/curves.ts";
 export { renderChart } from "./lib/plot/chart.ts";
+export { renderFieldMaps } from "./lib/plot/fieldmap.ts";
+export { writeFigure } from "./lib/plot/figure.ts";
+export { svgToPng } from "./lib/plot/raster.ts";
+export { Svg } from "./lib/plot/svg.ts";
 export { Canvas, encodePng } from "./lib/plot/png.ts";
 export type { Scalar, Tensor, Tensor1D, Tensor2D, Tensor3D, Tensor4D, Variable } from "@tensorflow/tfjs";
 export type { KernelReport } from "./lib/model/kernels/register.ts";
@@ -165,6 +169,7 @@ export type { CleanReport, LatestInfo, RunSummary, ShowInfo, VerifyReport } from
 export type { CheckpointFile, FoundCheckpoint, RunInfo } from "./lib/train/runs.ts";
 export type { VerifyResult } from "./lib/train/checkpoint.ts";
 export type { ChartSpec, Series } from "./lib/plot/chart.ts";
-export type { Rgb } from "./lib/plot/png.ts";
+export type { Rgb, Stroke, TextStyle } from "./lib/plot/svg.ts";
+export type { HenryGridSpec } from "./lib/plot/fieldmap.ts";
 export type { CurveData } from "./lib/plot/curves.ts";
 export type { HenryRunInfo, HenryStats, WriteHenryOptions } from "./lib/sim/henry.ts";

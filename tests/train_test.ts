@@ -64,12 +64,38 @@ Deno.test("after two resumes the loss history holds each epoch once, and the cur
   const view = new DataView(png.buffer);
   assert.equal(String.fromCharCode(...png.subarray(12, 16)), "IHDR");
   assert.ok(view.getUint32(16) >= 640 && view.getUint32(20) >= 480);
+  const svg = await Deno.readTextFile(`${t.dir}/h/training_curves.svg`);
+  assert.match(svg, />epoch<\/text>/);
+  assert.match(svg, /resumed \(epoch 3\)/);
+  assert.match(svg, new RegExp(`best: epoch ${h.best.epoch}<`), "the best epoch is marked");
+  // x-axis tick labels (centred, size 13) are whole epochs
+  const xTicks = [...svg.matchAll(/font-size="13" text-anchor="middle" fill="[^"]+">([^<]+)</g)].map((m) =>
+    m[1]
+  );
+  assert.ok(xTicks.length >= 2 && xTicks.every((v) => /^\d+$/.test(v)), `epoch ticks: ${xTicks}`);
   const html = await Deno.readTextFile(`${t.dir}/h/training_curves.html`);
   assert.match(html, /"name":"train loss"/);
   assert.match(html, /"name":"validation loss"/);
   assert.match(html, /resumed \(epoch 3\)/);
   assert.match(html, /Plotly\.newPlot/);
   assert.ok(!/<script src=/.test(html), "plotly is inlined, not loaded from the web");
+});
+
+Deno.test("the 4-5 MB HTML curves are written when a session ends, not after every epoch; SVG and PNG are", async () => {
+  await using t = await tempDir();
+  // 8 training batches per epoch here: killed during epoch 3, after two epochs were recorded
+  const killed = await train(["--epochs", "4", "--results-dir", t.dir, "--run-name", "k"], {
+    GINO_GW_TEST_SIGKILL_AFTER_STEP: "18",
+  });
+  assert.notEqual(killed.code, 0);
+  const h = JSON.parse(await Deno.readTextFile(`${t.dir}/k/loss_history.json`));
+  assert.equal(h.total_epochs, 2);
+  assert.match(await Deno.readTextFile(`${t.dir}/k/training_curves.svg`), /best: epoch/);
+  assert.ok((await Deno.stat(`${t.dir}/k/training_curves.png`)).size > 10_000);
+  await assert.rejects(Deno.stat(`${t.dir}/k/training_curves.html`), Deno.errors.NotFound);
+  const done = await train(["--epochs", "4", "--results-dir", t.dir, "--resume-from", "auto"]);
+  assert.equal(done.code, 0, done.stderr);
+  assert.match(await Deno.readTextFile(`${t.dir}/k/training_curves.html`), /Plotly\.newPlot/);
 });
 
 Deno.test("a corrupted or truncated checkpoint is refused with a clear message, and auto resume skips it", async () => {

@@ -593,13 +593,15 @@ export function createGino(config: Partial<GinoConfig> & Record<string, unknown>
 
 /**
  * The reference loss: relative L2 over the output window per (sample, point), averaged over samples and the first
- * `coreLen` points. `eps` (default 0, the reference) is added to the denominator.
+ * `coreLen` points. `eps` (default 0, the reference) is added to the denominator. A point predicted exactly has
+ * a zero gradient (the norm is taken of the squared error plus 1e-30, which changes no other value in float32;
+ * the plain norm's gradient is 0/0 there, which a residual model starting at its base forecast meets at once).
  */
 export function relativeL2Loss(pred: tf.Tensor3D, target: tf.Tensor3D, coreLen: number, eps = 0): tf.Scalar {
   return tf.tidy(() => {
     const p = pred.slice([0, 0, 0], [-1, coreLen, -1]);
     const y = target.slice([0, 0, 0], [-1, coreLen, -1]);
-    const num = tf.sqrt(tf.sum(tf.square(tf.sub(p, y)), -1));
+    const num = tf.sqrt(tf.add(tf.sum(tf.square(tf.sub(p, y)), -1), 1e-30));
     let den = tf.sqrt(tf.sum(tf.square(y), -1));
     if (eps > 0) den = tf.add(den, eps);
     return tf.mean(tf.div(num, den));

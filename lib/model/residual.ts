@@ -1,6 +1,8 @@
 /**
- * A model's prediction for one input window, optionally as a residual on the last input step (`--residual`, an
- * option beyond the reference GINO).
+ * A model's prediction for one input window, optionally as a residual on a simple forecast from the input steps
+ * (`--residual`, an option beyond the reference GINO): the last input step repeated (`--residual-base last`), or
+ * the line through the last two input steps (`--residual-base linear`). The network then learns the correction to
+ * that forecast, which it starts from at zero output.
  *
  * @module
  */
@@ -8,7 +10,10 @@
 import { tf } from "./backend.ts";
 import type { Gino, GinoGeometry } from "./gino.ts";
 
-/** Residual prediction: the model predicts the change from the last input step of each target column. */
+/** The forecast a residual model corrects: the last input step, or linear extrapolation of the last two. */
+export type ResidualBase = "last" | "linear";
+
+/** Residual prediction: the model predicts the difference from a simple forecast of each target column. */
 export interface ResidualSpec {
   /** Target columns C. */
   cols: number;
@@ -16,11 +21,46 @@ export interface ResidualSpec {
   tin: number;
   /** Output steps per column. */
   tout: number;
+  /** The forecast corrected (default `last`; `linear` needs two input steps, else it is `last`). */
+  base?: ResidualBase;
 }
 
 /**
- * The model's prediction for x [B, N, C * Tin]: the GINO output, plus (with `residual`) the last input step of each
- * column repeated over the output window.
+ * The residual of a model's settings (`residual`, `residualBase`; checkpoints written before `residualBase`
+ * existed mean `last`), or undefined for the plain output.
+ */
+export function residualOf(
+  model: { residual: boolean; residualBase?: ResidualBase },
+  cols: number,
+  tin: number,
+  tout: number,
+): ResidualSpec | undefined {
+  return model.residual ? { cols, tin, tout, base: model.residualBase ?? "last" } : undefined;
+}
+
+/**
+ * The base forecast of a residual model for x [B, N, C * Tin]: [B, N, C * Tout], step h (1-based) of column c
+ * being `last + h * (last - previous)` for `linear` and `last` for `last`.
+ */
+export function residualBase(x: tf.Tensor3D, spec: ResidualSpec): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [b, n] = x.shape;
+    const { cols, tin, tout } = spec;
+    const steps = x.reshape([b, n, cols, tin]);
+    const last = steps.slice([0, 0, 0, tin - 1], [-1, -1, -1, 1]);
+    let base: tf.Tensor = tf.tile(last, [1, 1, 1, tout]);
+    if (spec.base === "linear" && tin >= 2) {
+      const slope = tf.sub(last, steps.slice([0, 0, 0, tin - 2], [-1, -1, -1, 1]));
+      const h = tf.tensor4d(Array.from({ length: tout }, (_, i) => i + 1), [1, 1, 1, tout]);
+      base = tf.add(base, tf.mul(slope, h));
+    }
+    return base.reshape([b, n, cols * tout]) as tf.Tensor3D;
+  });
+}
+
+/**
+ * The model's prediction for x [B, N, C * Tin]: the GINO output, plus (with `residual`) the base forecast of
+ * {@linkcode residualBase}.
  */
 export function predictWindow(
   model: Gino,
@@ -30,10 +70,22 @@ export function predictWindow(
 ): tf.Tensor3D {
   const out = model.forwardGeometry(geom, x);
   if (!residual) return out;
-  return tf.tidy(() => {
-    const [b, n] = x.shape;
-    const { cols, tin, tout } = residual;
-    const last = x.reshape([b, n, cols, tin]).slice([0, 0, 0, tin - 1], [-1, -1, -1, 1]);
-    return tf.add(out, tf.tile(last, [1, 1, 1, tout]).reshape([b, n, cols * tout])) as tf.Tensor3D;
-  });
+  return tf.tidy(() => tf.add(out, residualBase(x, residual)) as tf.Tensor3D);
+}
+
+/**
+ * Sets the last projection layer of `model` (weight and bias) to zero, so that a new residual model starts as its
+ * base forecast exactly and training learns only the correction (the network's random output would otherwise add
+ * noise to a forecast that is already good).
+ */
+export function startAtBase(model: Gino): void {
+  const last = Math.max(
+    ...model.params.map((p) => /^projection\.fcs\.(\d+)\./.exec(p.name)).filter((m) => m !== null).map((m) =>
+      Number(m![1])
+    ),
+  );
+  for (const p of model.params) {
+    if (!p.name.startsWith(`projection.fcs.${last}.`)) continue;
+    for (const v of p.vars) tf.tidy(() => v.assign(tf.zerosLike(v)));
+  }
 }

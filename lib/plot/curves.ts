@@ -1,14 +1,17 @@
 /**
- * Training curves across sessions: `training_curves.html` (plotly.js inlined, so it opens offline; linear/log
- * switch) and `training_curves.png` (rendered without a browser), both with the resume points marked and a summary.
+ * Training curves across sessions: `training_curves.svg` and `training_curves.png` (written after every epoch;
+ * integer epoch ticks, log scale when the losses allow, the best epoch ringed, resume points marked) and
+ * `training_curves.html` (plotly.js inlined, so it opens offline; linear/log switch), which is 4-5 MB and so is
+ * written only when asked (the training loop asks every few epochs and when a session ends).
  *
  * @module
  */
 
 import { createRequire } from "node:module";
-import { COLORS, renderChart } from "./chart.ts";
-import { encodePng } from "./png.ts";
-import { writeFileAtomic, writeTextFileAtomic } from "../io/atomic.ts";
+import { COLORS, niceTicks, renderChart } from "./chart.ts";
+import { writeFigure } from "./figure.ts";
+import { writeTextFileAtomic } from "../io/atomic.ts";
+import type { Svg } from "./svg.ts";
 
 /** What the curves show. */
 export interface CurveData {
@@ -26,12 +29,18 @@ export interface CurveData {
   wallSeconds: number;
 }
 
-/** Summary line items shared by both figures. */
-export function curveSummary(d: CurveData): string[] {
+/** The index of the lowest finite validation loss, or -1. */
+function bestIndex(d: CurveData): number {
   let best = -1;
   d.val.forEach((v, i) => {
     if (Number.isFinite(v) && (best < 0 || v < d.val[best])) best = i;
   });
+  return best;
+}
+
+/** Summary line items shared by both figures. */
+export function curveSummary(d: CurveData): string[] {
+  const best = bestIndex(d);
   const h = Math.floor(d.wallSeconds / 3600),
     m = Math.floor((d.wallSeconds % 3600) / 60),
     s = Math.round(d.wallSeconds % 60);
@@ -41,7 +50,7 @@ export function curveSummary(d: CurveData): string[] {
       ? `best validation loss ${d.val[best].toPrecision(4)} at epoch ${best + 1}`
       : "no validation loss yet",
     `sessions ${d.sessions}`,
-    `wall time ${h}h${String(m).padStart(2, "0")}m${String(s).padStart(2, "0")}s`,
+    `training time ${h}h${String(m).padStart(2, "0")}m${String(s).padStart(2, "0")}s`,
   ];
 }
 
@@ -76,10 +85,20 @@ function plotly(): string | null {
 /** The HTML page (self-contained). */
 export function curvesHtml(d: CurveData): string {
   const epochs = d.train.map((_, i) => i + 1);
-  const data = [
+  const best = bestIndex(d);
+  const data: Record<string, unknown>[] = [
     { x: epochs, y: d.train, name: "train loss", mode: "lines+markers", line: { color: "#1f77b4" } },
     { x: epochs, y: d.val, name: "validation loss", mode: "lines+markers", line: { color: "#ff7f0e" } },
   ];
+  if (best >= 0) {
+    data.push({
+      x: [best + 1],
+      y: [d.val[best]],
+      name: `best (epoch ${best + 1})`,
+      mode: "markers",
+      marker: { size: 16, color: "rgba(0,0,0,0)", line: { color: "#222", width: 2 } },
+    });
+  }
   const shapes = d.resumes.map((e) => ({
     type: "line",
     x0: e - 0.5,
@@ -97,16 +116,18 @@ export function curvesHtml(d: CurveData): string {
     showarrow: false,
     xanchor: "left",
   }));
+  const positive = d.train.concat(d.val).every((v) => !Number.isFinite(v) || v > 0);
   const layout = {
     title: { text: `Training curves: ${d.run}` },
-    xaxis: { title: { text: "epoch" } },
-    yaxis: { title: { text: "relative L2 loss" }, type: "linear" },
+    xaxis: { title: { text: "epoch" }, tickvals: niceTicks(1, Math.max(1, epochs.length), 10, true) },
+    yaxis: { title: { text: "relative L2 loss" }, type: positive ? "log" : "linear" },
+    font: { family: "DejaVu Sans, Verdana, sans-serif" },
     shapes,
     annotations,
     updatemenus: [{
       buttons: [
-        { label: "linear", method: "relayout", args: [{ "yaxis.type": "linear" }] },
         { label: "log", method: "relayout", args: [{ "yaxis.type": "log" }] },
+        { label: "linear", method: "relayout", args: [{ "yaxis.type": "linear" }] },
       ],
       x: 0,
       y: 1.15,
@@ -118,7 +139,7 @@ export function curvesHtml(d: CurveData): string {
   const fallback = lib
     ? ""
     : `<p>plotly.js was not found next to this program, so the interactive chart is missing; ` +
-      `see training_curves.png. Epoch, train loss, validation loss:</p><pre>${
+      `see training_curves.svg. Epoch, train loss, validation loss:</p><pre>${
         epochs.map((e, i) => `${e}\t${d.train[i]}\t${d.val[i]}`).join("\n")
       }</pre>`;
   return `<!doctype html>
@@ -137,21 +158,39 @@ Plotly.newPlot("curves", data, layout, { responsive: true });
 `;
 }
 
-/** Writes `training_curves.html` and `training_curves.png` into `dir`. */
-export async function writeCurves(dir: string, d: CurveData): Promise<void> {
+/** The curves as an SVG chart (the PNG is rendered from it). */
+export function curvesSvg(d: CurveData): Svg {
   const epochs = d.train.map((_, i) => i + 1);
-  const canvas = renderChart({
+  const best = bestIndex(d);
+  return renderChart({
     title: `Training curves: ${d.run}`,
     xLabel: "epoch",
     yLabel: "relative L2 loss",
     logY: d.train.concat(d.val).every((v) => !Number.isFinite(v) || v > 0),
+    integerX: true,
     series: [
-      { name: "train loss", x: epochs, y: d.train, color: COLORS.blue, markers: true },
-      { name: "validation loss", x: epochs, y: d.val, color: COLORS.orange, markers: true },
+      { name: "train loss", x: epochs, y: d.train, color: COLORS.blue, markers: epochs.length <= 60 },
+      { name: "validation loss", x: epochs, y: d.val, color: COLORS.orange, markers: epochs.length <= 60 },
     ],
-    marks: d.resumes.map((e) => ({ x: e - 0.5, label: "resumed" })),
+    marks: d.resumes.map((e) => ({ x: e - 0.5, label: `resumed (epoch ${e})` })),
+    highlight: best >= 0 ? { x: best + 1, y: d.val[best], label: `best: epoch ${best + 1}` } : undefined,
     notes: (([a, b, c2, e]) => [`${a}, ${b}`, `${c2}, ${e}`])(curveSummary(d)),
   });
-  await writeFileAtomic(`${dir}/training_curves.png`, await encodePng(canvas));
-  await writeTextFileAtomic(`${dir}/training_curves.html`, curvesHtml(d));
+}
+
+/**
+ * Writes `training_curves.svg` and `.png` into `dir`, and with `html` also `training_curves.html`. Returns the
+ * paths written.
+ */
+export async function writeCurves(
+  dir: string,
+  d: CurveData,
+  options: { html?: boolean } = {},
+): Promise<string[]> {
+  const written = await writeFigure(`${dir}/training_curves`, curvesSvg(d));
+  if (options.html) {
+    await writeTextFileAtomic(`${dir}/training_curves.html`, curvesHtml(d));
+    written.push(`${dir}/training_curves.html`);
+  }
+  return written;
 }

@@ -1,16 +1,13 @@
 /**
- * A small raster canvas (RGBA) with lines, rectangles, markers and a 5x7 bitmap font, encoded as PNG with the
- * platform's deflate: static figures without a browser.
+ * A small raster canvas (RGBA) with lines, rectangles and markers, encoded as PNG with the platform's deflate: the
+ * pixel images inside the SVG figures (field maps, colour bars). Figures with text are SVG (`svg.ts`), rendered to
+ * PNG by `raster.ts`.
  *
  * @module
  */
 
-/** An RGB colour, components 0-255. */
-export type Rgb = [number, number, number];
-
-// 5x7 glyphs for ASCII 32..126: 7 rows per glyph, each row 5 bits (leftmost = 16) written in base 32.
-const FONT =
-  "00000004444404aaa0000aavavaa4fke5u4op248j3cik8lid44800002488842842224804lel40044v4400000c48000v00000000cc01248g0ehjlphe4c4444eeh1248vv2421he26aiv22vgu11he68guhhev124888ehhehheehhf12c0cc0cc00cc0c48248g84200v0v008421248eh12404ehnlngeehhvhhhuhhuhhuehggghesihhhisvgguggvvggugggehgnhhfhhhvhhhe44444e72222ichikokihggggggvhrllhhhhhpljhhehhhhheuhhugggehhhliduhhukihfgge11uv444444hhhhhhehhhhha4hhhlllahha4ahhhha4444v1248gve88888e0g84210e22222e4ah0000000000v840000000e1fhfggmphhu00egghe11djhhf00ehvge698s8880fhhf1eggmphhh40c444e20622icggikokic44444e00qllhh00mphhh00ehhhe00uhugg00djf1100mpggg00ege1u88s889600hhhjd00hhha400hhlla00ha4ah00hhf1e00v248v244844244444448442448008l200";
+import type { Rgb } from "./svg.ts";
+export type { Rgb } from "./svg.ts";
 
 /** An RGBA raster. */
 export class Canvas {
@@ -69,54 +66,6 @@ export class Canvas {
       }
     }
   }
-
-  /** Text with the 5x7 font at integer scale; anchor left, centre or right of x; y is the top. */
-  text(
-    s: string,
-    x: number,
-    y: number,
-    c: Rgb,
-    scale = 2,
-    anchor: "left" | "center" | "right" = "left",
-  ): void {
-    const w = textWidth(s, scale);
-    let cx = anchor === "left" ? x : anchor === "center" ? x - w / 2 : x - w;
-    for (const ch of s) {
-      const code = ch.charCodeAt(0);
-      const idx = code >= 32 && code <= 126 ? code - 32 : 31; // '?' for anything else
-      for (let row = 0; row < 7; row++) {
-        const bits = parseInt(FONT[idx * 7 + row], 32);
-        for (let col = 0; col < 5; col++) {
-          if (bits & (16 >> col)) this.fillRect(cx + col * scale, y + row * scale, scale, scale, c);
-        }
-      }
-      cx += 6 * scale;
-    }
-  }
-
-  /** Text rotated 90 degrees counter-clockwise (for a y-axis label); (x, y) is the centre. */
-  textVertical(s: string, x: number, y: number, c: Rgb, scale = 2): void {
-    const w = textWidth(s, scale);
-    let cy = y + w / 2;
-    for (const ch of s) {
-      const code = ch.charCodeAt(0);
-      const idx = code >= 32 && code <= 126 ? code - 32 : 31;
-      for (let row = 0; row < 7; row++) {
-        const bits = parseInt(FONT[idx * 7 + row], 32);
-        for (let col = 0; col < 5; col++) {
-          if (bits & (16 >> col)) {
-            this.fillRect(x - 3.5 * scale + row * scale, cy - (col + 1) * scale, scale, scale, c);
-          }
-        }
-      }
-      cy -= 6 * scale;
-    }
-  }
-}
-
-/** Width in pixels of text at a scale. */
-export function textWidth(s: string, scale = 2): number {
-  return s.length * 6 * scale - scale;
 }
 
 const CRC_TABLE = (() => {

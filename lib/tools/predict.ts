@@ -16,11 +16,12 @@ import type { Part, Patch, PatchDataset } from "../data/dataset.ts";
 import { createGino } from "../model/gino.ts";
 import type { Gino, GinoGeometry } from "../model/gino.ts";
 import { latentGrid } from "../model/latent.ts";
-import { predictWindow } from "../model/residual.ts";
+import { predictWindow, residualOf } from "../model/residual.ts";
+import type { ResidualBase } from "../model/residual.ts";
 import { readNpy } from "../io/npy.ts";
-import { writeFileAtomic, writeTextFileAtomic } from "../io/atomic.ts";
+import { writeTextFileAtomic } from "../io/atomic.ts";
 import { COLORS, renderChart } from "../plot/chart.ts";
-import { encodePng } from "../plot/png.ts";
+import { writeFigure } from "../plot/figure.ts";
 import { renderFieldMaps } from "../plot/fieldmap.ts";
 
 /** Options of {@linkcode predict}. */
@@ -61,6 +62,8 @@ export interface ErrorStats {
   mae: number;
   /** Largest absolute error. */
   max_error: number;
+  /** Coefficient of determination 1 - SS_res / SS_tot (NaN when the true values are constant). */
+  r2: number;
   /** Values compared. */
   count: number;
 }
@@ -112,9 +115,11 @@ class Acc {
   ae = 0;
   max = 0;
   yy = 0;
+  y = 0;
   n = 0;
   add(pred: number, truth: number) {
     const e = pred - truth;
+    this.y += truth;
     this.se += e * e;
     this.ae += Math.abs(e);
     if (Math.abs(e) > this.max) this.max = Math.abs(e);
@@ -127,6 +132,9 @@ class Acc {
       rmse: this.n ? Math.sqrt(this.se / this.n) : NaN,
       mae: this.n ? this.ae / this.n : NaN,
       max_error: this.max,
+      r2: this.n && this.yy - this.y * this.y / this.n > 0
+        ? 1 - this.se / (this.yy - this.y * this.y / this.n)
+        : NaN,
       count: this.n,
     };
   }
@@ -183,7 +191,7 @@ export function forecast(
   tin: number,
   tout: number,
   rollout: number,
-  residual = false,
+  residual: boolean | ResidualBase = false,
 ): Float32Array {
   const B = starts.length, N = p.n, T = p.steps, H = tout * rollout;
   const out = new Float32Array(B * cols * N * H);
@@ -203,7 +211,7 @@ export function forecast(
         model,
         geom,
         tf.tensor3d(x, [B, N, cols * tin]),
-        residual ? { cols, tin, tout } : undefined,
+        residual ? { cols, tin, tout, base: residual === true ? "last" : residual } : undefined,
       )
         .dataSync() as Float32Array
     );
@@ -392,7 +400,17 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
     const traj = new Set(windowStarts(p, part, tin, horizon, horizon));
     for (let b0 = 0; b0 < all.length; b0 += batchSize) {
       const starts = all.slice(b0, b0 + batchSize);
-      const pred = forecast(model, geom, p, starts, C, tin, tout, rollout, s.model.residual);
+      const pred = forecast(
+        model,
+        geom,
+        p,
+        starts,
+        C,
+        tin,
+        tout,
+        rollout,
+        residualOf(s.model, C, tin, tout)?.base ?? false,
+      );
       starts.forEach((t0, b) => {
         col.windows++;
         scoreWindow(x, col, pred, b, t0, traj.has(t0));
@@ -455,8 +473,9 @@ async function writeFigures(
     const steps = Array.from({ length: r.horizon }, (_, i) => i + 1);
     const chart = renderChart({
       title: `Error over the forecast horizon: ${col}`,
-      xLabel: "forecast step",
-      yLabel: "RMSE",
+      xLabel: "forecast step (lead)",
+      yLabel: "RMSE (physical units)",
+      integerX: true,
       series: [
         {
           name: "model",
@@ -482,33 +501,32 @@ async function writeFigures(
           dash: [3, 4],
         },
       ],
-      notes: [
-        `${r.windows} windows (${r.part} part), rollout ${r.rollout}; RMSE in physical units`,
-      ],
+      notes: [`${r.windows} windows (${r.part} part), rollout ${r.rollout}`],
     });
-    const f = `${o.outDir}/error_vs_horizon_${col}.png`;
-    await writeFileAtomic(f, await encodePng(chart));
-    out.push(f);
+    out.push(...await writeFigure(`${o.outDir}/error_vs_horizon_${col}`, chart));
   }
+  const col0 = r.target_cols[0];
+  const r2 = r.model.overall[col0].r2;
   const sc = renderChart({
-    title: `Predicted vs true: ${r.target_cols[0]}`,
-    xLabel: "true",
-    yLabel: "predicted",
+    title: `Predicted vs true: ${col0} (R\u00b2 = ${Number.isFinite(r2) ? r2.toFixed(4) : "n/a"})`,
+    xLabel: "true (physical units)",
+    yLabel: "predicted (physical units)",
     diagonal: true,
     series: [{
       name: "model",
       x: scatter.map((p) => p[0]),
       y: scatter.map((p) => p[1]),
       color: COLORS.blue,
-      markers: true,
       lines: false,
     }],
+    notes: [
+      `R\u00b2 over all ${r.model.overall[col0].count.toLocaleString("en")} values; ` +
+      `${scatter.length.toLocaleString("en")} of them drawn`,
+    ],
     width: 760,
     height: 700,
   });
-  const fs = `${o.outDir}/scatter_${r.target_cols[0]}.png`;
-  await writeFileAtomic(fs, await encodePng(sc));
-  out.push(fs);
+  out.push(...await writeFigure(`${o.outDir}/scatter_${col0}`, sc));
   // cross-section maps on the built-in Henry data (its grid is known)
   try {
     const henry = JSON.parse(await Deno.readTextFile(`${baseDir}/henry.json`));
@@ -517,14 +535,12 @@ async function writeFigures(
       ? o.mapSteps.filter((s) => fieldAt.has(s))
       : [steps[0], steps.at(-1)!].filter((s, i, a) => s !== undefined && a.indexOf(s) === i);
     for (const step of chosen) {
-      const canvas = renderFieldMaps(
+      const svg = await renderFieldMaps(
         henry.parameters,
         fieldAt.get(step)!,
-        `${r.target_cols[0]} at time step ${step} (y-row 1)`,
+        `${col0} at time step ${step} (y-row 1)`,
       );
-      const fm = `${o.outDir}/section_${r.target_cols[0]}_step${String(step).padStart(4, "0")}.png`;
-      await writeFileAtomic(fm, await encodePng(canvas));
-      out.push(fm);
+      out.push(...await writeFigure(`${o.outDir}/section_${col0}_step${String(step).padStart(4, "0")}`, svg));
     }
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;

@@ -133,8 +133,12 @@ function historyJson(state: TrainingState): string {
   ) + "\n";
 }
 
-/** Writes `loss_history.json` and the curves from the state. */
-export async function writeHistory(layout: RunLayout, state: TrainingState): Promise<void> {
+/** Writes `loss_history.json` and the curves from the state (`html`: the 4-5 MB HTML page as well). */
+export async function writeHistory(
+  layout: RunLayout,
+  state: TrainingState,
+  options: { html?: boolean } = {},
+): Promise<void> {
   const h = state.history;
   const resumes: number[] = [];
   h.sessions.forEach((sess, i) => {
@@ -148,7 +152,7 @@ export async function writeHistory(layout: RunLayout, state: TrainingState): Pro
     resumes: [...new Set(resumes)],
     sessions: h.sessions.length,
     wallSeconds: trainingSeconds(state),
-  });
+  }, options);
 }
 
 /** Writes `loss_history.json` alone, synchronously (for an exit that cannot wait). */

@@ -58,6 +58,9 @@ export interface TrainOptions extends ResumeOptions {
   world?: World;
 }
 
+/** Epochs between rewrites of `training_curves.html` (the SVG and PNG curves are written every epoch). */
+const HTML_EVERY = 10;
+
 /** Runs (or resumes) training with the given settings. Returns the exit status. */
 export async function train(settings: TrainSettings, options: TrainOptions = {}): Promise<number> {
   const world = options.world ?? currentWorld();
@@ -165,7 +168,7 @@ async function runSession(ses: Session, resumed: Checkpoint | undefined): Promis
   if (resumed && ses.writer) await repair(ses, resumed);
   if (ses.writer) await writeConfig(ses);
   if (isFinished(state, policy)) {
-    if (ses.writer) await writeHistory(ses.layout, state);
+    if (ses.writer) await writeHistory(ses.layout, state, { html: true });
     log.info(
       `nothing to do: the run already has ${state.epoch} epochs` +
         (earlyStopped(state, policy) ? " (early stopping)" : "") +
@@ -254,7 +257,8 @@ async function endEpoch(ses: Session, val: Evaluation, seconds: number): Promise
   ses.log.info(epochLogLine(rec, ses.policy.epochs));
   if (!ses.writer) return;
   await Deno.writeTextFile(ses.layout.metrics, JSON.stringify(rec) + "\n", { append: true });
-  await writeHistory(ses.layout, state);
+  // the HTML page (plotly inlined, 4-5 MB) every few epochs; the session's end writes it too
+  await writeHistory(ses.layout, state, { html: epoch % HTML_EVERY === 0 });
   await ses.lock.heartbeat();
 }
 
@@ -274,7 +278,8 @@ async function stopResumably(ses: Session): Promise<number> {
     return EXIT.stopped;
   }
   const written = await saveState(ses);
-  if (ses.writer) await writeHistory(ses.layout, state);
+  if (ses.writer) await writeHistory(ses.layout, state, { html: true });
+  ses.historyFinal = true; // a stop is quick: the job may be killed soon after the signal
   log.info(`${text}; resumable checkpoint ${written.join(", ")}; ${hint}`);
   return EXIT.stopped;
 }
@@ -313,9 +318,9 @@ async function finish(ses: Session, exit: number, t0: number): Promise<void> {
   ses.stop.uninstall();
   if (ses.record.exit === null) closeRecord(ses, exit, "completed");
   const recorded = state.history.sessions.includes(ses.record);
-  if (recorded) {
+  if (recorded && !ses.historyFinal) {
     if (state.global_step === ses.startStep) dropRecord(ses); // a session that trained nothing is not recorded
-    if (ses.writer) await writeHistory(ses.layout, state).catch(() => {});
+    if (ses.writer) await writeHistory(ses.layout, state, { html: true }).catch(() => {});
   }
   ses.lock.release();
   await reportWeights(ses);

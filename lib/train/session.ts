@@ -9,6 +9,7 @@
 import { createGino } from "../model/gino.ts";
 import type { Gino, GinoGeometry } from "../model/gino.ts";
 import { latentGrid } from "../model/latent.ts";
+import { residualOf, startAtBase } from "../model/residual.ts";
 import type { ResidualSpec } from "../model/residual.ts";
 import { PatchBatchSampler } from "../data/sampler.ts";
 import { BatchAssembler } from "../data/batch.ts";
@@ -83,6 +84,8 @@ export interface Session extends SessionParts {
   previousLock?: RunLockInfo;
   /** True on the process that writes the run's files (rank 0). */
   writer: boolean;
+  /** The history and curves on disk, HTML included, hold this session's closed record (nothing left to write). */
+  historyFinal?: boolean;
 }
 
 /** Builds the parts of a session (see the module documentation). Writes nothing. */
@@ -105,6 +108,7 @@ export function prepareSession(
   const state = ckpt
     ? resumedState(s, ckpt, { model, adam, sampler, ...o })
     : freshState(s, model, adam, sampler, ds, o.runName);
+  if (!ckpt && s.model.residual) startAtBase(model);
   adam.lr = state.scheduler.lr;
   state.config = structuredClone(s);
   const geometries = patchGeometries(s, ds, model, o.log);
@@ -121,7 +125,7 @@ export function prepareSession(
     assembler: new BatchAssembler(ds, s.data.batchSize),
     geometries,
     micro,
-    residual: s.model.residual ? { cols, tin: s.data.inputWindow, tout: s.data.outputWindow } : undefined,
+    residual: residualOf(s.model, cols, s.data.inputWindow, s.data.outputWindow),
     state,
     world: o.world,
     reduce: allReduceGradients(o.world, reduction),

@@ -34,6 +34,7 @@ import { OBS_COLUMNS } from "../data/dataset.ts";
 import type { ObsColumn } from "../data/dataset.ts";
 import type { GinoConfig } from "../model/config.ts";
 import type { BackendName } from "../model/backend.ts";
+import type { ResidualBase } from "../model/residual.ts";
 
 /** Which data a run trains on, and how it is cut into windows and batches. */
 export interface DataSettings {
@@ -83,8 +84,10 @@ export interface ModelSettings {
   gnoMlpLayers: number[];
   /** Projection hidden width = ratio x FNO width. */
   projectionChannelRatio: number;
-  /** Predict the change from the last input step (beyond the reference GINO). */
+  /** Predict the correction to a simple forecast (beyond the reference GINO). */
   residual: boolean;
+  /** The forecast a residual model corrects: the last input step, or linear extrapolation of the last two. */
+  residualBase: ResidualBase;
 }
 
 /** How the weights are optimised. */
@@ -379,8 +382,20 @@ export const SETTING_SPECS: readonly SettingSpec[] = [
     name: "residual",
     type: "boolean",
     default: false,
-    help: "predict the change from the last input step (an option beyond the reference GINO)",
+    help:
+      "predict the correction to a simple forecast, see --residual-base (an option beyond the reference GINO)",
     path: ["model", "residual"],
+    resume: "fixed",
+  },
+  {
+    name: "residual-base",
+    type: "string",
+    default: "last",
+    help:
+      "with --residual, the forecast corrected: last (the last input step) or linear (extrapolated from the " +
+      "last two)",
+    check: oneOf("last", "linear"),
+    path: ["model", "residualBase"],
     resume: "fixed",
   },
   {
