@@ -42,7 +42,7 @@ Deno.test("predict() metrics equal a direct computation over the same windows, f
   await using t = await tempDir();
   const r = await predict({ checkpoint: path, outDir: t.dir, backend: "wasm", csv: false, figures: false });
   const { mean, std } = ck.state.normalization;
-  let se = 0, ae = 0, mx = 0, n = 0, pse = 0, lse = 0, windows = 0;
+  let se = 0, ae = 0, mx = 0, n = 0, pse = 0, lse = 0, windows = 0, ty = 0, tyy = 0;
   for (const p of ds.patches) {
     const geom = model.geometry(p.coords, latentGrid(p.coords, [8, 8, 8]), [8, 8, 8]);
     for (let t0 = p.trainSteps; t0 + 5 <= p.steps; t0++) {
@@ -57,6 +57,8 @@ Deno.test("predict() metrics equal a direct computation over the same windows, f
           const e = out[j * 2 + h] * std[0] + mean[0] - truth;
           se += e * e;
           ae += Math.abs(e);
+          ty += truth;
+          tyy += truth * truth;
           mx = Math.max(mx, Math.abs(e));
           n++;
           pse += (last * std[0] + mean[0] - truth) ** 2;
@@ -74,6 +76,8 @@ Deno.test("predict() metrics equal a direct computation over the same windows, f
   close(m.rmse, Math.sqrt(se / n));
   close(m.mae, ae / n);
   close(m.max_error, mx);
+  close(m.r2, 1 - se / (tyy - ty * ty / n));
+  assert.equal(r.fitted_base, undefined, "a plain model has no fitted base to report");
   close(r.persistence.overall.mass_concentration.rmse, Math.sqrt(pse / n));
   close(r.linear.overall.mass_concentration.rmse, Math.sqrt(lse / n));
   assert.equal(r.model.per_step.mass_concentration.length, 2);
@@ -173,4 +177,52 @@ Deno.test("deno task predict writes metrics, figures and CSVs that map every nod
       assert.ok(Math.abs(err - csv.columns.mass_concentration_error[i]) < 1e-5 * 35);
     }
   }
+});
+
+Deno.test("predict() reports a fitted-base model's base alone, equal to a direct computation from the saved weights", async () => {
+  await using t = await tempDir();
+  const tr = await runTrain([
+    "--epochs",
+    "1",
+    "--residual",
+    "--residual-base",
+    "fitted",
+    "--results-dir",
+    t.dir,
+    "--run-name",
+    "f",
+  ]);
+  assert.equal(tr.code, 0, tr.stderr);
+  const path = `${t.dir}/f/checkpoints/final_checkpoint.safetensors`;
+  const ck = await loadCheckpoint(path);
+  const w = ck.state.residual_fit!;
+  const r = await predict({
+    checkpoint: path,
+    outDir: `${t.dir}/out`,
+    backend: "wasm",
+    csv: false,
+    figures: false,
+  });
+  const ds = await loadPatchDataset(`${await tinyPatchData()}/filter_patch`, {
+    targetCols: ck.state.config.data.targetCols,
+    inputWindow: 3,
+    outputWindow: 2,
+    normalization: ck.state.normalization,
+  });
+  const { std } = ck.state.normalization;
+  let se = 0, n = 0;
+  for (const p of ds.patches) {
+    for (let t0 = p.trainSteps; t0 + 5 <= p.steps; t0++) {
+      for (let j = 0; j < p.nCore; j++) {
+        const x = [0, 1, 2].map((i) => p.values[j * p.steps + t0 + i]);
+        for (let h = 0; h < 2; h++) {
+          const v = w[3 * 2 + h] + x.reduce((a, xi, i) => a + w[i * 2 + h] * xi, 0);
+          se += ((v - p.values[j * p.steps + t0 + 3 + h]) * std[0]) ** 2;
+          n++;
+        }
+      }
+    }
+  }
+  const got = r.fitted_base!.overall.mass_concentration.rmse;
+  assert.ok(Math.abs(got - Math.sqrt(se / n)) <= 1e-5 * got, `${got} vs ${Math.sqrt(se / n)}`);
 });

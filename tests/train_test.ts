@@ -283,3 +283,32 @@ Deno.test("--backend tensorflow without the native package is a clear error, not
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--backend tensorflow needs @tensorflow\/tfjs-node-gpu .* or use --backend wasm/);
 });
+
+Deno.test("--residual-base fitted: the base is fitted once, saved in the checkpoint and kept by a resume", async () => {
+  await using t = await tempDir();
+  const args = ["--residual", "--residual-base", "fitted", "--results-dir", t.dir, "--run-name", "f"];
+  const first = await train([...args, "--epochs", "1"]);
+  assert.equal(first.code, 0, first.stderr);
+  const c1 = await loadCheckpoint(`${t.dir}/f/checkpoints/latest_checkpoint.safetensors`);
+  const fit = c1.state.residual_fit!;
+  const tin = c1.state.config.data.inputWindow, tout = c1.state.config.data.outputWindow;
+  assert.equal(fit.length, c1.state.config.data.targetCols.length * (tin + 1) * tout);
+  assert.ok(fit.every(Number.isFinite));
+  const second = await train(["--epochs", "2", "--results-dir", t.dir, "--resume-from", "auto"]);
+  assert.equal(second.code, 0, second.stderr);
+  const c2 = await loadCheckpoint(`${t.dir}/f/checkpoints/latest_checkpoint.safetensors`);
+  assert.equal(c2.state.epoch, 2);
+  assert.deepEqual(c2.state.residual_fit, fit);
+  const other = await train([
+    "--epochs",
+    "3",
+    "--results-dir",
+    t.dir,
+    "--resume-from",
+    "auto",
+    "--residual-base",
+    "linear",
+  ]);
+  assert.equal(other.code, 2);
+  assert.match(other.stderr, /--residual-base: saved "fitted", now "linear"/);
+});

@@ -1,8 +1,9 @@
 /**
  * A model's prediction for one input window, optionally as a residual on a simple forecast from the input steps
- * (`--residual`, an option beyond the reference GINO): the last input step repeated (`--residual-base last`), or
- * the line through the last two input steps (`--residual-base linear`). The network then learns the correction to
- * that forecast, which it starts from at zero output.
+ * (`--residual`, an option beyond the reference GINO): the last input step repeated (`--residual-base last`), the
+ * line through the last two input steps (`--residual-base linear`), or a linear map of the whole input window
+ * fitted to the training data (`--residual-base fitted`, see `lib/train/base_fit.ts`). The network then learns the
+ * correction to that forecast, which it starts from at zero output.
  *
  * @module
  */
@@ -10,8 +11,8 @@
 import { tf } from "./backend.ts";
 import type { Gino, GinoGeometry } from "./gino.ts";
 
-/** The forecast a residual model corrects: the last input step, or linear extrapolation of the last two. */
-export type ResidualBase = "last" | "linear";
+/** The forecast a residual model corrects: the last input step, linear extrapolation, or a fitted linear map. */
+export type ResidualBase = "last" | "linear" | "fitted";
 
 /** Residual prediction: the model predicts the difference from a simple forecast of each target column. */
 export interface ResidualSpec {
@@ -23,6 +24,8 @@ export interface ResidualSpec {
   tout: number;
   /** The forecast corrected (default `last`; `linear` needs two input steps, else it is `last`). */
   base?: ResidualBase;
+  /** For `fitted`: weights `[C][Tin + 1][Tout]` flat, the last input row being the constant term. */
+  fit?: ArrayLike<number>;
 }
 
 /**
@@ -34,13 +37,22 @@ export function residualOf(
   cols: number,
   tin: number,
   tout: number,
+  fit?: ArrayLike<number>,
 ): ResidualSpec | undefined {
-  return model.residual ? { cols, tin, tout, base: model.residualBase ?? "last" } : undefined;
+  if (!model.residual) return undefined;
+  const base = model.residualBase ?? "last";
+  if (base === "fitted" && fit?.length !== cols * (tin + 1) * tout) {
+    throw new Error(
+      `the fitted residual base needs ${cols * (tin + 1) * tout} weights, got ${fit?.length ?? "none"}`,
+    );
+  }
+  return { cols, tin, tout, base, fit: base === "fitted" ? fit : undefined };
 }
 
 /**
  * The base forecast of a residual model for x [B, N, C * Tin]: [B, N, C * Tout], step h (1-based) of column c
- * being `last + h * (last - previous)` for `linear` and `last` for `last`.
+ * being `last + h * (last - previous)` for `linear`, `last` for `last`, and the fitted map of the window plus its
+ * constant for `fitted`.
  */
 export function residualBase(x: tf.Tensor3D, spec: ResidualSpec): tf.Tensor3D {
   return tf.tidy(() => {
@@ -48,6 +60,20 @@ export function residualBase(x: tf.Tensor3D, spec: ResidualSpec): tf.Tensor3D {
     const { cols, tin, tout } = spec;
     const steps = x.reshape([b, n, cols, tin]);
     const last = steps.slice([0, 0, 0, tin - 1], [-1, -1, -1, 1]);
+    if (spec.base === "fitted" && spec.fit) {
+      // [C, B N, Tin + 1] x [C, Tin + 1, Tout] -> [C, B N, Tout]
+      const a = tf.concat([steps, tf.onesLike(last)], 3).transpose([2, 0, 1, 3]).reshape([
+        cols,
+        b * n,
+        tin + 1,
+      ]);
+      const w = tf.tensor3d(Float32Array.from(spec.fit), [cols, tin + 1, tout]);
+      return tf.matMul(a, w).reshape([cols, b, n, tout]).transpose([1, 2, 0, 3]).reshape([
+        b,
+        n,
+        cols * tout,
+      ]) as tf.Tensor3D;
+    }
     let base: tf.Tensor = tf.tile(last, [1, 1, 1, tout]);
     if (spec.base === "linear" && tin >= 2) {
       const slope = tf.sub(last, steps.slice([0, 0, 0, tin - 2], [-1, -1, -1, 1]));

@@ -23,8 +23,8 @@ export interface Series {
   markers?: boolean;
   /** Draw lines between points (default true); false: a point series. */
   lines?: boolean;
-  /** Dash pattern: on and off lengths in pixels. */
-  dash?: [number, number];
+  /** Dash pattern: on and off lengths in pixels (repeated). */
+  dash?: number[];
 }
 
 /** A chart's content. */

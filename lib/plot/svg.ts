@@ -17,8 +17,8 @@ export interface Stroke {
   color: Rgb;
   /** Width in pixels (default 1). */
   width?: number;
-  /** Dash pattern: on and off lengths in pixels. */
-  dash?: [number, number];
+  /** Dash pattern: on and off lengths in pixels (repeated). */
+  dash?: number[];
   /** Opacity 0-1 (default 1). */
   opacity?: number;
 }

@@ -17,7 +17,7 @@ import { createGino } from "../model/gino.ts";
 import type { Gino, GinoGeometry } from "../model/gino.ts";
 import { latentGrid } from "../model/latent.ts";
 import { predictWindow, residualOf } from "../model/residual.ts";
-import type { ResidualBase } from "../model/residual.ts";
+import type { ResidualBase, ResidualSpec } from "../model/residual.ts";
 import { readNpy } from "../io/npy.ts";
 import { writeTextFileAtomic } from "../io/atomic.ts";
 import { COLORS, renderChart } from "../plot/chart.ts";
@@ -104,6 +104,8 @@ export interface PredictReport {
   persistence: PredictorMetrics;
   /** Metrics of linear extrapolation. */
   linear: PredictorMetrics;
+  /** Metrics of the model's fitted base forecast alone (models trained with `--residual-base fitted`). */
+  fitted_base?: PredictorMetrics;
   /** CSV files written. */
   csv_files: number;
   /** Figures written. */
@@ -191,8 +193,13 @@ export function forecast(
   tin: number,
   tout: number,
   rollout: number,
-  residual: boolean | ResidualBase = false,
+  residual: boolean | ResidualBase | ResidualSpec = false,
 ): Float32Array {
+  const spec: ResidualSpec | undefined = typeof residual === "object"
+    ? residual
+    : residual
+    ? { cols, tin, tout, base: residual === true ? "last" : residual }
+    : undefined;
   const B = starts.length, N = p.n, T = p.steps, H = tout * rollout;
   const out = new Float32Array(B * cols * N * H);
   // seq[b][c][n][k]: the last tin steps known for each point (true at first, then predicted)
@@ -211,7 +218,7 @@ export function forecast(
         model,
         geom,
         tf.tensor3d(x, [B, N, cols * tin]),
-        residual ? { cols, tin, tout, base: residual === true ? "last" : residual } : undefined,
+        spec,
       )
         .dataSync() as Float32Array
     );
@@ -235,7 +242,7 @@ export function forecast(
 /** What the evaluation collects over all windows. */
 interface Collected {
   /** Accumulators of the model and both baselines. */
-  acc: Record<"model" | "persistence" | "linear", PredictorAcc>;
+  acc: { model: PredictorAcc; persistence: PredictorAcc; linear: PredictorAcc; fitted_base?: PredictorAcc };
   /** Windows evaluated. */
   windows: number;
   /** CSV rows per time step (non-overlapping trajectories from the start of the part). */
@@ -255,6 +262,25 @@ interface PatchCtx {
   C: number;
   tin: number;
   horizon: number;
+  /** Output steps of one model window, and the fitted base's weights (see `base_fit.ts`), if the model has one. */
+  tout: number;
+  fit?: ArrayLike<number>;
+}
+
+/** The fitted base's forecast of column `c` from its `tin` last values `hist`, chained over `horizon` steps. */
+function fittedForecast(x: PatchCtx, c: number, hist: number[]): number[] {
+  const { tin, tout, horizon, fit } = x;
+  const out: number[] = [];
+  while (out.length < horizon) {
+    const w = hist.slice(-tin), k = c * (tin + 1);
+    for (let h = 0; h < tout; h++) {
+      let v = fit![(k + tin) * tout + h];
+      for (let i = 0; i < tin; i++) v += fit![(k + i) * tout + h] * w[i];
+      out.push(v);
+      hist.push(v);
+    }
+  }
+  return out.slice(0, horizon);
 }
 
 /** Adds one forecast window (starting at `t0`, prediction `pred` of window `b`) to the accumulators. */
@@ -269,6 +295,7 @@ function scoreWindow(
   const { p, C, tin, horizon, phys, nodes } = x;
   const T = p.steps, N = p.n, nc = p.nCore;
   for (const [kind, a] of Object.entries(col.acc)) {
+    if (!a) continue;
     const patchAcc = a.patch(p.name);
     let lossSum = 0;
     for (let n = 0; n < nc; n++) {
@@ -276,12 +303,17 @@ function scoreWindow(
       for (let c = 0; c < C; c++) {
         const row = (c * N + n) * T;
         const last = p.values[row + t0 + tin - 1], prev = p.values[row + t0 + tin - 2] ?? last;
+        const fitted = kind === "fitted_base"
+          ? fittedForecast(x, c, Array.from(p.values.subarray(row + t0, row + t0 + tin)))
+          : undefined;
         for (let h = 0; h < horizon; h++) {
           const truth = p.values[row + t0 + tin + h];
           const v = kind === "model"
             ? pred[((b * C + c) * N + n) * horizon + h]
             : kind === "persistence"
             ? last
+            : fitted
+            ? fitted[h]
             : last + (h + 1) * (tin >= 2 ? last - prev : 0);
           num += (v - truth) ** 2;
           den += truth * truth;
@@ -370,11 +402,14 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
   restoreTensors(ckpt, model);
   const { mean, std } = ckpt.state.normalization;
   const C = cols.length;
+  const residual = residualOf(s.model, C, tin, tout, ckpt.state.residual_fit);
+  const fit = residual?.base === "fitted" ? residual.fit : undefined;
   const col: Collected = {
     acc: {
       model: new PredictorAcc(C, horizon),
       persistence: new PredictorAcc(C, horizon),
       linear: new PredictorAcc(C, horizon),
+      fitted_base: fit ? new PredictorAcc(C, horizon) : undefined,
     },
     windows: 0,
     csvRows: new Map(),
@@ -395,6 +430,8 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
       C,
       tin,
       horizon,
+      tout,
+      fit,
     };
     const all = windowStarts(p, part, tin, horizon, 1);
     const traj = new Set(windowStarts(p, part, tin, horizon, horizon));
@@ -409,7 +446,7 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
         tin,
         tout,
         rollout,
-        residualOf(s.model, C, tin, tout)?.base ?? false,
+        residual ?? false,
       );
       starts.forEach((t0, b) => {
         col.windows++;
@@ -438,6 +475,7 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
     model: col.acc.model.result(cols),
     persistence: col.acc.persistence.result(cols),
     linear: col.acc.linear.result(cols),
+    ...(col.acc.fitted_base ? { fitted_base: col.acc.fitted_base.result(cols) } : {}),
     csv_files: o.csv !== false ? await writeCsvs(o.outDir, cols, col.csvRows) : 0,
     figures: [],
   };
@@ -500,6 +538,16 @@ async function writeFigures(
           markers: true,
           dash: [3, 4],
         },
+        ...(r.fitted_base
+          ? [{
+            name: "fitted base alone",
+            x: steps,
+            y: r.fitted_base.per_step[col].map((s) => s.rmse),
+            color: COLORS.green,
+            markers: true,
+            dash: [10, 3, 2, 3],
+          }]
+          : []),
       ],
       notes: [`${r.windows} windows (${r.part} part), rollout ${r.rollout}`],
     });
@@ -548,19 +596,26 @@ async function writeFigures(
   return out;
 }
 
-/** The printed table: variable, metric, model, persistence, linear extrapolation. */
+/**
+ * The printed table: variable, metric, model, persistence, linear extrapolation, and the model's fitted base
+ * alone when it has one.
+ */
 export function formatReport(r: PredictReport): string {
-  const rows: string[][] = [["variable", "metric", "model", "persistence", "linear"]];
+  const predictors = [r.model, r.persistence, r.linear, ...(r.fitted_base ? [r.fitted_base] : [])];
+  const rows: string[][] = [[
+    "variable",
+    "metric",
+    "model",
+    "persistence",
+    "linear",
+    ...(r.fitted_base ? ["fitted base"] : []),
+  ]];
   for (const col of r.target_cols) {
     for (const m of ["rel_l2_field", "rmse", "mae", "max_error"] as const) {
-      rows.push([col, m, ...[r.model, r.persistence, r.linear].map((p) => p.overall[col][m].toPrecision(4))]);
+      rows.push([col, m, ...predictors.map((p) => p.overall[col][m].toPrecision(4))]);
     }
   }
-  rows.push([
-    "all",
-    "rel_l2_loss",
-    ...[r.model, r.persistence, r.linear].map((p) => p.rel_l2_loss.toPrecision(4)),
-  ]);
+  rows.push(["all", "rel_l2_loss", ...predictors.map((p) => p.rel_l2_loss.toPrecision(4))]);
   const w = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   const lines = rows.map((row) => row.map((c, i) => c.padEnd(w[i])).join("  "));
   lines.splice(1, 0, w.map((x) => "-".repeat(x)).join("  "));

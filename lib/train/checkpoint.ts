@@ -106,6 +106,8 @@ export interface TrainingState {
   gino_config: GinoConfig;
   /** Normalisation statistics. */
   normalization: Normalization;
+  /** With `--residual-base fitted`: the fitted base's weights `[C][Tin + 1][Tout]` flat (see `base_fit.ts`). */
+  residual_fit?: number[];
   /** Hash of the training data. */
   data_fingerprint: string;
   /** Name of the run folder. */

@@ -10,6 +10,7 @@ import { createGino } from "../model/gino.ts";
 import type { Gino, GinoGeometry } from "../model/gino.ts";
 import { latentGrid } from "../model/latent.ts";
 import { residualOf, startAtBase } from "../model/residual.ts";
+import { fitTemporalBase } from "./base_fit.ts";
 import type { ResidualSpec } from "../model/residual.ts";
 import { PatchBatchSampler } from "../data/sampler.ts";
 import { BatchAssembler } from "../data/batch.ts";
@@ -109,12 +110,18 @@ export function prepareSession(
     ? resumedState(s, ckpt, { model, adam, sampler, ...o })
     : freshState(s, model, adam, sampler, ds, o.runName);
   if (!ckpt && s.model.residual) startAtBase(model);
+  const cols = s.data.targetCols.length;
+  if (s.model.residual && s.model.residualBase === "fitted" && !state.residual_fit) {
+    if (ckpt) {
+      throw new CheckpointError(`${ckpt.path}: the fitted residual base is missing from the checkpoint`);
+    }
+    state.residual_fit = fitTemporalBase(ds.patches, cols, s.data.inputWindow, s.data.outputWindow);
+  }
   adam.lr = state.scheduler.lr;
   state.config = structuredClone(s);
   const geometries = patchGeometries(s, ds, model, o.log);
   const micro = microBatchOf(s, ds, geometries, model.config.fno_hidden_channels, o.world);
   const reduction: ReductionStats = { calls: 0, ms: 0, bytes: 0 };
-  const cols = s.data.targetCols.length;
   return {
     s,
     ds,
@@ -125,7 +132,7 @@ export function prepareSession(
     assembler: new BatchAssembler(ds, s.data.batchSize),
     geometries,
     micro,
-    residual: residualOf(s.model, cols, s.data.inputWindow, s.data.outputWindow),
+    residual: residualOf(s.model, cols, s.data.inputWindow, s.data.outputWindow, state.residual_fit),
     state,
     world: o.world,
     reduce: allReduceGradients(o.world, reduction),

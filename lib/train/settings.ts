@@ -392,9 +392,9 @@ export const SETTING_SPECS: readonly SettingSpec[] = [
     type: "string",
     default: "last",
     help:
-      "with --residual, the forecast corrected: last (the last input step) or linear (extrapolated from the " +
-      "last two)",
-    check: oneOf("last", "linear"),
+      "with --residual, the forecast corrected: last (the last input step), linear (extrapolated from the " +
+      "last two) or fitted (a linear map of the input window fitted to the training windows)",
+    check: oneOf("last", "linear", "fitted"),
     path: ["model", "residualBase"],
     resume: "fixed",
   },

@@ -25,7 +25,7 @@ export const DEMO_MODEL: Partial<ModelSettings> = {
   gnoMlpLayers: [32, 64, 32],
   projectionChannelRatio: 2,
   residual: true,
-  residualBase: "linear",
+  residualBase: "fitted",
 };
 
 /** The patch folder of a run's settings. */
@@ -127,7 +127,7 @@ function applyDemoModel(s: TrainSettings, explicit: Set<string>, log: { info(m: 
       chosen.join(" ")
     } (a smaller model, radius ~2x the node spacing in ` +
       `standardised units, so that the default 5-epoch run finishes in a few minutes on two cores; and ` +
-      `residual prediction, the correction to linear extrapolation of the last two input steps, which the plain ` +
-      `reference output needs far more epochs to match; pass model flags to override)`,
+      `residual prediction: the correction to a linear map of each point's input window fitted to the training ` +
+      `windows, which the plain reference output needs far more epochs to match; pass model flags to override)`,
   );
 }
