@@ -50,7 +50,7 @@ const FLAGS: FlagSpec[] = [
     name: "backend",
     type: "string",
     default: "auto",
-    help: "auto, tensorflow, wasm or cpu",
+    help: "auto, tensorflow, webgpu, wasm or cpu",
     check: backendCheck,
   },
   { name: "out", type: "string", help: "output folder (default <run>/predictions_<checkpoint>)" },

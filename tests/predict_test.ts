@@ -89,8 +89,8 @@ Deno.test("forecast() with rollout 1 is the single-window prediction, and rollou
   const p = ds.patches[0];
   const geom = model.geometry(p.coords, latentGrid(p.coords, [8, 8, 8]), [8, 8, 8]);
   const starts = [0, 3, 7];
-  const one = forecast(model, geom, p, starts, 1, 3, 2, 1);
-  const two = forecast(model, geom, p, starts, 1, 3, 2, 2);
+  const one = await forecast(model, geom, p, starts, 1, 3, 2, 1);
+  const two = await forecast(model, geom, p, starts, 1, 3, 2, 2);
   const x = new Float32Array(3 * p.n * 3);
   starts.forEach((t0, b) => {
     for (let j = 0; j < p.n; j++) {

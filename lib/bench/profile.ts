@@ -92,10 +92,10 @@ export class StepProfiler {
   }
 
   /** Runs one step under the profile, adding its wall time. */
-  step<T>(fn: () => T): T {
+  async step<T>(fn: () => T | Promise<T>): Promise<T> {
     const t0 = performance.now(), f0 = blasStats.flops;
     try {
-      return fn();
+      return await fn();
     } finally {
       this.#wall += performance.now() - t0;
       this.#blasFlops += blasStats.flops - f0;

@@ -6,7 +6,7 @@
  */
 
 import { Rng } from "../data/rng.ts";
-import { initBackend, tf } from "../model/backend.ts";
+import { describeAdapter, initBackend, tf } from "../model/backend.ts";
 import type { BackendName } from "../model/backend.ts";
 import { createGino } from "../model/gino.ts";
 import { REFERENCE_GINO } from "../model/config.ts";
@@ -55,16 +55,18 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
     for (let s0 = 0, i = 0; s0 < B && !profiler; s0 += micro, i++) {
       // forward of this rank's share of the batch, micro-batch by micro-batch
       if (i % world.size !== world.rank) continue;
-      tf.tidy(() =>
-        model.forwardGeometry(geom, x.slice([s0, 0, 0], [Math.min(micro, B - s0), -1, -1])).dataSync()
+      const out = tf.tidy(() =>
+        model.forwardGeometry(geom, x.slice([s0, 0, 0], [Math.min(micro, B - s0), -1, -1]))
       );
+      await out.data();
+      out.dispose();
     }
     const tf0 = performance.now() - ts;
     const t1 = performance.now(), r0 = reduction.ms;
     if (profiler && s === 1) profiler.install(); // after the warm-up step
     const run = () => trainStep(model, geom, x, y, N, micro, opt, { share, reduce });
-    if (profiler && s > 0) profiler.step(run);
-    else run();
+    if (profiler && s > 0) await profiler.step(run);
+    else await run();
     const dt = performance.now() - t1;
     peak = Math.max(peak, Deno.memoryUsage().rss);
     if (s > 0) {
@@ -95,6 +97,8 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
     blas_threads: threads ?? null,
     allreduce_ms: median(reduceTimes),
     allreduce_bytes: reduction.bytes,
+    adapter: info.adapter ? describeAdapter(info.adapter) : null,
+    gpu_memory_mb: gpuMemoryMiB(),
   };
   if (world.rank !== 0) {
     // nothing printed by the other ranks
@@ -113,6 +117,13 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
       `step ${res.step_ms.toFixed(0)} ms (median of ${steps}), forward ${res.forward_ms.toFixed(0)} ms, ` +
         `geometry ${geomMs.toFixed(0)} ms (once per patch), peak RSS ${res.peak_rss_mb.toFixed(0)} MiB`,
     );
+    if (res.adapter) {
+      console.log(
+        `GPU: ${res.adapter}; GPU memory held by tensors ${
+          res.gpu_memory_mb === null ? "not reported" : `${res.gpu_memory_mb.toFixed(0)} MiB`
+        }`,
+      );
+    }
     if (world.size > 1) {
       console.log(
         `${world.size} ranks (${world.description}), ${threads} BLAS thread(s) each: all-reduce ` +
@@ -131,6 +142,13 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
   geom.dispose();
   model.dispose();
   return res;
+}
+
+/** GPU memory the backend reports for its tensors (webgpu: bytes in GPU buffers), MiB; null where none. */
+function gpuMemoryMiB(): number | null {
+  const m = tf.memory() as { numBytesInGPU?: number; numBytesInGPUAllocated?: number };
+  const b = m.numBytesInGPUAllocated ?? m.numBytesInGPU;
+  return typeof b === "number" ? b / 2 ** 20 : null;
 }
 
 /** The benchmark's patch: `n` points uniform in the unit cube (seeded), standardised per axis (ddof = 1). */

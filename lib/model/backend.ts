@@ -1,7 +1,8 @@
 /**
  * TensorFlow.js and compute backends: `tensorflow` (tfjs-node-gpu or tfjs-node, when installed; loaded
- * dynamically), `wasm` (the default here), `cpu` (the slow reference). On wasm and cpu the kernels that matter are
- * replaced by faster ones (see `kernels/register.ts`).
+ * dynamically), `webgpu` (any GPU through Deno's WebGPU: Vulkan, Metal or Direct3D 12), `wasm` (the CPU default),
+ * `cpu` (the slow reference). On wasm and cpu the kernels that matter are replaced by faster ones, on webgpu by
+ * WGSL kernels (see `kernels/register.ts`).
  *
  * @module
  */
@@ -9,6 +10,7 @@
 /** TensorFlow.js (the tensor library the model is built on). */
 import * as tf from "@tensorflow/tfjs";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+import "@tensorflow/tfjs-backend-webgpu";
 import { ToolError } from "../errors.ts";
 import { registerFastKernels } from "./kernels/register.ts";
 import type { KernelReport } from "./kernels/register.ts";
@@ -29,7 +31,21 @@ export class BackendError extends ToolError {
 }
 
 /** Backend names accepted by `--backend`. */
-export type BackendName = "auto" | "tensorflow" | "wasm" | "cpu";
+export type BackendName = "auto" | "tensorflow" | "webgpu" | "wasm" | "cpu";
+
+/** The WebGPU adapter a `webgpu` backend runs on. */
+export interface GpuAdapterInfo {
+  /** Vendor (a name or a PCI vendor id). */
+  vendor: string;
+  /** Architecture, where the driver says. */
+  architecture: string;
+  /** Device description (e.g. the GPU's name, or `llvmpipe` for Mesa's software rasteriser). */
+  description: string;
+  /** A software (CPU) adapter: correct, but far slower than a GPU. */
+  fallback: boolean;
+  /** The largest storage buffer a kernel may bind, bytes. */
+  maxBufferBytes: number;
+}
 
 /** What {@linkcode initBackend} set up. */
 export interface BackendInfo {
@@ -39,6 +55,50 @@ export interface BackendInfo {
   nativePackage?: string;
   /** Kernels replaced and the BLAS library found (wasm / cpu). */
   kernels?: KernelReport;
+  /** The GPU adapter (webgpu). */
+  adapter?: GpuAdapterInfo;
+}
+
+/** The WebGPU adapter Deno offers, or undefined when there is none (no GPU driver, or no Vulkan/EGL loader). */
+export async function gpuAdapter(): Promise<GpuAdapterInfo | undefined> {
+  const gpu = (navigator as { gpu?: GPU }).gpu;
+  if (!gpu) return undefined;
+  let a: GPUAdapter | null;
+  try {
+    a = await gpu.requestAdapter({ powerPreference: "high-performance" });
+  } catch {
+    return undefined;
+  }
+  if (!a) return undefined;
+  const i = a.info as unknown as Record<string, unknown>;
+  return {
+    vendor: String(i.vendor ?? ""),
+    architecture: String(i.architecture ?? ""),
+    description: String(i.description ?? i.device ?? ""),
+    fallback: Boolean(i.isFallbackAdapter ?? (a as { isFallbackAdapter?: boolean }).isFallbackAdapter),
+    maxBufferBytes: a.limits.maxStorageBufferBindingSize,
+  };
+}
+
+/** One line naming the adapter. */
+export function describeAdapter(a: GpuAdapterInfo): string {
+  return `${a.description || "unnamed adapter"} (vendor ${a.vendor || "?"}${
+    a.architecture ? `, ${a.architecture}` : ""
+  }${a.fallback ? ", software fallback: correct but slow" : ""})`;
+}
+
+async function initWebGpu(adapter: GpuAdapterInfo, log: (msg: string) => void): Promise<BackendInfo> {
+  if (!(await tf.setBackend("webgpu"))) {
+    throw new BackendError(
+      `could not initialise the webgpu backend on ${describeAdapter(adapter)}; use --backend wasm`,
+    );
+  }
+  await tf.ready();
+  const kernels = registerFastKernels("webgpu", log);
+  const info: BackendInfo = { backend: "webgpu", kernels, adapter };
+  current = info;
+  log(`backend: webgpu on ${describeAdapter(adapter)}`);
+  return info;
 }
 
 let current: BackendInfo | undefined;
@@ -88,7 +148,7 @@ function wasmDir(): string | undefined {
 
 /**
  * Selects and initialises a backend. `auto` takes `tensorflow` when a native tfjs package is installed, else
- * `wasm`. Idempotent for the same name.
+ * `webgpu` when a GPU adapter that is not a software fallback exists, else `wasm`. Idempotent for the same name.
  */
 export async function initBackend(
   name: BackendName = "auto",
@@ -110,6 +170,18 @@ export async function initBackend(
         "--backend tensorflow needs @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node installed: " +
           "`deno add npm:@tensorflow/tfjs-node-gpu@4.22.0` (its install script downloads libtensorflow; see hpc/README.md), " +
           "or use --backend wasm",
+      );
+    }
+  }
+  if (name === "webgpu" || name === "auto") {
+    const adapter = await gpuAdapter();
+    if (adapter && (name === "webgpu" || !adapter.fallback)) return await initWebGpu(adapter, log);
+    if (name === "webgpu") {
+      throw new BackendError(
+        "--backend webgpu: no WebGPU adapter found. Deno reaches the GPU through Vulkan (Linux), Metal (macOS) or " +
+          "Direct3D 12 (Windows): on Linux install the GPU driver and the Vulkan loader (libvulkan1; NVIDIA: " +
+          "the driver's Vulkan ICD; Mesa: mesa-vulkan-drivers), or Mesa's EGL (libegl1 libegl-mesa0 " +
+          "libgl1-mesa-dri) for its software adapter; or use --backend wasm",
       );
     }
   }

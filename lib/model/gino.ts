@@ -237,6 +237,32 @@ export class Gino {
     return out;
   }
 
+  /**
+   * The weights as a PyTorch state_dict, read asynchronously: the form every backend supports (GPU backends cannot
+   * read synchronously; {@linkcode Gino.toTorchStateDict} works on wasm, cpu and tensorflow).
+   */
+  async readTorchStateDict(): Promise<
+    Record<string, { dtype: string; shape: number[]; data: Float32Array }>
+  > {
+    const out: Record<string, { dtype: string; shape: number[]; data: Float32Array }> = {};
+    for (const p of this.params) {
+      const parts = await Promise.all(p.vars.map(async (v) => await v.data() as Float32Array));
+      out[p.name] = { dtype: "F32", shape: p.torchShape, data: toTorch(p, parts) };
+    }
+    return out;
+  }
+
+  /** {@linkcode Gino.gradientsToTorch}, read asynchronously (every backend, GPU ones included). */
+  async readGradientsToTorch(grads: tf.Tensor[]): Promise<Record<string, Float32Array>> {
+    const out: Record<string, Float32Array> = {};
+    let i = 0;
+    for (const p of this.params) {
+      const parts = await Promise.all(p.vars.map(async () => await grads[i++].data() as Float32Array));
+      out[p.name] = toTorch(p, parts);
+    }
+    return out;
+  }
+
   /** Converts gradients (one per variable, in {@linkcode variables} order) to PyTorch layout by parameter name. */
   gradientsToTorch(grads: tf.Tensor[]): Record<string, Float32Array> {
     const out: Record<string, Float32Array> = {};

@@ -518,9 +518,11 @@ function importedSettings(
 }
 
 /** The tensors of an imported checkpoint: the model's weights and zero optimiser moments. */
-function importedTensors(model: Gino): Record<string, { shape: number[]; data: Float32Array }> {
+async function importedTensors(
+  model: Gino,
+): Promise<Record<string, { shape: number[]; data: Float32Array }>> {
   const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
-  for (const [k, t] of Object.entries(model.toTorchStateDict())) {
+  for (const [k, t] of Object.entries(await model.readTorchStateDict())) {
     tensors[`model.${k}`] = { shape: t.shape, data: t.data };
   }
   for (const p of model.params) {
@@ -589,7 +591,7 @@ export async function importCommand(
     }
     await writeFileAtomic(
       out,
-      await encodeCheckpoint(importedTensors(model), importedState(settings, model, out)),
+      await encodeCheckpoint(await importedTensors(model), importedState(settings, model, out)),
     );
   } finally {
     model.dispose();

@@ -184,7 +184,7 @@ function windowStarts(p: Patch, part: Part | "all", tin: number, horizon: number
  * Forecasts `horizon` steps for windows starting at `starts` of patch `p`: x is built from the true series, then
  * each output window is fed back as input (rollout). Returns standardised predictions [B][C][N][horizon] flat.
  */
-export function forecast(
+export async function forecast(
   model: Gino,
   geom: GinoGeometry,
   p: Patch,
@@ -194,7 +194,7 @@ export function forecast(
   tout: number,
   rollout: number,
   residual: boolean | ResidualBase | ResidualSpec = false,
-): Float32Array {
+): Promise<Float32Array> {
   const spec: ResidualSpec | undefined = typeof residual === "object"
     ? residual
     : residual
@@ -213,15 +213,9 @@ export function forecast(
     }
   }
   for (let k = 0; k < rollout; k++) {
-    const pred = tf.tidy(() =>
-      predictWindow(
-        model,
-        geom,
-        tf.tensor3d(x, [B, N, cols * tin]),
-        spec,
-      )
-        .dataSync() as Float32Array
-    );
+    const predT = tf.tidy(() => predictWindow(model, geom, tf.tensor3d(x, [B, N, cols * tin]), spec));
+    const pred = await predT.data() as Float32Array;
+    predT.dispose();
     for (let b = 0; b < B; b++) {
       for (let n = 0; n < N; n++) {
         for (let c = 0; c < cols; c++) {
@@ -437,7 +431,7 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
     const traj = new Set(windowStarts(p, part, tin, horizon, horizon));
     for (let b0 = 0; b0 < all.length; b0 += batchSize) {
       const starts = all.slice(b0, b0 + batchSize);
-      const pred = forecast(
+      const pred = await forecast(
         model,
         geom,
         p,

@@ -140,21 +140,21 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** The checkpoint's tensors: model weights and optimiser moments, in PyTorch layout. */
-export function checkpointTensors(
+/** The checkpoint's tensors: model weights and optimiser moments, in PyTorch layout (read asynchronously). */
+export async function checkpointTensors(
   model: Gino,
   adam?: Adam,
-): Record<string, { shape: number[]; data: Float32Array }> {
+): Promise<Record<string, { shape: number[]; data: Float32Array }>> {
   const out: Record<string, { shape: number[]; data: Float32Array }> = {};
-  for (const [k, t] of Object.entries(model.toTorchStateDict())) {
+  for (const [k, t] of Object.entries(await model.readTorchStateDict())) {
     out[`model.${k}`] = { shape: t.shape, data: t.data };
   }
   if (adam) {
     let i = 0;
     for (const p of model.params) {
       const n = p.vars.length;
-      const m = adam.m.slice(i, i + n).map((t) => t.dataSync() as Float32Array);
-      const v = adam.v.slice(i, i + n).map((t) => t.dataSync() as Float32Array);
+      const m = await Promise.all(adam.m.slice(i, i + n).map(async (t) => await t.data() as Float32Array));
+      const v = await Promise.all(adam.v.slice(i, i + n).map(async (t) => await t.data() as Float32Array));
       out[`optim.${p.name}.exp_avg`] = { shape: p.torchShape, data: toTorch(p, m) };
       out[`optim.${p.name}.exp_avg_sq`] = { shape: p.torchShape, data: toTorch(p, v) };
       i += n;
@@ -204,7 +204,7 @@ export async function saveCheckpoint(
   adam: Adam,
   state: TrainingState,
 ): Promise<number> {
-  const bytes = await encodeCheckpoint(checkpointTensors(model, adam), state);
+  const bytes = await encodeCheckpoint(await checkpointTensors(model, adam), state);
   await writeFileAtomic(path, bytes);
   return bytes.length;
 }

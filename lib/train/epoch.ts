@@ -33,13 +33,22 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
     const ts = performance.now();
     const batch = ses.assembler.assemble("train", sb);
     const [x, y] = tensorsOf(batch);
-    const loss = trainStep(ses.model, ses.geometries[sb.patch], x, y, batch.nCore, ses.micro, ses.adam, {
-      clipNorm: o.gradClipNorm,
-      lossEps: o.lossEps,
-      residual: ses.residual,
-      share: { index: ses.world.rank, count: ses.world.size },
-      reduce: ses.reduce,
-    });
+    const loss = await trainStep(
+      ses.model,
+      ses.geometries[sb.patch],
+      x,
+      y,
+      batch.nCore,
+      ses.micro,
+      ses.adam,
+      {
+        clipNorm: o.gradClipNorm,
+        lossEps: o.lossEps,
+        residual: ses.residual,
+        share: { index: ses.world.rank, count: ses.world.size },
+        reduce: ses.reduce,
+      },
+    );
     tf.dispose([x, y]);
     if (!Number.isFinite(loss)) return { diverged: loss };
     state.partial_epoch.loss_sum += loss * batch.b;
@@ -58,7 +67,7 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
       stop.stepMs,
     );
     if (signalAfter?.step === state.global_step) Deno.kill(Deno.pid, signalAfter.signal);
-    // let a pending signal's handler run before the next step starts (the step itself is synchronous)
+    // let a pending signal's handler run before the next step starts (the step reads only its loss back)
     await new Promise((r) => setTimeout(r, signalAfter !== undefined ? 20 : 0));
     if (stop.sync(ses.world)) break;
   }
@@ -75,7 +84,7 @@ export interface Evaluation {
 }
 
 /** Validation over all validation windows (the micro-batches shared out over the ranks, the sums reduced). */
-export function evaluate(p: SessionParts): Evaluation {
+export async function evaluate(p: SessionParts): Promise<Evaluation> {
   const { model, valSampler: sampler, assembler, micro, residual } = p;
   const cols = p.s.data.targetCols, tout = p.s.data.outputWindow;
   sampler.beginEpoch();
@@ -88,7 +97,7 @@ export function evaluate(p: SessionParts): Evaluation {
     for (let s0 = 0; s0 < batch.b; s0 += micro) {
       if (index++ % size !== rank) continue; // another rank's micro-batch
       const m = Math.min(micro, batch.b - s0);
-      const vals = tf.tidy(() => {
+      const stacked = tf.tidy(() => {
         const xs = x.slice([s0, 0, 0], [m, -1, -1]), ys = y.slice([s0, 0, 0], [m, -1, -1]);
         const pred = predictWindow(model, p.geometries[sb.patch], xs, residual);
         const loss = (a: tf.Tensor3D, b: tf.Tensor3D) => relativeL2Loss(a, b, batch.nCore, p.s.optim.lossEps);
@@ -99,8 +108,10 @@ export function evaluate(p: SessionParts): Evaluation {
             out.push(loss(part(pred), part(ys)));
           });
         }
-        return Array.from(tf.stack(out).dataSync());
+        return tf.stack(out);
       });
+      const vals = Array.from(await stacked.data());
+      stacked.dispose();
       sum += vals[0] * m;
       for (let c = 0; c < cols.length; c++) perCol[c] += (cols.length > 1 ? vals[c + 1] : vals[0]) * m;
       n += m;

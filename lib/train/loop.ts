@@ -221,7 +221,7 @@ async function runEpochs(ses: Session): Promise<number> {
     // a stop asked for during the last batches: validate only if that and a checkpoint still fit (all ranks agree)
     if (end === "stop" || !allAgree(ses.world, !(stop.reason && !stop.fits(stop.valMs * 1.2)))) break;
     const tv = performance.now();
-    const val = evaluate(ses);
+    const val = await evaluate(ses);
     stop.valMs = performance.now() - tv;
     if (!Number.isFinite(val.loss)) {
       return diverged(ses, `the validation loss became ${val.loss} at epoch ${epoch}`);
@@ -489,7 +489,7 @@ function describeLayout(p: SessionParts, threads: number | undefined, log: RunLo
 /** Test hook: GINO_GW_TEST_RANK_REPORT=1 prints each rank's SHA-256 of its final weights (they must be equal). */
 async function reportWeights(ses: Session): Promise<void> {
   if (!Deno.env.get("GINO_GW_TEST_RANK_REPORT")) return;
-  const parts = Object.values(ses.model.toTorchStateDict()).map((t) => new Uint8Array(t.data.buffer));
+  const parts = Object.values(await ses.model.readTorchStateDict()).map((t) => new Uint8Array(t.data.buffer));
   const all = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
   let at = 0;
   for (const p of parts) {

@@ -24,17 +24,21 @@ export interface ReductionStats {
 export function allReduceGradients(world: World, stats?: ReductionStats): GradientReduction | undefined {
   if (world.size === 1) return undefined;
   let flat = new Float32Array(0);
-  return (g: BatchGradients): BatchGradients => {
+  return async (g: BatchGradients): Promise<BatchGradients> => {
     const sizes = g.grads.map((t) => t.size);
     const total = sizes.reduce((a, b) => a + b, 0);
     if (flat.length !== total) flat = new Float32Array(total);
     let at = 0;
-    g.grads.forEach((t) => {
-      flat.set(t.dataSync() as Float32Array, at);
+    for (const t of g.grads) {
+      flat.set(await t.data() as Float32Array, at);
       at += t.size;
-    });
+    }
     let share = 0;
-    if (g.losses.length) { for (const v of tf.tidy(() => tf.stack(g.losses).dataSync())) share += v; }
+    if (g.losses.length) {
+      const stacked = tf.stack(g.losses);
+      for (const v of await stacked.data()) share += v;
+      stacked.dispose();
+    }
     const loss = new Float64Array([share]);
     const t0 = performance.now();
     world.allreduceSum(flat);

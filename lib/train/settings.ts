@@ -189,7 +189,13 @@ const oneOf = (...xs: string[]) => (v: string) =>
   xs.includes(v) ? undefined : `expected ${xs.slice(0, -1).join(", ")} or ${xs.at(-1)}, got '${v}'`;
 
 /** Checks a `--backend` value. */
-export const backendCheck: (v: string) => string | undefined = oneOf("auto", "tensorflow", "wasm", "cpu");
+export const backendCheck: (v: string) => string | undefined = oneOf(
+  "auto",
+  "tensorflow",
+  "webgpu",
+  "wasm",
+  "cpu",
+);
 
 const timeLimitCheck = (v: string) => {
   const d = parseDuration(v);
@@ -528,7 +534,8 @@ export const SETTING_SPECS: readonly SettingSpec[] = [
     name: "backend",
     type: "string",
     default: "auto",
-    help: "auto, tensorflow, wasm or cpu",
+    help:
+      "auto, tensorflow, webgpu, wasm or cpu (auto: tensorflow if installed, else a GPU through WebGPU, else wasm)",
     check: backendCheck,
     path: ["run", "backend"],
     resume: "free",

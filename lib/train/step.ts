@@ -58,7 +58,7 @@ export interface BatchShare {
  * Between computing a batch's gradients and applying them: the identity in one process; a sum over processes in
  * data-parallel training. Takes ownership of its argument's tensors.
  */
-export type GradientReduction = (g: BatchGradients) => BatchGradients;
+export type GradientReduction = (g: BatchGradients) => BatchGradients | Promise<BatchGradients>;
 
 /**
  * The gradients of the loss of one batch: x [B, N, Cin], y [B, N, Cout], loss over the first `coreLen` points,
@@ -108,20 +108,26 @@ export function batchGradients(
 }
 
 /**
- * Applies a batch's gradients: reads the loss (the one value read back per step), and when it is finite clips the
- * global gradient norm (if asked) and takes an optimiser step. Returns the loss; a non-finite loss leaves the
- * weights untouched. Disposes the gradients.
+ * Applies a batch's gradients: reads the loss (the one value read back per step, asynchronously, as GPU backends
+ * need), and when it is finite clips the global gradient norm (if asked) and takes an optimiser step. Returns the
+ * loss; a non-finite loss leaves the weights untouched. Disposes the gradients.
  */
-export function applyGradients(g: BatchGradients, optimizer: Adam, options: StepOptions = {}): number {
+export async function applyGradients(
+  g: BatchGradients,
+  optimizer: Adam,
+  options: StepOptions = {},
+): Promise<number> {
   let grads = g.grads;
   let loss = g.loss ?? 0;
   if (g.loss === undefined && g.losses.length) {
-    for (const v of tf.tidy(() => tf.stack(g.losses).dataSync())) loss += v;
+    const stacked = tf.stack(g.losses);
+    for (const v of await stacked.data()) loss += v;
+    stacked.dispose();
   }
   tf.dispose(g.losses);
   if (Number.isFinite(loss)) {
     if (options.clipNorm !== undefined || options.onGradNorm) {
-      const clipped = clipByGlobalNorm(grads, options.clipNorm ?? Infinity);
+      const clipped = await clipByGlobalNorm(grads, options.clipNorm ?? Infinity);
       options.onGradNorm?.(clipped.norm);
       grads = clipped.grads;
     }
@@ -136,8 +142,13 @@ export function applyGradients(g: BatchGradients, optimizer: Adam, options: Step
  * `maxNorm / (norm + 1e-6)` when the norm exceeds it). Returns the gradients (the same tensors when unscaled; the
  * given ones are disposed when scaled) and the norm before clipping.
  */
-export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { grads: tf.Tensor[]; norm: number } {
-  const norm = tf.tidy(() => tf.sqrt(tf.addN(grads.map((t) => tf.sum(tf.square(t)))))).dataSync()[0];
+export async function clipByGlobalNorm(
+  grads: tf.Tensor[],
+  maxNorm: number,
+): Promise<{ grads: tf.Tensor[]; norm: number }> {
+  const normT = tf.tidy(() => tf.sqrt(tf.addN(grads.map((t) => tf.sum(tf.square(t))))));
+  const norm = (await normT.data())[0];
+  normT.dispose();
   if (!(norm > maxNorm)) return { grads, norm };
   const scaled = grads.map((t) => tf.mul(t, maxNorm / (norm + 1e-6)));
   tf.dispose(grads);
@@ -148,7 +159,7 @@ export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { grads: 
  * Trains on one batch: gradients (in micro-batches), reduction, update. Returns the batch's loss (the mean over
  * windows and core points); a non-finite loss is returned without updating the weights.
  */
-export function trainStep(
+export async function trainStep(
   model: Gino,
   geom: GinoGeometry,
   x: tf.Tensor3D,
@@ -157,9 +168,9 @@ export function trainStep(
   microBatch: number,
   optimizer: Adam,
   options: StepOptions = {},
-): number {
+): Promise<number> {
   const g = batchGradients(model, geom, x, y, coreLen, microBatch, options, options.share);
-  return applyGradients(options.reduce ? options.reduce(g) : g, optimizer, options);
+  return await applyGradients(options.reduce ? await options.reduce(g) : g, optimizer, options);
 }
 
 /**

@@ -1,0 +1,180 @@
+import assert from "node:assert/strict";
+import { describeAdapter, gpuAdapter, initBackend, tf } from "../lib/model/backend.ts";
+import { createGino, relativeL2Loss } from "../lib/model/gino.ts";
+import { FAST_KERNELS } from "../lib/model/kernels/register.ts";
+import { readSafetensors } from "../lib/io/safetensors.ts";
+import { Rng } from "../lib/data/rng.ts";
+import { FIXTURES, runTrain, tempDir } from "./_helpers.ts";
+
+// Runs on any WebGPU adapter, Mesa's software one (llvmpipe) included: correctness, not speed.
+const adapter = await gpuAdapter();
+const ignore = adapter === undefined;
+if (ignore) {
+  console.error(
+    "webgpu tests skipped: no WebGPU adapter (on Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 " +
+      "libgl1-mesa-dri for Mesa's software adapter, or a GPU driver with Vulkan)",
+  );
+}
+
+function worst(a: ArrayLike<number>, b: ArrayLike<number>) {
+  assert.equal(a.length, b.length);
+  let d = 0, m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return { d, m };
+}
+const norm = (a: ArrayLike<number>) => Math.sqrt(Array.from(a).reduce((s, v) => s + v * v, 0));
+
+for (const name of ["gino-golden-small", "gino-golden-sparse"]) {
+  Deno.test({
+    name: `${name} on webgpu: same outputs, loss and gradients as the reference PyTorch GINO`,
+    ignore,
+    async fn() {
+      const info = await initBackend("webgpu");
+      assert.equal(info.backend, "webgpu");
+      const dir = `${FIXTURES}${name}`;
+      const cfg = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+      const read = async (f: string) => (await readSafetensors(`${dir}/${f}.safetensors`)).tensors;
+      const [weights, inputs, outputs] = [await read("weights"), await read("inputs"), await read("outputs")];
+      const model = createGino(cfg.gino_kwargs);
+      model.loadTorchStateDict(weights);
+      const P = inputs.point_coords, L = inputs.latent_queries;
+      const geom = model.geometry(P.data as Float32Array, L.data as Float32Array, L.shape.slice(0, 3));
+      const x = tf.tensor3d(inputs.x.data as Float32Array, inputs.x.shape as [number, number, number]);
+      const y = tf.tensor3d(inputs.y.data as Float32Array, inputs.y.shape as [number, number, number]);
+      const out = model.forwardGeometry(geom, x);
+      const o = worst(await out.data(), outputs.out.data as Float32Array);
+      assert.ok(o.d <= 1e-4 * o.m, `output differs by ${o.d} (max ${o.m})`);
+      const { value, grads } = tf.variableGrads(
+        () => relativeL2Loss(model.forwardGeometry(geom, x), y, cfg.core_len),
+        model.variables,
+      );
+      const loss = (await value.data())[0], refLoss = (outputs.loss.data as Float32Array)[0];
+      assert.ok(Math.abs(loss - refLoss) <= 1e-5 * refLoss, `loss ${loss} vs ${refLoss}`);
+      const ours = await model.readGradientsToTorch(model.variables.map((v) => grads[v.name]));
+      for (const [k, gv] of Object.entries(ours)) {
+        const r = outputs[`grad.${k}`].data as Float32Array;
+        const rel = norm(Array.from(gv, (v, i) => v - r[i])) / norm(r);
+        assert.ok(rel <= 1e-3, `gradient of ${k}: relative difference ${rel}`);
+      }
+      tf.dispose([out, value, x, y, ...Object.values(grads)]);
+      geom.dispose();
+      model.dispose();
+    },
+  });
+}
+
+Deno.test({
+  name: "webgpu: every WGSL kernel equals its worked example, and its gradients equal the stock ops'",
+  ignore,
+  async fn() {
+    const info = await initBackend("webgpu");
+    const registered = info.kernels?.registered ?? [];
+    assert.ok(registered.includes("GinoEdgeReduce") && registered.includes("GinoGelu"), `${registered}`);
+    const checked: string[] = [];
+    const first = (r: unknown) => (Array.isArray(r) ? r[0] : r) as tf.Tensor;
+    for (const k of FAST_KERNELS) {
+      if (!registered.includes(k.name) || !k.example) continue;
+      const ex = k.example();
+      const out = first(tf.engine().runKernel(k.name, ex.inputs, ex.attrs as tf.NamedAttrMap));
+      const r = worst(await out.data(), ex.expect);
+      assert.ok(r.d <= Math.max(ex.tol, 2e-6) * Math.max(r.m, 1), `${k.name}: ${r.d}`);
+      if (ex.composed && ex.differentiate) {
+        const rng = new Rng(9);
+        const probe = tf.tensor(Float32Array.from({ length: out.size }, () => rng.normal()), out.shape);
+        const names = ex.differentiate;
+        const withInputs = (ts: tf.Tensor[]) => ({
+          ...ex.inputs,
+          ...Object.fromEntries(names.map((n, i) => [n, ts[i]])),
+        });
+        const run = (inputs: Record<string, tf.Tensor>) =>
+          ex.op ? ex.op(inputs) : first(tf.engine().runKernel(k.name, inputs, ex.attrs as tf.NamedAttrMap));
+        const fast = (...ts: tf.Tensor[]) => tf.sum(tf.mul(run(withInputs(ts)), probe));
+        const composed = (...ts: tf.Tensor[]) => tf.sum(tf.mul(ex.composed!(withInputs(ts)), probe));
+        const g1 = tf.grads(fast)(names.map((n) => ex.inputs[n]));
+        const g2 = tf.grads(composed)(names.map((n) => ex.inputs[n]));
+        for (let i = 0; i < names.length; i++) {
+          const d = worst(await g1[i].data(), await g2[i].data());
+          assert.ok(d.d <= 1e-5 * Math.max(d.m, 1), `${k.name} d/d${names[i]}: ${d.d}`);
+        }
+      }
+      checked.push(k.name);
+    }
+    const untested = registered.filter((n) => !checked.includes(n) && !/Grad/.test(n));
+    assert.deepEqual(untested, [], "registered kernels without a worked example");
+  },
+});
+
+Deno.test({
+  name:
+    "webgpu: deno task train --backend webgpu trains, resumes and names the adapter; auto never picks a software one",
+  ignore,
+  async fn() {
+    await using t = await tempDir();
+    const r = await runTrain([
+      "--backend",
+      "webgpu",
+      "--epochs",
+      "2",
+      "--results-dir",
+      t.dir,
+      "--run-name",
+      "g",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const log = await Deno.readTextFile(`${t.dir}/g/train.log`);
+    assert.match(log, new RegExp(`backend: webgpu on ${adapter!.description.replace(/[()]/g, ".")}`));
+    const h = JSON.parse(await Deno.readTextFile(`${t.dir}/g/loss_history.json`));
+    assert.equal(h.train_losses.length, 2);
+    assert.ok(h.train_losses.every(Number.isFinite) && h.val_losses.every(Number.isFinite));
+    const more = await runTrain([
+      "--backend",
+      "webgpu",
+      "--epochs",
+      "3",
+      "--results-dir",
+      t.dir,
+      "--resume-from",
+      "auto",
+    ]);
+    assert.equal(more.code, 0, more.stderr);
+    const root = new URL("../", import.meta.url).pathname;
+    const pr = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        `${root}predict.ts`,
+        `${t.dir}/g/checkpoints/final_checkpoint.safetensors`,
+        "--backend",
+        "webgpu",
+        "--json",
+        "--no-csv",
+        "--no-figures",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(pr.code, 0, new TextDecoder().decode(pr.stderr));
+    const report = JSON.parse(new TextDecoder().decode(pr.stdout));
+    assert.ok(Number.isFinite(report.model.overall.mass_concentration.rmse));
+    if (adapter!.fallback) {
+      const auto = await runTrain([
+        "--epochs",
+        "1",
+        "--results-dir",
+        t.dir,
+        "--run-name",
+        "a",
+        "--backend",
+        "auto",
+      ]);
+      assert.equal(auto.code, 0, auto.stderr);
+      const autoLog = await Deno.readTextFile(`${t.dir}/a/train.log`);
+      assert.match(autoLog, /backend: wasm/);
+      assert.ok(!/backend: webgpu/.test(autoLog));
+    }
+    console.error(`adapter: ${describeAdapter(adapter!)}`);
+  },
+});
