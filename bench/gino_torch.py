@@ -8,6 +8,7 @@ random x/y of shape [B, N, 10], and prints one JSON line: step time (median of -
 peak RSS, edge counts and the parameter count.
 
 Usage: python3 bench/gino_torch.py --points P.npy --latent 16 --radius 0.1 --batch 8 [--steps 3] [--threads 2]
+       [--device cpu|cuda]   (cuda: the same step on the GPU, timed with torch.cuda.synchronize())
 """
 import argparse
 import json
@@ -64,7 +65,7 @@ class GNO(torch.nn.Module):
     def forward(self, emb_data, emb_query, q, j, f, n_queries):
         k = self.mlp(torch.cat([emb_data[j], emb_query[q]], dim=1))  # [E, C]
         msg = f[:, j, :] * k[None]  # [B, E, C]
-        out = torch.zeros(f.shape[0], n_queries, k.shape[1], dtype=f.dtype)
+        out = torch.zeros(f.shape[0], n_queries, k.shape[1], dtype=f.dtype, device=f.device)
         out.index_add_(1, q, msg)
         if self.mean:
             counts = torch.bincount(q, minlength=n_queries).clamp(min=1).to(f.dtype)
@@ -84,11 +85,11 @@ class SpectralConv(torch.nn.Module):
         B, C, G = h.shape[0], h.shape[1], h.shape[2]
         X = torch.fft.rfftn(h, dim=(-3, -2, -1), norm="forward")  # [B, C, G, G, G/2+1]
         mx, my, mz = self.modes
-        ix = torch.tensor(list(range(G - mx // 2, G)) + list(range(0, mx // 2)))
-        iy = torch.tensor(list(range(G - my // 2, G)) + list(range(0, my // 2)))
+        ix = torch.tensor(list(range(G - mx // 2, G)) + list(range(0, mx // 2)), device=h.device)
+        iy = torch.tensor(list(range(G - my // 2, G)) + list(range(0, my // 2)), device=h.device)
         Xk = X[:, :, ix][:, :, :, iy][..., :mz]  # [B, C, 8, 8, 5], index a <-> frequency a - 4
         Yk = torch.einsum("bixyz,ioxyz->boxyz", Xk, self.weight)
-        Y = torch.zeros(B, C, G, G, G // 2 + 1, dtype=torch.cfloat)
+        Y = torch.zeros(B, C, G, G, G // 2 + 1, dtype=torch.cfloat, device=h.device)
         Y[:, :, ix[:, None], iy[None, :], :mz] = Yk
         return torch.fft.irfftn(Y, s=(G, G, G), dim=(-3, -2, -1), norm="forward") + self.bias
 
@@ -128,7 +129,10 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     p = torch.from_numpy(np.load(a.points).astype(np.float32))
@@ -139,18 +143,21 @@ def main():
     out_q, out_j = radius_edges(lat, p, a.radius)
     geo = {"G": G, "emb_p": embed(p), "emb_l": embed(lat), "in_q": in_q, "in_j": in_j, "out_q": out_q,
            "out_j": out_j}
-    model = Gino()
+    geo = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in geo.items()}
+    model = Gino().to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.randn(a.batch, N, 10)
-    y = torch.randn(a.batch, N, 10)
+    x = torch.randn(a.batch, N, 10).to(dev)
+    y = torch.randn(a.batch, N, 10).to(dev)
     times = []
     for s in range(a.steps + 1):
+        sync()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = rel_l2(model(geo, x), y)
         loss.backward()
         opt.step()
         loss.item()
+        sync()
         if s > 0:
             times.append((time.perf_counter() - t0) * 1000)
     params = sum(t.numel() * (2 if t.is_complex() else 1) for t in model.parameters())
@@ -162,6 +169,8 @@ def main():
         "parameters": params,
         "torch": torch.__version__,
         "threads": a.threads,
+        "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
+        "gpu_peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
     }))
 
 

@@ -44,6 +44,9 @@ Deno.test("the offline bundle trains with nothing but the deno binary (empty cac
   assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
   const html = await Deno.readTextFile(`${t.dir}/results/b/training_curves.html`);
   assert.ok(html.length > 1_000_000, "plotly is inlined from beside the bundle");
+  const png = await Deno.readFile(`${t.dir}/results/b/training_curves.png`);
+  assert.ok(png.length > 10_000, "the PNG is rendered with resvg.wasm and the fonts beside the bundle");
+  assert.ok(!/writing SVG figures only/.test(new TextDecoder().decode(run.stderr)));
   const ck = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
