@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds what runs on a cluster into dist/:
-#   bundle (default): dist/gino-train.js and dist/gino-ckpt.js, single files with every dependency, plus the wasm
-#                     backend's .wasm files, plotly.min.js, and the figure renderer (resvg.wasm) and its fonts
-#                     (DejaVuSans*.ttf) beside them. Needs only the deno binary to run:
+#   bundle (default): dist/gino-train.js, dist/gino-ckpt.js and dist/gino-bench.js, single files with every
+#                     dependency, plus the wasm backend's .wasm files, plotly.min.js, and the figure renderer
+#                     (resvg.wasm) and its fonts (DejaVuSans*.ttf) beside them. Needs only the deno binary to run:
 #                     deno run --allow-read --allow-write --allow-env --allow-sys --allow-ffi dist/gino-train.js ...
 #   compile:          dist/gino-train and dist/gino-ckpt, standalone executables (deno compile; it downloads the
 #                     Deno runtime for the target once, so run it where the internet is reachable).
@@ -23,7 +23,8 @@ case "$mode" in
   bundle)
     "${DENO:-deno}" bundle --platform deno --quiet -o dist/gino-train.js train.ts
     "${DENO:-deno}" bundle --platform deno --quiet -o dist/gino-ckpt.js manage_checkpoints.ts
-    echo "built dist/gino-train.js, dist/gino-ckpt.js (+ .wasm files, plotly.min.js and fonts beside them)"
+    "${DENO:-deno}" bundle --platform deno --quiet -o dist/gino-bench.js bench.ts
+    echo "built dist/gino-train.js, dist/gino-ckpt.js, dist/gino-bench.js (+ .wasm files, plotly.min.js and fonts beside them)"
     ;;
   compile)
     includes=()

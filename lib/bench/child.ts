@@ -13,7 +13,8 @@ export const BENCH_RUN: string[] = [
   "--allow-env",
   "--allow-sys",
   "--allow-ffi",
-  new URL("../../bench.ts", import.meta.url).pathname,
+  // the benchmark itself: bench.ts, or the bundle being run (dist/gino-bench.js)
+  new URL(import.meta.url.endsWith(".ts") ? "../../bench.ts" : Deno.mainModule, import.meta.url).pathname,
 ];
 
 /** Runs `cmd` and returns the last JSON line it printed; throws with its stderr when it fails. */

@@ -57,7 +57,11 @@ export async function benchStepVsTorch(
   cases: StepCase[],
   o: { python: string; threads: number; steps: number; repeats: number; backend: string; json: boolean },
 ): Promise<TorchComparison[]> {
-  const script = new URL("../../bench/gino_torch.py", import.meta.url).pathname;
+  // beside the sources, or (run from the bundle in dist/) in the project's bench/ folder
+  const script = new URL(
+    import.meta.url.endsWith(".ts") ? "../../bench/gino_torch.py" : "../bench/gino_torch.py",
+    import.meta.url,
+  ).pathname;
   await checkTorch(o.python);
   const tmp = await Deno.makeTempDir({ prefix: "gino-gw-bench-torch-" });
   const results: TorchComparison[] = [];
