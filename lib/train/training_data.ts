@@ -118,7 +118,11 @@ function applyDemoModel(s: TrainSettings, explicit: Set<string>, log: { info(m: 
     if (explicit.has(pathKey(spec.path))) continue;
     Object.assign(s.model, { [field]: structuredClone(value) });
     const shown = Array.isArray(value) && value.every((v) => v === value[0]) ? [value[0]] : value;
-    chosen.push(`--${spec.name} ${flagValue(shown)}`);
+    chosen.push(
+      typeof value === "boolean"
+        ? `--${value ? "" : "no-"}${spec.name}`
+        : `--${spec.name} ${flagValue(shown)}`,
+    );
   }
   if (chosen.length === 0) return;
   validateSettings(s);
