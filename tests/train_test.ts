@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { readSafetensors } from "../lib/io/safetensors.ts";
-import { loadCheckpoint } from "../lib/train/checkpoint.ts";
+import { encodeCheckpoint, loadCheckpoint } from "../lib/train/checkpoint.ts";
 import { runTrain, tempDir, TINY_TRAIN_ARGS, tinyPatchData } from "./_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -311,4 +311,49 @@ Deno.test("--residual-base fitted: the base is fitted once, saved in the checkpo
   ]);
   assert.equal(other.code, 2);
   assert.match(other.stderr, /--residual-base: saved "fitted", now "linear"/);
+});
+
+Deno.test("a session that only closes the epoch its predecessor trained to the end, then stops, is recorded with its stop", async () => {
+  await using t = await tempDir();
+  // 8 training batches per epoch here: stopped after batch 5 of epoch 1
+  const first = await train(["--epochs", "3", "--results-dir", t.dir, "--run-name", "e"], {
+    GINO_GW_TEST_SIGTERM_AFTER_STEP: "5",
+  });
+  assert.equal(first.code, 3, first.stderr);
+  // as if the time limit had stopped it after the last batch, before validation (the saved state of that case)
+  const path = `${t.dir}/e/checkpoints/latest_checkpoint.safetensors`;
+  const ck = await loadCheckpoint(path);
+  const batches = 8;
+  ck.state.sampler.position = batches;
+  ck.state.step_in_epoch = batches;
+  ck.state.global_step = batches;
+  const tensors = Object.fromEntries(
+    Object.entries(ck.file.tensors).map(([k, v]) => [k, { shape: v.shape, data: v.data as Float32Array }]),
+  );
+  await Deno.writeFile(path, await encodeCheckpoint(tensors, ck.state));
+  // the next session closes epoch 1 without a step, then its time limit stops it before epoch 2
+  const second = await train([
+    "--epochs",
+    "3",
+    "--results-dir",
+    t.dir,
+    "--resume-from",
+    "auto",
+    "--time-limit",
+    "0.05",
+  ]);
+  assert.equal(second.code, 3, second.stderr);
+  const h = JSON.parse(await Deno.readTextFile(`${t.dir}/e/loss_history.json`));
+  assert.equal(h.total_epochs, 1);
+  assert.equal(h.sessions.length, 2);
+  assert.deepEqual([h.sessions[1].first_epoch, h.sessions[1].last_epoch], [1, 1]);
+  assert.match(String(h.sessions[1].exit), /^stopped by time limit at epoch 1$/);
+  assert.equal(h.sessions[1].exit_status, 3);
+  const saved = await loadCheckpoint(path);
+  assert.equal(saved.state.epoch, 1);
+  assert.equal(
+    saved.state.history.sessions[1].exit,
+    h.sessions[1].exit,
+    "the checkpoint holds the closed record",
+  );
 });

@@ -157,7 +157,7 @@ async function openRun(
 /** A second Ctrl-C: the session's true record, then out (existing checkpoints untouched). */
 function hardExit(ses: Session): void {
   closeRecord(ses, EXIT.interrupted, "second interrupt: exited at once");
-  if (ses.state.global_step === ses.startStep) dropRecord(ses);
+  if (idle(ses)) dropRecord(ses);
   if (ses.writer) writeHistoryJsonSync(ses.layout, ses.state);
   ses.lock.release();
 }
@@ -272,7 +272,7 @@ async function stopResumably(ses: Session): Promise<number> {
   const rd = ses.s.run.resultsDir;
   const hint = `continue with deno task train --resume-from auto` +
     (rd !== "results" ? ` --results-dir ${rd}` : "");
-  if (state.global_step === ses.startStep) {
+  if (idle(ses)) {
     dropRecord(ses); // nothing trained: the checkpoint already holds this state
     log.info(`${text} before training a step; nothing new to save; ${hint}`);
     return EXIT.stopped;
@@ -319,7 +319,7 @@ async function finish(ses: Session, exit: number, t0: number): Promise<void> {
   if (ses.record.exit === null) closeRecord(ses, exit, "completed");
   const recorded = state.history.sessions.includes(ses.record);
   if (recorded && !ses.historyFinal) {
-    if (state.global_step === ses.startStep) dropRecord(ses); // a session that trained nothing is not recorded
+    if (idle(ses)) dropRecord(ses); // a session that changed nothing is not recorded
     if (ses.writer) await writeHistory(ses.layout, state, { html: true }).catch(() => {});
   }
   ses.lock.release();
@@ -348,7 +348,15 @@ function closeRecord(ses: Session, status: number, text: string): void {
   ses.record.exit_status = status;
 }
 
-/** Takes this session's record out of the run's history (it trained nothing). */
+/**
+ * True while a session has changed nothing of the run: no step trained and no epoch closed. (A session resumed
+ * after the last batch of an epoch closes that epoch, validation and checkpoint included, without a step.)
+ */
+function idle(ses: Session): boolean {
+  return ses.state.global_step === ses.startStep && ses.record.last_epoch === null;
+}
+
+/** Takes this session's record out of the run's history (it changed nothing). */
 function dropRecord(ses: Session): void {
   const i = ses.state.history.sessions.indexOf(ses.record);
   if (i >= 0) ses.state.history.sessions.splice(i, 1);
