@@ -104,6 +104,12 @@ Deno.test({
     }
     const untested = registered.filter((n) => !checked.includes(n) && !/Grad/.test(n));
     assert.deepEqual(untested, [], "registered kernels without a worked example");
+    // GinoGeluGrad (from x): dy times the derivative GinoGelu returns
+    const xg = tf.linspace(-6, 6, 257), dy = tf.randomNormal([257], 0, 1, "float32", 4);
+    const [, d] = tf.engine().runKernel("GinoGelu", { x: xg }) as tf.Tensor[];
+    const gg = tf.engine().runKernel("GinoGeluGrad", { dy, x: xg }) as tf.Tensor;
+    const r = worst(await gg.data(), await tf.mul(dy, d).data());
+    assert.ok(r.d <= 1e-6 * Math.max(r.m, 1), `GinoGeluGrad: ${r.d}`);
   },
 });
 

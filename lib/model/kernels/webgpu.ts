@@ -132,7 +132,7 @@ export function geluWebGpu(x: TensorInfo, backend: WebGpuBackend): TensorInfo[] 
 
 /** GinoGeluGrad on webgpu: dy * gelu'(x). */
 export function geluGradWebGpu(dy: TensorInfo, x: TensorInfo, backend: WebGpuBackend): TensorInfo {
-  const [d] = [run(backend, geluProgram(x.shape, true), [x], [sizeOf(x.shape)])];
+  const d = run(backend, geluProgram(x.shape, true), [x], [sizeOf(x.shape)]);
   const mul = tf.getKernel("Multiply", "webgpu")!.kernelFunc;
   const out = mul({ backend, inputs: { a: dy, b: d }, attrs: {} }) as TensorInfo;
   backend.disposeData(d.dataId);
