@@ -195,7 +195,9 @@ export function renderChart(spec: ChartSpec): Svg {
     const hx = X(x), hy = Y(y);
     svg.circle(hx, hy, 8, "none", { color: INK, width: 1.8 });
     const rightSide = hx < left + pw - textWidth(label, 13) - 20;
-    svg.text(rightSide ? hx + 12 : hx - 12, hy + 20, label, {
+    // below the ring, unless that runs into the bottom axis
+    const ly = hy + 22 < top + ph - 4 ? hy + 22 : hy - 14;
+    svg.text(rightSide ? hx + 12 : hx - 12, ly, label, {
       size: 13,
       anchor: rightSide ? "start" : "end",
     });
