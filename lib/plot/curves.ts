@@ -7,10 +7,10 @@
  * @module
  */
 
-import { createRequire } from "node:module";
 import { COLORS, niceTicks, renderChart } from "./chart.ts";
 import { writeFigure } from "./figure.ts";
 import { writeTextFileAtomic } from "../io/atomic.ts";
+import { findAsset } from "../io/assets.ts";
 import type { Svg } from "./svg.ts";
 
 /** What the curves show. */
@@ -61,24 +61,8 @@ let plotlySource: string | null | undefined;
  */
 function plotly(): string | null {
   if (plotlySource !== undefined) return plotlySource;
-  const candidates: (() => string | undefined)[] = [
-    () => createRequire(import.meta.url).resolve("plotly.js-dist-min"),
-    () => Deno.env.get("GINO_GW_PLOTLY"),
-    () => Deno.execPath().replace(/[^/\\]*$/, "plotly.min.js"),
-    () => new URL("./plotly.min.js", Deno.mainModule).pathname,
-  ];
-  plotlySource = null;
-  for (const c of candidates) {
-    try {
-      const path = c();
-      if (path) {
-        plotlySource = Deno.readTextFileSync(path);
-        break;
-      }
-    } catch {
-      // try the next place
-    }
-  }
+  const path = findAsset("plotly.js-dist-min", "plotly.min.js", () => Deno.env.get("GINO_GW_PLOTLY"));
+  plotlySource = path ? Deno.readTextFileSync(path) : null;
   return plotlySource;
 }
 

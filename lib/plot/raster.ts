@@ -7,7 +7,7 @@
  * @module
  */
 
-import { createRequire } from "node:module";
+import { findAsset } from "../io/assets.ts";
 import { initWasm, Resvg } from "@resvg/resvg-wasm";
 
 /** The files the renderer needs, by the name they have beside a bundled program. */
@@ -21,24 +21,10 @@ type AssetName = keyof typeof ASSETS;
 
 /** Where an asset is: the npm package, `GINO_GW_ASSETS`, beside the executable or the main module. */
 function assetPath(name: AssetName): string | undefined {
-  const candidates: (() => string | undefined)[] = [
-    () => createRequire(import.meta.url).resolve(ASSETS[name]),
-    () => {
-      const dir = Deno.env.get("GINO_GW_ASSETS");
-      return dir ? `${dir}/${name}` : undefined;
-    },
-    () => Deno.execPath().replace(/[^/\\]*$/, name),
-    () => new URL(`./${name}`, Deno.mainModule).pathname,
-  ];
-  for (const c of candidates) {
-    try {
-      const p = c();
-      if (p && Deno.statSync(p).isFile) return p;
-    } catch {
-      // try the next place
-    }
-  }
-  return undefined;
+  return findAsset(ASSETS[name], name, () => {
+    const dir = Deno.env.get("GINO_GW_ASSETS");
+    return dir ? `${dir}/${name}` : undefined;
+  });
 }
 
 let ready: Promise<Uint8Array[]> | undefined;
