@@ -1,5 +1,5 @@
 /**
- * A small raster canvas (RGBA) with lines, rectangles and markers, encoded as PNG with the platform's deflate: the
+ * A small raster canvas (RGBA) filled by rectangles, encoded as PNG with the platform's deflate: the
  * pixel images inside the SVG figures (field maps, colour bars). Figures with text are SVG (`svg.ts`), rendered to
  * PNG by `raster.ts`.
  *
@@ -33,37 +33,6 @@ export class Canvas {
   fillRect(x: number, y: number, w: number, h: number, c: Rgb, a = 1): void {
     for (let yy = Math.round(y); yy < Math.round(y + h); yy++) {
       for (let xx = Math.round(x); xx < Math.round(x + w); xx++) this.blend(xx, yy, c, a);
-    }
-  }
-
-  /** A line of the given width (anti-aliased by distance to the segment). */
-  line(x0: number, y0: number, x1: number, y1: number, c: Rgb, width = 1.5, dash?: [number, number]): void {
-    const minX = Math.floor(Math.min(x0, x1) - width), maxX = Math.ceil(Math.max(x0, x1) + width);
-    const minY = Math.floor(Math.min(y0, y1) - width), maxY = Math.ceil(Math.max(y0, y1) + width);
-    const dx = x1 - x0, dy = y1 - y0, len2 = dx * dx + dy * dy, len = Math.sqrt(len2);
-    for (let y = minY; y <= maxY; y++) {
-      for (let x = minX; x <= maxX; x++) {
-        let t = len2 > 0 ? ((x - x0) * dx + (y - y0) * dy) / len2 : 0;
-        t = Math.max(0, Math.min(1, t));
-        if (dash && len > 0) {
-          const along = t * len;
-          if (along % (dash[0] + dash[1]) > dash[0]) continue;
-        }
-        const px = x0 + t * dx - x, py = y0 + t * dy - y;
-        const d = Math.sqrt(px * px + py * py);
-        const a = Math.max(0, Math.min(1, width / 2 + 0.5 - d));
-        if (a > 0) this.blend(x, y, c, a);
-      }
-    }
-  }
-
-  /** A filled circle marker. */
-  circle(cx: number, cy: number, r: number, c: Rgb): void {
-    for (let y = Math.floor(cy - r - 1); y <= Math.ceil(cy + r + 1); y++) {
-      for (let x = Math.floor(cx - r - 1); x <= Math.ceil(cx + r + 1); x++) {
-        const d = Math.hypot(x - cx, y - cy);
-        this.blend(x, y, c, Math.max(0, Math.min(1, r + 0.5 - d)));
-      }
     }
   }
 }
