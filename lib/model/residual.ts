@@ -46,7 +46,8 @@ export function residualOf(
       `the fitted residual base needs ${cols * (tin + 1) * tout} weights, got ${fit?.length ?? "none"}`,
     );
   }
-  return { cols, tin, tout, base, fit: base === "fitted" ? fit : undefined };
+  // float32 once here, not on every forward pass
+  return { cols, tin, tout, base, fit: base === "fitted" ? Float32Array.from(fit!) : undefined };
 }
 
 /**
@@ -67,7 +68,8 @@ export function residualBase(x: tf.Tensor3D, spec: ResidualSpec): tf.Tensor3D {
         b * n,
         tin + 1,
       ]);
-      const w = tf.tensor3d(Float32Array.from(spec.fit), [cols, tin + 1, tout]);
+      const fit = spec.fit instanceof Float32Array ? spec.fit : Float32Array.from(spec.fit);
+      const w = tf.tensor3d(fit, [cols, tin + 1, tout]);
       return tf.matMul(a, w).reshape([cols, b, n, tout]).transpose([1, 2, 0, 3]).reshape([
         b,
         n,
