@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { initBackend, tf } from "../lib/model/backend.ts";
+import { gpuAdapter, initBackend, tf } from "../lib/model/backend.ts";
 import { FAST_KERNELS } from "../lib/model/kernels/register.ts";
 import { Rng } from "../lib/data/rng.ts";
 
@@ -13,44 +13,65 @@ function close(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: st
   assert.ok(worst <= tol * Math.max(scale, 1), `${what}: max difference ${worst} (scale ${scale})`);
 }
 
-for (const backend of ["wasm", "cpu"] as const) {
-  Deno.test(`${backend}: every fast kernel it has equals its worked example, and its gradients equal the stock ops'`, async () => {
-    const info = await initBackend(backend);
-    const registered = info.kernels?.registered ?? [];
-    const checked: string[] = [];
-    for (const k of FAST_KERNELS) {
-      if (!registered.includes(k.name) || !k.example) continue;
-      const ex = k.example();
+// The webgpu kernels run on any WebGPU adapter (Mesa's software one included); skipped, saying so, without one.
+const gpu = await gpuAdapter();
+if (!gpu) console.error("webgpu kernel test skipped: no WebGPU adapter (see tests/webgpu_test.ts)");
+
+for (const backend of ["wasm", "cpu", "webgpu"] as const) {
+  // a GPU sums in another order: its outputs and gradients are compared a little more loosely
+  const gradTol = backend === "webgpu" ? 1e-5 : 2e-6;
+  Deno.test({
+    name:
+      `${backend}: every fast kernel it has equals its worked example, and its gradients equal the stock ops'`,
+    ignore: backend === "webgpu" && !gpu,
+    async fn() {
+      const info = await initBackend(backend);
+      const registered = info.kernels?.registered ?? [];
+      const checked: string[] = [];
       // a kernel with several outputs is checked on its first
       const first = (r: unknown) => (Array.isArray(r) ? r[0] : r) as tf.Tensor;
-      const out = first(tf.engine().runKernel(k.name, ex.inputs, ex.attrs as tf.NamedAttrMap));
-      close(out.dataSync(), ex.expect, ex.tol, `${backend} ${k.name}`);
-      if (ex.composed && ex.differentiate) {
-        const rng = new Rng(9);
-        const probe = tf.tensor(Float32Array.from({ length: out.size }, () => rng.normal()), out.shape);
-        const names = ex.differentiate;
-        const withInputs = (ts: tf.Tensor[]) => ({
-          ...ex.inputs,
-          ...Object.fromEntries(names.map((n, i) => [n, ts[i]])),
-        });
-        const run = (inputs: Record<string, tf.Tensor>) =>
-          ex.op ? ex.op(inputs) : first(tf.engine().runKernel(k.name, inputs, ex.attrs as tf.NamedAttrMap));
-        const fast = (...ts: tf.Tensor[]) => tf.sum(tf.mul(run(withInputs(ts)), probe));
-        const composed = (...ts: tf.Tensor[]) => tf.sum(tf.mul(ex.composed!(withInputs(ts)), probe));
-        const g1 = tf.grads(fast)(names.map((n) => ex.inputs[n]));
-        const g2 = tf.grads(composed)(names.map((n) => ex.inputs[n]));
-        names.forEach((n, i) =>
-          close(g1[i].dataSync(), g2[i].dataSync(), 2e-6, `${backend} ${k.name} d/d${n}`)
-        );
+      for (const k of FAST_KERNELS) {
+        if (!registered.includes(k.name) || !k.example) continue;
+        const ex = k.example();
+        const out = first(tf.engine().runKernel(k.name, ex.inputs, ex.attrs as tf.NamedAttrMap));
+        const tol = backend === "webgpu" ? Math.max(ex.tol, 2e-6) : ex.tol;
+        close(await out.data(), ex.expect, tol, `${backend} ${k.name}`);
+        if (ex.composed && ex.differentiate) {
+          const rng = new Rng(9);
+          const probe = tf.tensor(Float32Array.from({ length: out.size }, () => rng.normal()), out.shape);
+          const names = ex.differentiate;
+          const withInputs = (ts: tf.Tensor[]) => ({
+            ...ex.inputs,
+            ...Object.fromEntries(names.map((n, i) => [n, ts[i]])),
+          });
+          const run = (inputs: Record<string, tf.Tensor>) =>
+            ex.op ? ex.op(inputs) : first(tf.engine().runKernel(k.name, inputs, ex.attrs as tf.NamedAttrMap));
+          const fast = (...ts: tf.Tensor[]) => tf.sum(tf.mul(run(withInputs(ts)), probe));
+          const composed = (...ts: tf.Tensor[]) => tf.sum(tf.mul(ex.composed!(withInputs(ts)), probe));
+          const g1 = tf.grads(fast)(names.map((n) => ex.inputs[n]));
+          const g2 = tf.grads(composed)(names.map((n) => ex.inputs[n]));
+          for (let i = 0; i < names.length; i++) {
+            close(await g1[i].data(), await g2[i].data(), gradTol, `${backend} ${k.name} d/d${names[i]}`);
+          }
+        }
+        checked.push(k.name);
       }
-      checked.push(k.name);
-    }
-    // the gradient kernels are checked through the gradients of the kernels they belong to
-    const untested = registered.filter((n) => !checked.includes(n) && !/Grad/.test(n));
-    assert.deepEqual(untested, [], "registered kernels without a worked example");
-    assert.ok(checked.length >= (backend === "wasm" ? 6 : 5), `checked ${checked.join(", ")}`);
+      // the gradient kernels are checked through the gradients of the kernels they belong to
+      const untested = registered.filter((n) => !checked.includes(n) && !/Grad/.test(n));
+      assert.deepEqual(untested, [], "registered kernels without a worked example");
+      if (backend === "webgpu") {
+        assert.ok(checked.includes("GinoEdgeReduce") && checked.includes("GinoGelu"), `${checked}`);
+        // GinoGeluGrad (from x): dy times the derivative GinoGelu returns
+        const xg = tf.linspace(-6, 6, 257), dy = tf.randomNormal([257], 0, 1, "float32", 4);
+        const [, d] = tf.engine().runKernel("GinoGelu", { x: xg }) as tf.Tensor[];
+        const gg = tf.engine().runKernel("GinoGeluGrad", { dy, x: xg }) as tf.Tensor;
+        close(await gg.data(), await tf.mul(dy, d).data(), 1e-6, "webgpu GinoGeluGrad");
+      } else assert.ok(checked.length >= (backend === "wasm" ? 6 : 5), `checked ${checked.join(", ")}`);
+    },
   });
+}
 
+for (const backend of ["wasm", "cpu"] as const) {
   Deno.test(`${backend}: matmul transposes and Sum over middle axes agree with the composed forms`, async () => {
     await initBackend(backend);
     const rng = new Rng(6);

@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
 import { describeAdapter, gpuAdapter, initBackend, tf } from "../lib/model/backend.ts";
 import { createGino, relativeL2Loss } from "../lib/model/gino.ts";
-import { FAST_KERNELS } from "../lib/model/kernels/register.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
-import { Rng } from "../lib/data/rng.ts";
-import { FIXTURES, runTrain, tempDir } from "./_helpers.ts";
+import { FIXTURES, runScript, runTrain, tempDir } from "./_helpers.ts";
 
 // Runs on any WebGPU adapter, Mesa's software one (llvmpipe) included: correctness, not speed.
 const adapter = await gpuAdapter();
@@ -67,53 +65,6 @@ for (const name of ["gino-golden-small", "gino-golden-sparse"]) {
 }
 
 Deno.test({
-  name: "webgpu: every WGSL kernel equals its worked example, and its gradients equal the stock ops'",
-  ignore,
-  async fn() {
-    const info = await initBackend("webgpu");
-    const registered = info.kernels?.registered ?? [];
-    assert.ok(registered.includes("GinoEdgeReduce") && registered.includes("GinoGelu"), `${registered}`);
-    const checked: string[] = [];
-    const first = (r: unknown) => (Array.isArray(r) ? r[0] : r) as tf.Tensor;
-    for (const k of FAST_KERNELS) {
-      if (!registered.includes(k.name) || !k.example) continue;
-      const ex = k.example();
-      const out = first(tf.engine().runKernel(k.name, ex.inputs, ex.attrs as tf.NamedAttrMap));
-      const r = worst(await out.data(), ex.expect);
-      assert.ok(r.d <= Math.max(ex.tol, 2e-6) * Math.max(r.m, 1), `${k.name}: ${r.d}`);
-      if (ex.composed && ex.differentiate) {
-        const rng = new Rng(9);
-        const probe = tf.tensor(Float32Array.from({ length: out.size }, () => rng.normal()), out.shape);
-        const names = ex.differentiate;
-        const withInputs = (ts: tf.Tensor[]) => ({
-          ...ex.inputs,
-          ...Object.fromEntries(names.map((n, i) => [n, ts[i]])),
-        });
-        const run = (inputs: Record<string, tf.Tensor>) =>
-          ex.op ? ex.op(inputs) : first(tf.engine().runKernel(k.name, inputs, ex.attrs as tf.NamedAttrMap));
-        const fast = (...ts: tf.Tensor[]) => tf.sum(tf.mul(run(withInputs(ts)), probe));
-        const composed = (...ts: tf.Tensor[]) => tf.sum(tf.mul(ex.composed!(withInputs(ts)), probe));
-        const g1 = tf.grads(fast)(names.map((n) => ex.inputs[n]));
-        const g2 = tf.grads(composed)(names.map((n) => ex.inputs[n]));
-        for (let i = 0; i < names.length; i++) {
-          const d = worst(await g1[i].data(), await g2[i].data());
-          assert.ok(d.d <= 1e-5 * Math.max(d.m, 1), `${k.name} d/d${names[i]}: ${d.d}`);
-        }
-      }
-      checked.push(k.name);
-    }
-    const untested = registered.filter((n) => !checked.includes(n) && !/Grad/.test(n));
-    assert.deepEqual(untested, [], "registered kernels without a worked example");
-    // GinoGeluGrad (from x): dy times the derivative GinoGelu returns
-    const xg = tf.linspace(-6, 6, 257), dy = tf.randomNormal([257], 0, 1, "float32", 4);
-    const [, d] = tf.engine().runKernel("GinoGelu", { x: xg }) as tf.Tensor[];
-    const gg = tf.engine().runKernel("GinoGeluGrad", { dy, x: xg }) as tf.Tensor;
-    const r = worst(await gg.data(), await tf.mul(dy, d).data());
-    assert.ok(r.d <= 1e-6 * Math.max(r.m, 1), `GinoGeluGrad: ${r.d}`);
-  },
-});
-
-Deno.test({
   name:
     "webgpu: deno task train --backend webgpu trains, resumes and names the adapter; auto never picks a software one",
   ignore,
@@ -146,24 +97,16 @@ Deno.test({
       "auto",
     ]);
     assert.equal(more.code, 0, more.stderr);
-    const root = new URL("../", import.meta.url).pathname;
-    const pr = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        `${root}predict.ts`,
-        `${t.dir}/g/checkpoints/final_checkpoint.safetensors`,
-        "--backend",
-        "webgpu",
-        "--json",
-        "--no-csv",
-        "--no-figures",
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(pr.code, 0, new TextDecoder().decode(pr.stderr));
-    const report = JSON.parse(new TextDecoder().decode(pr.stdout));
+    const pr = await runScript("predict.ts", [
+      `${t.dir}/g/checkpoints/final_checkpoint.safetensors`,
+      "--backend",
+      "webgpu",
+      "--json",
+      "--no-csv",
+      "--no-figures",
+    ]);
+    assert.equal(pr.code, 0, pr.stderr);
+    const report = JSON.parse(pr.stdout);
     assert.ok(Number.isFinite(report.model.overall.mass_concentration.rmse));
     if (adapter!.fallback) {
       const auto = await runTrain([
