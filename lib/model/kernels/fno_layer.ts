@@ -347,6 +347,7 @@ const nModesOf = (attrs: unknown) => (attrs as { nModes: number[] }).nModes;
 export const fnoLayerKernel: FastKernel = {
   name: FNO_LAYER_KERNEL,
   backends: ["wasm", "cpu"],
+  usesBlas: true,
   forward: (backendName, { blas }) => {
     if (!blas) return undefined;
     return ({ inputs, backend, attrs }) => {
@@ -422,6 +423,7 @@ const ops = new Map<string, (...inputs: tf.Tensor[]) => tf.Tensor>();
 export const fnoLayerGradKernel: FastKernel = {
   name: FNO_LAYER_GRAD_KERNEL,
   backends: ["wasm", "cpu"],
+  usesBlas: true,
   forward: (backendName, { blas }) => {
     if (!blas) return undefined;
     return ({ inputs, backend, attrs }) => {

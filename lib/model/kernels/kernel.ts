@@ -49,6 +49,8 @@ export interface FastKernel {
   name: string;
   /** Backends it is implemented for. */
   backends: readonly string[];
+  /** It runs through the system BLAS (which is then looked for, and its absence reported, on these backends). */
+  usesBlas?: boolean;
   /** The kernel function on a backend, or undefined when its requirements are missing (e.g. no BLAS). */
   forward: (backendName: string, ctx: KernelContext) => tf.KernelFunc | undefined;
   /** Its gradient, for a new kernel (a replaced stock kernel keeps the stock gradient). */

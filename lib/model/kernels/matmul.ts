@@ -79,6 +79,7 @@ function transposeFirst(backendName: string, stock: tf.KernelFunc): tf.KernelFun
 export const matmulKernel: FastKernel = {
   name: "BatchMatMul",
   backends: ["wasm", "cpu"],
+  usesBlas: true,
   forward: (backendName, { blas, stock }) => {
     if (!blas) return backendName === "wasm" && stock ? transposeFirst(backendName, stock) : undefined;
     return ({ inputs, backend, attrs }) => {

@@ -78,7 +78,8 @@ export function registerFastKernels(
   if (seen) return seen.report;
   let blas: Blas | undefined;
   try {
-    if (backendName !== "webgpu") blas = openBlas();
+    // only where a kernel of this backend would use it (not on webgpu)
+    if (FAST_KERNELS.some((k) => k.usesBlas && k.backends.includes(backendName))) blas = openBlas();
   } catch (e) {
     log(
       `warning: no system BLAS (${(e as Error).message}): training runs about ${NO_BLAS_SLOWDOWN} slower ` +
