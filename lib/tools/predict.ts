@@ -17,7 +17,7 @@ import { createGino } from "../model/gino.ts";
 import type { Gino, GinoGeometry } from "../model/gino.ts";
 import { latentGrid } from "../model/latent.ts";
 import { predictWindow, residualOf } from "../model/residual.ts";
-import type { ResidualBase, ResidualSpec } from "../model/residual.ts";
+import type { ResidualSpec } from "../model/residual.ts";
 import { readNpy } from "../io/npy.ts";
 import { writeTextFileAtomic } from "../io/atomic.ts";
 import { COLORS, renderChart } from "../plot/chart.ts";
@@ -182,7 +182,8 @@ function windowStarts(p: Patch, part: Part | "all", tin: number, horizon: number
 
 /**
  * Forecasts `horizon` steps for windows starting at `starts` of patch `p`: x is built from the true series, then
- * each output window is fed back as input (rollout). Returns standardised predictions [B][C][N][horizon] flat.
+ * each output window is fed back as input (rollout). `residual`: the model's residual (see `residualOf`). Returns
+ * standardised predictions [B][C][N][horizon] flat.
  */
 export async function forecast(
   model: Gino,
@@ -193,13 +194,10 @@ export async function forecast(
   tin: number,
   tout: number,
   rollout: number,
-  residual: boolean | ResidualBase | ResidualSpec = false,
+  residual: ResidualSpec | boolean = false,
 ): Promise<Float32Array> {
-  const spec: ResidualSpec | undefined = typeof residual === "object"
-    ? residual
-    : residual
-    ? { cols, tin, tout, base: residual === true ? "last" : residual }
-    : undefined;
+  // `true`: the residual on the last input step (the form before the bases existed)
+  const spec = residual === true ? { cols, tin, tout } : residual || undefined;
   const B = starts.length, N = p.n, T = p.steps, H = tout * rollout;
   const out = new Float32Array(B * cols * N * H);
   // seq[b][c][n][k]: the last tin steps known for each point (true at first, then predicted)
