@@ -65,8 +65,8 @@ for (const name of ["gino-golden-small", "gino-golden-sparse"]) {
 }
 
 Deno.test({
-  name:
-    "webgpu: deno task train --backend webgpu trains, resumes and names the adapter; auto never picks a software one",
+  name: "webgpu: deno task train --backend webgpu trains, resumes exactly (bitwise), follows the wasm run, " +
+    "predicts and names the adapter; auto never picks a software one",
   ignore,
   async fn() {
     await using t = await tempDir();
@@ -97,6 +97,33 @@ Deno.test({
       "auto",
     ]);
     assert.equal(more.code, 0, more.stderr);
+    // the same 3 epochs without a stop, on webgpu and on wasm
+    for (const [name, backend] of [["s", "webgpu"], ["w", "wasm"]]) {
+      const r = await runTrain([
+        "--backend",
+        backend,
+        "--epochs",
+        "3",
+        "--results-dir",
+        t.dir,
+        "--run-name",
+        name,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const history = async (run: string) =>
+      JSON.parse(await Deno.readTextFile(`${t.dir}/${run}/loss_history.json`)) as Record<string, number[]>;
+    const [hg, hs, hw] = [await history("g"), await history("s"), await history("w")];
+    assert.deepEqual(hg.train_losses, hs.train_losses, "a resumed run continues exactly (bitwise)");
+    assert.deepEqual(hg.val_losses, hs.val_losses);
+    const tensors = async (run: string) =>
+      (await readSafetensors(`${t.dir}/${run}/checkpoints/final_checkpoint.safetensors`)).tensors;
+    const [cg, cs] = [await tensors("g"), await tensors("s")];
+    for (const [k, v] of Object.entries(cs)) assert.deepEqual(cg[k].data, v.data, `${k} after the resume`);
+    hw.train_losses.forEach((l, i) => {
+      const rel = Math.abs(hs.train_losses[i] - l) / l;
+      assert.ok(rel <= 1e-4, `epoch ${i + 1}: training loss ${hs.train_losses[i]} on webgpu, ${l} on wasm`);
+    });
     const pr = await runScript("predict.ts", [
       `${t.dir}/g/checkpoints/final_checkpoint.safetensors`,
       "--backend",

@@ -303,3 +303,44 @@ export function formatProfile(r: ProfileReport, sgemm?: { gflops: number; librar
   }
   return lines.join("\n");
 }
+
+/**
+ * The GPU engine's profile: GPU time and dispatches per kind of dispatch (layer numbers merged), from timestamps
+ * taken around every dispatch over `steps` steps, and what is left of the wall time (host: recording, upload,
+ * waiting for the read-back).
+ */
+export function formatGpuProfile(
+  rows: { label: string; ms: number }[],
+  steps: number,
+  wallMs: number,
+): string {
+  const by = new Map<string, { ms: number; n: number }>();
+  for (const r of rows) {
+    const k = r.label.replace(/\b\d+\b/g, "#");
+    const e = by.get(k) ?? { ms: 0, n: 0 };
+    e.ms += r.ms;
+    e.n++;
+    by.set(k, e);
+  }
+  const gpu = rows.reduce((a, r) => a + r.ms, 0) / steps, wall = wallMs / steps;
+  const lines = [`dispatch (# = any layer)                                      per step   GPU ms   share`];
+  for (const [k, e] of [...by].sort((a, b) => b[1].ms - a[1].ms)) {
+    lines.push(
+      `${k.padEnd(60)} ${String(e.n / steps).padStart(8)} ${(e.ms / steps).toFixed(2).padStart(8)} ${
+        (100 * e.ms / steps / wall).toFixed(1).padStart(6)
+      }%`,
+    );
+  }
+  lines.push(
+    `${"GPU, all dispatches".padEnd(60)} ${String(rows.length / steps).padStart(8)} ${
+      gpu.toFixed(2).padStart(8)
+    } ${(100 * gpu / wall).toFixed(1).padStart(6)}%`,
+  );
+  lines.push(
+    `${"host (recording, upload, read-back wait), and GPU idle".padEnd(60)} ${"".padStart(8)} ${
+      (wall - gpu).toFixed(2).padStart(8)
+    } ${(100 * (wall - gpu) / wall).toFixed(1).padStart(6)}%`,
+  );
+  lines.push(`step (wall, each dispatch in its own timed pass)`.padEnd(70) + wall.toFixed(2).padStart(8));
+  return lines.join("\n");
+}

@@ -14,7 +14,10 @@ import { latentGrid } from "../model/latent.ts";
 import { autoMicroBatch, shareMicroBatch, trainStep } from "../train/step.ts";
 import { Adam } from "../train/adam.ts";
 import { median } from "./timing.ts";
-import { formatProfile, measureSgemm, StepProfiler } from "./profile.ts";
+import { formatGpuProfile, formatProfile, measureSgemm, StepProfiler } from "./profile.ts";
+import { gpuEngineFor } from "../model/gpu/engine.ts";
+import { countTfjsWebGpu } from "../model/gpu/counts.ts";
+import type { GpuCounters } from "../model/gpu/runtime.ts";
 import { SINGLE } from "../parallel/world.ts";
 import type { World } from "../parallel/world.ts";
 import { configureThreads } from "../parallel/threads.ts";
@@ -36,45 +39,69 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
   const t0 = performance.now();
   const geom = model.geometry(pts, latent, [G, G, G]);
   const geomMs = performance.now() - t0;
-  const micro = (flags["micro-batch"] as number | undefined) ?? shareMicroBatch(
-    autoMicroBatch([{ n: N, edges: geom.stats.in.edges + geom.stats.out.edges }], [G, G, G], 64, B),
-    B,
-    world.size,
-  );
+  const engine = gpuEngineFor(model);
+  const micro = (flags["micro-batch"] as number | undefined) ??
+    (engine ? shareMicroBatch(B, B, world.size) : shareMicroBatch(
+      autoMicroBatch([{ n: N, edges: geom.stats.in.edges + geom.stats.out.edges }], [G, G, G], 64, B),
+      B,
+      world.size,
+    ));
   // the same batch on every rank (seeded), each rank computing its share of the micro-batches
   const x = tf.randomNormal([B, N, 10], 0, 1, "float32", 1) as tf.Tensor3D;
   const y = tf.randomNormal([B, N, 10], 0, 1, "float32", 2) as tf.Tensor3D;
+  const [xs, ys] = [await x.data() as Float32Array, await y.data() as Float32Array];
   const opt = new Adam(model.variables, 1e-3);
   const reduction: ReductionStats = { calls: 0, ms: 0, bytes: 0 };
   const share = { index: world.rank, count: world.size }, reduce = allReduceGradients(world, reduction);
   let peak = 0;
-  const profiler = flags.profile ? new StepProfiler() : undefined;
+  const perStep: GpuCounters = { dispatches: 0, submits: 0, uploads: 0, readbacks: 0, copies: 0 };
+  const profiler = flags.profile && !engine ? new StepProfiler() : undefined;
+  const gpuProfile: { label: string; ms: number }[] = [];
+  // GPU work per step, on either webgpu path (the engine's own counters, or tfjs's programs counted)
+  const counts: GpuCounters = { dispatches: 0, submits: 0, uploads: 0, readbacks: 0, copies: 0 };
+  const stopCounting = !engine && info.backend === "webgpu" ? countTfjsWebGpu(counts) : undefined;
   const stepTimes: number[] = [], fwdTimes: number[] = [], reduceTimes: number[] = [];
+  let profileWall = 0;
   for (let s = 0; s < steps + 1; s++) {
     const ts = performance.now();
-    for (let s0 = 0, i = 0; s0 < B && !profiler; s0 += micro, i++) {
-      // forward of this rank's share of the batch, micro-batch by micro-batch
-      if (i % world.size !== world.rank) continue;
-      const out = tf.tidy(() =>
-        model.forwardGeometry(geom, x.slice([s0, 0, 0], [Math.min(micro, B - s0), -1, -1]))
-      );
-      await out.data();
-      out.dispose();
+    if (engine) await engine.forward(geom, xs, B, micro);
+    else if (!profiler) {
+      for (let s0 = 0, i = 0; s0 < B; s0 += micro, i++) {
+        // forward of this rank's share of the batch, micro-batch by micro-batch
+        if (i % world.size !== world.rank) continue;
+        const out = tf.tidy(() =>
+          model.forwardGeometry(geom, x.slice([s0, 0, 0], [Math.min(micro, B - s0), -1, -1]))
+        );
+        await out.data();
+        out.dispose();
+      }
     }
     const tf0 = performance.now() - ts;
     const t1 = performance.now(), r0 = reduction.ms;
     if (profiler && s === 1) profiler.install(); // after the warm-up step
-    const run = () => trainStep(model, geom, x, y, N, micro, opt, { share, reduce });
+    if (engine && flags.profile && s > 0) engine.profile = gpuProfile;
+    const before = { ...(engine ? engine.counters : counts) };
+    const run = () =>
+      engine
+        ? engine.trainStep(geom, xs, ys, B, N, micro, opt, { share, world })
+        : trainStep(model, geom, x, y, N, micro, opt, { share, reduce });
     if (profiler && s > 0) await profiler.step(run);
     else await run();
     const dt = performance.now() - t1;
+    if (engine) engine.profile = undefined;
+    const after = engine ? engine.counters : counts;
     peak = Math.max(peak, Deno.memoryUsage().rss);
     if (s > 0) {
       stepTimes.push(dt);
       fwdTimes.push(tf0);
       reduceTimes.push(reduction.ms - r0);
+      if (flags.profile) profileWall += dt;
+      for (const k of Object.keys(perStep) as (keyof GpuCounters)[]) {
+        perStep[k] += (after[k] - before[k]) / steps;
+      }
     }
   }
+  stopCounting?.();
   const res = {
     backend: info.backend,
     blas: info.kernels?.blas ?? null,
@@ -98,7 +125,10 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
     allreduce_ms: median(reduceTimes),
     allreduce_bytes: reduction.bytes,
     adapter: info.adapter ? describeAdapter(info.adapter) : null,
-    gpu_memory_mb: gpuMemoryMiB(),
+    gpu_memory_mb: engine ? (engine.bytes + (gpuMemoryMiB() ?? 0) * 2 ** 20) / 2 ** 20 : gpuMemoryMiB(),
+    gpu_engine: engine !== undefined,
+    gpu_pass: engine ? engine.passSize(geom) : null,
+    gpu_per_step: info.backend === "webgpu" ? perStep : null,
   };
   if (world.rank !== 0) {
     // nothing printed by the other ranks
@@ -114,14 +144,24 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
         }%)`,
     );
     console.log(
-      `step ${res.step_ms.toFixed(0)} ms (median of ${steps}), forward ${res.forward_ms.toFixed(0)} ms, ` +
+      `step ${res.step_ms.toFixed(0)} ms (median of ${steps}), forward ${
+        profiler ? "not timed under --profile" : `${res.forward_ms.toFixed(0)} ms`
+      }, ` +
         `geometry ${geomMs.toFixed(0)} ms (once per patch), peak RSS ${res.peak_rss_mb.toFixed(0)} MiB`,
     );
     if (res.adapter) {
       console.log(
-        `GPU: ${res.adapter}; GPU memory held by tensors ${
+        `GPU: ${res.adapter}; ${
+          engine ? `engine (passes of up to ${res.gpu_pass} windows)` : "tfjs ops (GINO_GW_GPU_ENGINE=off)"
+        }; GPU memory held ${
           res.gpu_memory_mb === null ? "not reported" : `${res.gpu_memory_mb.toFixed(0)} MiB`
         }`,
+      );
+      const c = perStep;
+      console.log(
+        `GPU work per step: ${c.dispatches.toFixed(0)} dispatches, ${c.submits.toFixed(0)} submissions, ` +
+          `${c.uploads.toFixed(0)} uploads, ${c.readbacks.toFixed(0)} read-backs` +
+          (engine ? ` (and ${c.copies.toFixed(0)} buffer copies/clears)` : ""),
       );
     }
     if (world.size > 1) {
@@ -131,6 +171,15 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
       );
     }
   }
+  if (engine && flags.profile && world.rank === 0) {
+    console.log(
+      gpuProfile.length
+        ? formatGpuProfile(gpuProfile, steps, profileWall)
+        : "(this adapter offers no GPU timestamps: no per-dispatch times)",
+    );
+    if (flags.json) console.log(JSON.stringify({ gpu_profile: gpuProfile }));
+  }
+  engine?.dispose();
   if (profiler) {
     profiler.uninstall();
     const report = profiler.report();

@@ -103,6 +103,11 @@ async function initWebGpu(adapter: GpuAdapterInfo, log: (msg: string) => void): 
 
 let current: BackendInfo | undefined;
 
+/** What {@linkcode initBackend} set up, if it ran. */
+export function backendInfo(): BackendInfo | undefined {
+  return current;
+}
+
 /**
  * The native backend packages, by bare name: they load only when the user added them to the import map
  * (`deno add npm:@tensorflow/tfjs-node-gpu@4.22.0`); otherwise the import fails at once, with nothing downloaded.

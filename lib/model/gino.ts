@@ -77,8 +77,33 @@ export interface GinoGeometry {
   outInvCount?: tf.Tensor2D;
   /** Neighbourhood statistics of both GNOs. */
   stats: { in: NeighborStats; out: NeighborStats };
+  /** The same arrays on the host (the GPU engine builds its buffers from them). */
+  host: GeometryHost;
   /** Frees the geometry's tensors. */
   dispose(): void;
+}
+
+/** A patch geometry's arrays on the host (see {@linkcode GinoGeometry}; edges sorted by their query). */
+export interface GeometryHost {
+  inEmbP: Float32Array;
+  inEmbL: Float32Array;
+  outEmbP: Float32Array;
+  outEmbL: Float32Array;
+  inSrc: Int32Array;
+  inDst: Int32Array;
+  inDstCompact: Int32Array;
+  /** CSR offsets of the input-GNO edges per latent node [Q + 1]. */
+  inRowSplits: Int32Array;
+  inInvCount: Float32Array;
+  outSrc: Int32Array;
+  outSrcCompact: Int32Array;
+  outDst: Int32Array;
+  /** CSR offsets of the output-GNO edges per point [N + 1]. */
+  outRowSplits: Int32Array;
+  outInvCount?: Float32Array;
+  /** Latent nodes with an input-GNO / output-GNO edge (rows of inEmbL / outEmbL). */
+  inUsed: number;
+  outUsed: number;
 }
 
 let instances = 0;
@@ -316,41 +341,48 @@ export class Gino {
       used.forEach((u, i) => out.set([flat[u * 3], flat[u * 3 + 1], flat[u * 3 + 2]], i * 3));
       return out;
     };
+    const h: GeometryHost = {
+      inEmbP: sinusoidalEmbedding(points, c.in_gno_pos_embed_channels, c.in_gno_pos_embed_max_positions),
+      inEmbL: sinusoidalEmbedding(
+        rows(latent, inUsed),
+        c.in_gno_pos_embed_channels,
+        c.in_gno_pos_embed_max_positions,
+      ),
+      outEmbP: sinusoidalEmbedding(points, c.out_gno_pos_embed_channels, c.out_gno_pos_embed_max_positions),
+      outEmbL: sinusoidalEmbedding(
+        rows(latent, outUsed),
+        c.out_gno_pos_embed_channels,
+        c.out_gno_pos_embed_max_positions,
+      ),
+      inSrc: inNb.index,
+      inDst,
+      inDstCompact,
+      inRowSplits: inNb.rowSplits,
+      inInvCount: counts(inNb.rowSplits),
+      outSrc: outNb.index,
+      outSrcCompact,
+      outDst: edgeQueries(outNb),
+      outRowSplits: outNb.rowSplits,
+      outInvCount: c.out_gno_reduction === "mean" ? counts(outNb.rowSplits) : undefined,
+      inUsed: inUsed.length,
+      outUsed: outUsed.length,
+    };
     const g: GinoGeometry = {
       n,
       grid: [...grid],
-      inEmbP: tf.tensor2d(
-        sinusoidalEmbedding(points, c.in_gno_pos_embed_channels, c.in_gno_pos_embed_max_positions),
-        [n, embIn],
-      ),
-      inEmbL: tf.tensor2d(
-        sinusoidalEmbedding(
-          rows(latent, inUsed),
-          c.in_gno_pos_embed_channels,
-          c.in_gno_pos_embed_max_positions,
-        ),
-        [inUsed.length, embIn],
-      ),
-      outEmbP: tf.tensor2d(
-        sinusoidalEmbedding(points, c.out_gno_pos_embed_channels, c.out_gno_pos_embed_max_positions),
-        [n, embOut],
-      ),
-      outEmbL: tf.tensor2d(
-        sinusoidalEmbedding(
-          rows(latent, outUsed),
-          c.out_gno_pos_embed_channels,
-          c.out_gno_pos_embed_max_positions,
-        ),
-        [outUsed.length, embOut],
-      ),
-      inSrc: tf.tensor1d(inNb.index, "int32"),
-      inDst: tf.tensor1d(inDst, "int32"),
-      inDstCompact: tf.tensor1d(inDstCompact, "int32"),
-      inInvCount: tf.tensor2d(counts(inNb.rowSplits), [q, 1]),
-      outSrc: tf.tensor1d(outNb.index, "int32"),
-      outSrcCompact: tf.tensor1d(outSrcCompact, "int32"),
-      outDst: tf.tensor1d(edgeQueries(outNb), "int32"),
-      outInvCount: c.out_gno_reduction === "mean" ? tf.tensor2d(counts(outNb.rowSplits), [n, 1]) : undefined,
+      inEmbP: tf.tensor2d(h.inEmbP, [n, embIn]),
+      inEmbL: tf.tensor2d(h.inEmbL, [inUsed.length, embIn]),
+      outEmbP: tf.tensor2d(h.outEmbP, [n, embOut]),
+      outEmbL: tf.tensor2d(h.outEmbL, [outUsed.length, embOut]),
+      inSrc: tf.tensor1d(h.inSrc, "int32"),
+      inDst: tf.tensor1d(h.inDst, "int32"),
+      inDstCompact: tf.tensor1d(h.inDstCompact, "int32"),
+      inInvCount: tf.tensor2d(h.inInvCount, [q, 1]),
+      outSrc: tf.tensor1d(h.outSrc, "int32"),
+      outSrcCompact: tf.tensor1d(h.outSrcCompact, "int32"),
+      outDst: tf.tensor1d(h.outDst, "int32"),
+      outInvCount: h.outInvCount ? tf.tensor2d(h.outInvCount, [n, 1]) : undefined,
+      host: h,
       stats: { in: neighborStats(inNb), out: neighborStats(outNb) },
       dispose() {
         for (

@@ -9,6 +9,7 @@
  */
 
 import { initBackend, tf } from "../model/backend.ts";
+import { gpuEngineFor } from "../model/gpu/engine.ts";
 import type { BackendName } from "../model/backend.ts";
 import { loadCheckpoint, restoreTensors } from "../train/checkpoint.ts";
 import { DataError, loadPatchDataset } from "../data/dataset.ts";
@@ -181,9 +182,20 @@ function windowStarts(p: Patch, part: Part | "all", tin: number, horizon: number
 }
 
 /**
+ * Runs the model on `windows` input windows x [windows, N, C * Tin] of a geometry: [windows, N, C * Tout]
+ * (standardised), with the residual base added when given. The GPU engine is one.
+ */
+export type WindowRunner = (
+  geom: GinoGeometry,
+  x: Float32Array,
+  windows: number,
+  residual?: ResidualSpec,
+) => Promise<Float32Array>;
+
+/**
  * Forecasts `horizon` steps for windows starting at `starts` of patch `p`: x is built from the true series, then
  * each output window is fed back as input (rollout). `residual`: the model's residual (see `residualOf`). Returns
- * standardised predictions [B][C][N][horizon] flat.
+ * standardised predictions [B][C][N][horizon] flat. `run`: how the model is run (default: tfjs ops).
  */
 export async function forecast(
   model: Gino,
@@ -195,6 +207,7 @@ export async function forecast(
   tout: number,
   rollout: number,
   residual: ResidualSpec | boolean = false,
+  run?: WindowRunner,
 ): Promise<Float32Array> {
   // `true`: the residual on the last input step (the form before the bases existed)
   const spec = residual === true ? { cols, tin, tout } : residual || undefined;
@@ -211,9 +224,13 @@ export async function forecast(
     }
   }
   for (let k = 0; k < rollout; k++) {
-    const predT = tf.tidy(() => predictWindow(model, geom, tf.tensor3d(x, [B, N, cols * tin]), spec));
-    const pred = await predT.data() as Float32Array;
-    predT.dispose();
+    let pred: Float32Array;
+    if (run) pred = await run(geom, x, B, spec);
+    else {
+      const predT = tf.tidy(() => predictWindow(model, geom, tf.tensor3d(x, [B, N, cols * tin]), spec));
+      pred = await predT.data() as Float32Array;
+      predT.dispose();
+    }
     for (let b = 0; b < B; b++) {
       for (let n = 0; n < N; n++) {
         for (let c = 0; c < cols; c++) {
@@ -392,6 +409,10 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
   await initBackend(o.backend ?? "auto", log);
   const model = createGino(ckpt.state.gino_config as unknown as Record<string, unknown>);
   restoreTensors(ckpt, model);
+  const engine = gpuEngineFor(model);
+  const run: WindowRunner | undefined = engine
+    ? (geom, xs, windows, spec) => engine.forward(geom, xs, windows, windows, spec)
+    : undefined;
   const { mean, std } = ckpt.state.normalization;
   const C = cols.length;
   const residual = residualOf(s.model, C, tin, tout, ckpt.state.residual_fit);
@@ -439,6 +460,7 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
         tout,
         rollout,
         residual ?? false,
+        run,
       );
       starts.forEach((t0, b) => {
         col.windows++;
@@ -446,8 +468,10 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
         if (traj.has(t0) && o.csv !== false) csvRowsOf(x, col, pred, b, t0);
       });
     }
+    engine?.release(geom);
     geom.dispose();
   }
+  engine?.dispose();
   model.dispose();
   if (col.windows === 0) {
     throw new DataError(

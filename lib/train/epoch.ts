@@ -28,28 +28,10 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
   const epochStart = performance.now() - state.partial_epoch.seconds * 1000;
   const bar = new ProgressBar(Deno.stdout.isTerminal() && !ses.log.quiet);
   const signalAfter = testSignalStep();
-  const o = ses.s.optim;
   for (let sb = sampler.next(); sb; sb = sampler.next()) {
     const ts = performance.now();
     const batch = ses.assembler.assemble("train", sb);
-    const [x, y] = tensorsOf(batch);
-    const loss = await trainStep(
-      ses.model,
-      ses.geometries[sb.patch],
-      x,
-      y,
-      batch.nCore,
-      ses.micro,
-      ses.adam,
-      {
-        clipNorm: o.gradClipNorm,
-        lossEps: o.lossEps,
-        residual: ses.residual,
-        share: { index: ses.world.rank, count: ses.world.size },
-        reduce: ses.reduce,
-      },
-    );
-    tf.dispose([x, y]);
+    const loss = await step(ses, batch);
     if (!Number.isFinite(loss)) return { diverged: loss };
     state.partial_epoch.loss_sum += loss * batch.b;
     state.partial_epoch.samples += batch.b;
@@ -75,6 +57,42 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
   return sampler.position < sampler.batchesPerEpoch ? "stop" : "done";
 }
 
+/** One training step on a batch: on the GPU engine (webgpu), else through tfjs ops (`train/step.ts`). */
+async function step(ses: Session, batch: Batch): Promise<number> {
+  const o = ses.s.optim;
+  const options = {
+    clipNorm: o.gradClipNorm,
+    lossEps: o.lossEps,
+    residual: ses.residual,
+    share: { index: ses.world.rank, count: ses.world.size },
+  };
+  const geom = ses.geometries[batch.patch];
+  if (ses.engine) {
+    return await ses.engine.trainStep(
+      geom,
+      batch.inputs,
+      batch.targets,
+      batch.b,
+      batch.nCore,
+      ses.micro,
+      ses.adam,
+      {
+        ...options,
+        world: ses.world,
+      },
+    );
+  }
+  const [x, y] = tensorsOf(batch);
+  try {
+    return await trainStep(ses.model, geom, x, y, batch.nCore, ses.micro, ses.adam, {
+      ...options,
+      reduce: ses.reduce,
+    });
+  } finally {
+    tf.dispose([x, y]);
+  }
+}
+
 /** The validation losses: over all validation windows (the mean over windows, as training), and per column. */
 export interface Evaluation {
   /** Relative L2 loss over all target columns. */
@@ -93,6 +111,27 @@ export async function evaluate(p: SessionParts): Promise<Evaluation> {
   const { rank, size } = p.world;
   for (let sb = sampler.next(); sb; sb = sampler.next()) {
     const batch = assembler.assemble("val", sb);
+    if (p.engine) {
+      const r = await p.engine.evaluate(
+        p.geometries[sb.patch],
+        batch.inputs,
+        batch.targets,
+        batch.b,
+        batch.nCore,
+        micro,
+        {
+          lossEps: p.s.optim.lossEps,
+          residual,
+          share: { index: rank, count: size },
+          groups: cols.length,
+          tout,
+        },
+      );
+      sum += r.sums[0];
+      for (let c = 0; c < cols.length; c++) perCol[c] += cols.length > 1 ? r.sums[c + 1] : r.sums[0];
+      n += r.windows;
+      continue;
+    }
     const [x, y] = tensorsOf(batch);
     for (let s0 = 0; s0 < batch.b; s0 += micro) {
       if (index++ % size !== rank) continue; // another rank's micro-batch

@@ -32,6 +32,8 @@ import type { PolicySettings } from "./policy.ts";
 import type { RunLock, RunLockInfo } from "./runlock.ts";
 import type { StopControl } from "./stopping.ts";
 import type { RunLog } from "./log.ts";
+import { gpuEngineFor } from "../model/gpu/engine.ts";
+import type { GinoGpu } from "../model/gpu/engine.ts";
 
 /** The model, data and state of a session (the run folder parts are added once it is opened). */
 export interface SessionParts {
@@ -63,6 +65,8 @@ export interface SessionParts {
   reduce?: GradientReduction;
   /** Time and bytes of the reductions so far. */
   reduction: ReductionStats;
+  /** The GPU engine (webgpu backend): steps, validation and prediction as recorded WGSL dispatches. */
+  engine?: GinoGpu;
 }
 
 /** A session with its run folder open. */
@@ -120,7 +124,11 @@ export function prepareSession(
   adam.lr = state.scheduler.lr;
   state.config = structuredClone(s);
   const geometries = patchGeometries(s, ds, model, o.log);
-  const micro = microBatchOf(s, ds, geometries, model.config.fno_hidden_channels, o.world);
+  const engine = gpuEngineFor(model);
+  const micro = engine
+    ? (s.optim.microBatch ?? shareMicroBatch(s.data.batchSize, s.data.batchSize, o.world.size))
+    : microBatchOf(s, ds, geometries, model.config.fno_hidden_channels, o.world);
+  if (engine) logGpuPasses(engine, geometries, micro, o.log);
   const reduction: ReductionStats = { calls: 0, ms: 0, bytes: 0 };
   return {
     s,
@@ -137,7 +145,24 @@ export function prepareSession(
     world: o.world,
     reduce: allReduceGradients(o.world, reduction),
     reduction,
+    engine,
   };
+}
+
+/** One line on how the GPU engine runs each micro-batch (passes sized to the memory budget). */
+function logGpuPasses(engine: GinoGpu, geometries: GinoGeometry[], micro: number, log: RunLog): void {
+  const pass = Math.min(...geometries.map((g) => engine.passSize(g)));
+  const per = Math.max(...geometries.map((g) => engine.memoryPerWindow(g).perWindowBytes));
+  const mib = (b: number) => (b / 2 ** 20).toFixed(0);
+  log.info(
+    `GPU engine: one command buffer per step; ${
+      pass >= micro
+        ? `each micro-batch of ${micro} in one pass`
+        : `micro-batches of ${micro} in passes of up to ${pass} windows`
+    } (${mib(per)} MiB of activations per window, budget ${
+      mib(engine.memoryBudget)
+    } MiB: GINO_GW_GPU_MEMORY)`,
+  );
 }
 
 /** The training sampler (shuffled as set, seeded) and the validation sampler (in order). */
@@ -175,6 +200,7 @@ function microBatchOf(
 
 /** Frees the tensors of a session. */
 export function disposeSession(p: SessionParts): void {
+  p.engine?.dispose();
   for (const g of p.geometries) g.dispose();
   p.adam.dispose();
   p.model.dispose();

@@ -146,7 +146,8 @@ export async function clipByGlobalNorm(
   grads: tf.Tensor[],
   maxNorm: number,
 ): Promise<{ grads: tf.Tensor[]; norm: number }> {
-  const normT = tf.tidy(() => tf.sqrt(tf.addN(grads.map((t) => tf.sum(tf.square(t))))));
+  // (a sum of the stacked squares: tfjs-backend-webgpu's addN of this many tensors returns 0)
+  const normT = tf.tidy(() => tf.sqrt(tf.sum(tf.stack(grads.map((t) => tf.sum(tf.square(t)))))));
   const norm = (await normT.data())[0];
   normT.dispose();
   if (!(norm > maxNorm)) return { grads, norm };

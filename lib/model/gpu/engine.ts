@@ -1,0 +1,787 @@
+/**
+ * The GPU training engine of the `webgpu` backend: a GINO training step as a fixed list of WGSL dispatches
+ * recorded once per patch geometry and micro-batch size (pipelines, buffers and bind groups built once) and
+ * replayed in one compute pass of one command buffer per step: one upload (the batch and the step's scalars),
+ * one submission, one read-back (the loss). The weights, Adam's moments and the gradients live in flat GPU
+ * buffers; the model's and the optimiser's tfjs variables (on the same device) are copied in when they changed
+ * (a resume, an import) and out after every step, so checkpoints, validation through tfjs and prediction see the
+ * trained values. The step does what `train/step.ts` does on the CPU backends: the reference loss on the core
+ * points, micro-batches whose gradients are summed, optional clipping of the global gradient norm, Adam with
+ * PyTorch's rule, no update when the loss is not finite, and in data-parallel runs one all-reduce of the flat
+ * gradient between the backward pass and the update.
+ *
+ * @module
+ */
+
+import { backendInfo, tf } from "../backend.ts";
+import type { Gino, GinoGeometry } from "../gino.ts";
+import type { ResidualSpec } from "../residual.ts";
+import type { World } from "../../parallel/world.ts";
+import { GpuRuntime, Recorder } from "./runtime.ts";
+import type { Dispatch, GpuCounters, GpuLimits } from "./runtime.ts";
+import { dftTables, dimsOf, packGeometry, paramLayout } from "./layout.ts";
+import type { DftTables, Dims, GeometryPack, ParamLayout } from "./layout.ts";
+import { normParts, PARAMS, PlanBuilder, updatePlan } from "./plan.ts";
+import type { BufferSource, MicroOptions, PlanContext } from "./plan.ts";
+
+/** The optimiser state the engine updates (the `Adam` of `train/adam.ts`). */
+export interface GpuOptimizer {
+  step: number;
+  lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly m: tf.Variable[];
+  readonly v: tf.Variable[];
+}
+
+/** Options of a training step on the engine (as `StepOptions` of `train/step.ts`). */
+export interface GpuStepOptions {
+  residual?: ResidualSpec;
+  lossEps?: number;
+  clipNorm?: number;
+  onGradNorm?: (norm: number) => void;
+  /** This process's micro-batches (data-parallel): those with index % count === index. */
+  share?: { index: number; count: number };
+  /** The processes that sum their gradients (data-parallel); one process when absent. */
+  world?: World;
+}
+
+/** The GPU memory a plan needs: per window and in all, bytes, and the largest single buffer per window. */
+export interface GpuMemoryEstimate {
+  perWindowBytes: number;
+  largestPerWindowBytes: number;
+}
+
+/** Raised when a micro-batch does not fit the adapter's buffer limits. */
+export class GpuMemoryError extends Error {}
+
+// deno-lint-ignore no-explicit-any
+type WebGpuBackend = any;
+
+/** Named, growing buffers shared by all plans; growing one invalidates the plans (a new generation). */
+class Pool implements BufferSource {
+  #bufs = new Map<string, { buffer: GPUBuffer; floats: number }>();
+  generation = 0;
+  constructor(readonly rt: GpuRuntime) {}
+
+  get(name: string, floats: number): GPUBuffer {
+    const have = this.#bufs.get(name);
+    if (have && have.floats >= floats) return have.buffer;
+    if (4 * floats > this.rt.limits.maxBindingBytes) {
+      throw new GpuMemoryError(
+        `GPU buffer '${name}' needs ${(4 * floats / 2 ** 20).toFixed(0)} MiB, more than this adapter binds ` +
+          `(${(this.rt.limits.maxBindingBytes / 2 ** 20).toFixed(0)} MiB): use a smaller --micro-batch`,
+      );
+    }
+    have?.buffer.destroy();
+    const buffer = this.rt.buffer(4 * Math.max(floats, 4), `gino ${name}`);
+    this.#bufs.set(name, { buffer, floats: Math.max(floats, 4) });
+    this.generation++;
+    return buffer;
+  }
+
+  /** Bytes held. */
+  get bytes(): number {
+    let b = 0;
+    for (const v of this.#bufs.values()) b += 4 * v.floats;
+    return b;
+  }
+
+  destroy(): void {
+    for (const v of this.#bufs.values()) v.buffer.destroy();
+    this.#bufs.clear();
+  }
+}
+
+/** Tallies buffer sizes without allocating (to size micro-batches). */
+class Sizer implements BufferSource {
+  floats = new Map<string, number>();
+  get(name: string, floats: number): GPUBuffer {
+    this.floats.set(name, Math.max(this.floats.get(name) ?? 0, floats));
+    return {} as GPUBuffer;
+  }
+}
+
+interface GeoGpu {
+  /** Windows per GPU pass on this geometry (memory budget and binding limit). */
+  pass?: number;
+  dims: Dims;
+  pack: GeometryPack;
+  GF: GPUBuffer;
+  GI: GPUBuffer;
+  tables: DftTables;
+  TAB: GPUBuffer;
+  id: number;
+}
+
+interface Plan {
+  dispatches: Dispatch[];
+  rec: Recorder;
+  generation: number;
+}
+
+const MAX_PLANS = 96;
+let geometryIds = 0;
+
+/** The engine (see the module documentation). */
+export class GinoGpu {
+  readonly rt: GpuRuntime;
+  readonly layout: ParamLayout;
+  #pool: Pool;
+  #W: GPUBuffer;
+  #G: GPUBuffer;
+  #M: GPUBuffer;
+  #V: GPUBuffer;
+  #STAT: GPUBuffer;
+  #NORM: GPUBuffer;
+  #FIT: GPUBuffer;
+  #fitOf?: ArrayLike<number>;
+  #geoms = new Map<GinoGeometry, GeoGpu>();
+  #tables = new Map<string, { tables: DftTables; buf: GPUBuffer }>();
+  #plans = new Map<string, Plan>();
+  /** The tfjs tensor data last copied to or from the flat buffers: [weights, first moments, second moments]. */
+  #synced: [unknown[], unknown[], unknown[]] = [[], [], []];
+  #optimizer?: GpuOptimizer;
+  #staging = new Float32Array(0);
+
+  /**
+   * When set, single-process training steps time every dispatch with GPU timestamps (one compute pass each,
+   * where the adapter offers `timestamp-query`) and append (label, ms) here.
+   */
+  profile?: { label: string; ms: number }[];
+
+  /** Bytes of activations one GPU pass may use (a micro-batch runs in as many passes as that needs). */
+  readonly memoryBudget: number;
+
+  /**
+   * An engine for `model` on tfjs's webgpu device. `memoryBudget`: bytes of activations per pass (default
+   * {@linkcode defaultGpuMemoryBudget}); `limits` lowers the device limits (tests).
+   */
+  constructor(readonly model: Gino, o: { memoryBudget?: number; limits?: Partial<GpuLimits> } = {}) {
+    this.rt = GpuRuntime.fromBackend(o.limits);
+    this.memoryBudget = o.memoryBudget ?? defaultGpuMemoryBudget();
+    this.layout = paramLayout(model);
+    this.#pool = new Pool(this.rt);
+    const bytes = 4 * this.layout.size;
+    this.#W = this.rt.buffer(bytes, "gino weights");
+    this.#G = this.rt.buffer(bytes, "gino gradients");
+    this.#M = this.rt.buffer(bytes, "gino first moments");
+    this.#V = this.rt.buffer(bytes, "gino second moments");
+    this.#STAT = this.rt.buffer(4 * 64, "gino step statistics");
+    this.#NORM = this.rt.buffer(4 * normParts(this.layout.size), "gino norm partials");
+    this.#FIT = this.rt.buffer(16, "gino residual base");
+  }
+
+  /** What the GPU was asked to do since the last {@linkcode GpuRuntime.resetCounters}. */
+  get counters(): GpuCounters {
+    return this.rt.counters;
+  }
+
+  /** GPU memory held by the engine's buffers, bytes. */
+  get bytes(): number {
+    return this.#pool.bytes + 4 * 4 * this.layout.size;
+  }
+
+  /** One training step: the batch's loss (mean over windows and core points); see the module documentation. */
+  trainStep(
+    geom: GinoGeometry,
+    x: Float32Array,
+    y: Float32Array,
+    batch: number,
+    coreLen: number,
+    micro: number,
+    opt: GpuOptimizer,
+    o: GpuStepOptions = {},
+  ): Promise<number> {
+    return this.rt.checked("training step", () => this.#trainStep(geom, x, y, batch, coreLen, micro, opt, o));
+  }
+
+  /**
+   * The gradients of a batch's loss (no update), per variable in `model.variables` order, and the loss: the
+   * engine's backward pass, for tests and inspection.
+   */
+  gradients(
+    geom: GinoGeometry,
+    x: Float32Array,
+    y: Float32Array,
+    batch: number,
+    coreLen: number,
+    micro: number,
+    o: GpuStepOptions = {},
+  ): Promise<{ loss: number; grads: Float32Array[] }> {
+    return this.rt.checked("gradients", () => this.#gradients(geom, x, y, batch, coreLen, micro, o));
+  }
+
+  /** The model's prediction for x [batch, N, Cin]: [batch, N, Cout] (one read-back), in micro-batches. */
+  forward(
+    geom: GinoGeometry,
+    x: Float32Array,
+    batch: number,
+    micro: number,
+    residual?: ResidualSpec,
+  ): Promise<Float32Array> {
+    return this.rt.checked("forward pass", () => this.#forward(geom, x, batch, micro, residual));
+  }
+
+  /**
+   * Validation losses of a batch: for each group (the whole output, then each target column when there are
+   * `groups` > 1), the sum over this process's micro-batches of (mean loss x windows); and the windows counted.
+   */
+  evaluate(
+    geom: GinoGeometry,
+    x: Float32Array,
+    y: Float32Array,
+    batch: number,
+    coreLen: number,
+    micro: number,
+    o: GpuStepOptions & { groups: number; tout: number },
+  ): Promise<{ sums: number[]; windows: number }> {
+    return this.rt.checked("validation", () => this.#evaluate(geom, x, y, batch, coreLen, micro, o));
+  }
+
+  /** One training step: the batch's loss (mean over windows and core points); see the module documentation. */
+  async #trainStep(
+    geom: GinoGeometry,
+    x: Float32Array,
+    y: Float32Array,
+    batch: number,
+    coreLen: number,
+    micro: number,
+    opt: GpuOptimizer,
+    o: GpuStepOptions = {},
+  ): Promise<number> {
+    const t = opt.step + 1;
+    const world = o.world;
+    const parallel = world !== undefined && world.size > 1;
+    const norm = o.clipNorm !== undefined || o.onGradNorm !== undefined;
+    const g = this.#geometry(geom);
+    this.#upload(g, x, y, batch, coreLen, opt, t, o);
+    const plans = this.#stepPlans(g, batch, coreLen, micro, o, "train");
+    const update = this.#plan(
+      `update:${norm}:${o.clipNorm !== undefined}`,
+      (rec) => updatePlan(this.rt, rec, this.#flat(), this.layout.size, norm, o.clipNorm !== undefined),
+    );
+    const enc = this.#begin(opt);
+    this.rt.clear(enc, this.#G);
+    this.rt.clear(enc, this.#STAT);
+    this.rt.clear(enc, this.#pool.get("in.dk", g.dims.Ein * g.dims.Cin));
+    this.rt.clear(enc, this.#pool.get("out.dk", g.dims.Eout * g.dims.C));
+    if (!parallel) {
+      const all = [...plans.flatMap((p) => p.dispatches), ...update.dispatches];
+      const timed = this.profile ? this.rt.encodeTimed(enc, all) : undefined;
+      if (!timed) this.rt.encode(enc, all);
+      const loss = await this.#finishStep(enc, opt, t, o);
+      if (timed && this.profile) {
+        const ms = await timed();
+        all.forEach((d, i) => this.profile!.push({ label: d.label, ms: ms[i] }));
+      }
+      return loss;
+    }
+    this.rt.encode(enc, plans.flatMap((p) => p.dispatches));
+    const readG = this.rt.readAfterSubmit(enc, this.#G, 0, 4 * this.layout.size);
+    const readL = this.rt.readAfterSubmit(enc, this.#STAT, 0, 4);
+    this.rt.submit(enc);
+    const grads = new Float32Array(await readG());
+    const loss = new Float64Array([new Float32Array(await readL())[0]]);
+    world.allreduceSum(grads);
+    world.allreduceSum64(loss);
+    this.rt.write(this.#G, 0, grads);
+    this.rt.write(this.#STAT, 0, new Float32Array([loss[0]]));
+    const enc2 = this.rt.device.createCommandEncoder();
+    this.rt.encode(enc2, update.dispatches);
+    return await this.#finishStep(enc2, opt, t, o, loss[0]);
+  }
+
+  /**
+   * The gradients of a batch's loss (no update), per variable in `model.variables` order, and the loss: the
+   * engine's backward pass, for tests and inspection.
+   */
+  async #gradients(
+    geom: GinoGeometry,
+    x: Float32Array,
+    y: Float32Array,
+    batch: number,
+    coreLen: number,
+    micro: number,
+    o: GpuStepOptions = {},
+  ): Promise<{ loss: number; grads: Float32Array[] }> {
+    const g = this.#geometry(geom);
+    this.#upload(g, x, y, batch, coreLen, undefined, 1, o);
+    const plans = this.#stepPlans(g, batch, coreLen, micro, o, "train");
+    const enc = this.#begin(undefined);
+    this.rt.clear(enc, this.#G);
+    this.rt.clear(enc, this.#STAT);
+    this.rt.clear(enc, this.#pool.get("in.dk", g.dims.Ein * g.dims.Cin));
+    this.rt.clear(enc, this.#pool.get("out.dk", g.dims.Eout * g.dims.C));
+    this.rt.encode(enc, plans.flatMap((p) => p.dispatches));
+    const readG = this.rt.readAfterSubmit(enc, this.#G, 0, 4 * this.layout.size);
+    const readL = this.rt.readAfterSubmit(enc, this.#STAT, 0, 4);
+    this.rt.submit(enc);
+    const flat = new Float32Array(await readG());
+    const loss = new Float32Array(await readL())[0];
+    return {
+      loss,
+      grads: this.layout.offsets.map((off, i) => flat.slice(off, off + this.layout.sizes[i])),
+    };
+  }
+
+  /** The model's prediction for x [batch, N, Cin]: [batch, N, Cout] (one read-back), in micro-batches. */
+  async #forward(
+    geom: GinoGeometry,
+    x: Float32Array,
+    batch: number,
+    micro: number,
+    residual?: ResidualSpec,
+  ): Promise<Float32Array> {
+    const g = this.#geometry(geom), d = g.dims;
+    this.#upload(g, x, undefined, batch, 1, undefined, 1, { residual });
+    const out = this.#pool.get("prediction", batch * d.N * d.Cout);
+    const pred = this.#pool.get("pred", Math.min(micro, batch, this.passSize(geom)) * d.N * d.Cout);
+    const plans = this.#stepPlans(g, batch, 1, micro, { residual }, "forward");
+    const enc = this.#begin(undefined);
+    // one compute pass per GPU pass: its prediction is copied out before the next overwrites it
+    this.rt.encode(enc, plans[0].dispatches);
+    this.#units(g, batch, micro, undefined).forEach(([s0, m], i) => {
+      this.rt.encode(enc, plans[i + 1].dispatches);
+      this.rt.copy(enc, pred, 0, out, 4 * s0 * d.N * d.Cout, 4 * m * d.N * d.Cout);
+    });
+    const read = this.rt.readAfterSubmit(enc, out, 0, 4 * batch * d.N * d.Cout);
+    this.rt.submit(enc);
+    return new Float32Array(await read());
+  }
+
+  /**
+   * Validation losses of a batch: for each group (the whole output, then each target column when there are
+   * `groups` > 1), the sum over this process's micro-batches of (mean loss x windows); and the windows counted.
+   */
+  async #evaluate(
+    geom: GinoGeometry,
+    x: Float32Array,
+    y: Float32Array,
+    batch: number,
+    coreLen: number,
+    micro: number,
+    o: GpuStepOptions & { groups: number; tout: number },
+  ): Promise<{ sums: number[]; windows: number }> {
+    const g = this.#geometry(geom);
+    this.#upload(g, x, y, batch, coreLen, undefined, 1, o);
+    const plans = this.#stepPlans(g, batch, coreLen, micro, o, "eval");
+    const enc = this.#begin(undefined);
+    this.rt.clear(enc, this.#STAT);
+    this.rt.encode(enc, plans.flatMap((p) => p.dispatches));
+    const n = 1 + (o.groups > 1 ? o.groups : 0);
+    const read = this.rt.readAfterSubmit(enc, this.#STAT, 8, 4 * n);
+    this.rt.submit(enc);
+    const sums = Array.from(new Float32Array(await read()));
+    const windows = this.#units(g, batch, micro, o.share).reduce((a, [, m]) => a + m, 0);
+    return { sums, windows };
+  }
+
+  /**
+   * GPU memory of a micro-batch plan on `geom`: per window (all buffers that grow with the micro-batch), and the
+   * largest single buffer per window (bounded by the adapter's binding limit).
+   */
+  memoryPerWindow(geom: GinoGeometry): GpuMemoryEstimate {
+    const g = this.#geometry(geom);
+    // with a residual base (its buffer included: the estimate holds for every model)
+    const o: GpuStepOptions = { residual: { cols: 1, tin: 1, tout: g.dims.Cout } };
+    const tally = (m: number) => {
+      const sizer = new Sizer();
+      const rec = new Recorder(this.rt, "sizing");
+      const b = new PlanBuilder(this.#context(g, sizer, rec));
+      b.micro(this.#microOptions(g, m, 0, m, g.dims.N, o, "train"));
+      return sizer.floats;
+    };
+    const one = tally(1), two = tally(2);
+    let per = 0, largest = 0;
+    for (const [k, v] of two) {
+      const d = v - (one.get(k) ?? 0);
+      per += d;
+      largest = Math.max(largest, d);
+    }
+    return { perWindowBytes: 4 * per, largestPerWindowBytes: 4 * largest };
+  }
+
+  /**
+   * Windows per GPU pass on `geom`: as many as the memory budget and the adapter's largest buffer binding allow
+   * (at least one). A micro-batch larger than that runs in several passes whose gradients are summed.
+   */
+  passSize(geom: GinoGeometry): number {
+    const g = this.#geometry(geom);
+    if (g.pass === undefined) {
+      const est = this.memoryPerWindow(geom);
+      g.pass = Math.max(
+        1,
+        Math.min(
+          Math.floor(this.memoryBudget / Math.max(est.perWindowBytes, 1)),
+          Math.floor(this.rt.limits.maxBindingBytes / Math.max(est.largestPerWindowBytes, 1)),
+        ),
+      );
+    }
+    return g.pass;
+  }
+
+  /** The (first window, windows) of each GPU pass of this process's micro-batches. */
+  #units(
+    g: GeoGpu,
+    batch: number,
+    micro: number,
+    share?: { index: number; count: number },
+  ): [number, number][] {
+    const pass = g.pass!;
+    const out: [number, number][] = [];
+    for (let s0 = 0, i = 0; s0 < batch; s0 += micro, i++) {
+      if (share && i % share.count !== share.index) continue;
+      const end = Math.min(batch, s0 + micro);
+      for (let a = s0; a < end; a += pass) out.push([a, Math.min(pass, end - a)]);
+    }
+    return out;
+  }
+
+  /** Frees what the engine holds for `geom` (its buffers and plans); it is rebuilt if `geom` is used again. */
+  release(geom: GinoGeometry): void {
+    const g = this.#geoms.get(geom);
+    if (!g) return;
+    for (const [key, p] of this.#plans) {
+      if (key.split(":")[1] === String(g.id)) {
+        p.rec.destroy();
+        this.#plans.delete(key);
+      }
+    }
+    g.GF.destroy();
+    g.GI.destroy();
+    this.#geoms.delete(geom);
+  }
+
+  /** Frees the engine's GPU buffers (the tfjs variables stay). */
+  dispose(): void {
+    for (const p of this.#plans.values()) p.rec.destroy();
+    this.#plans.clear();
+    for (const g of this.#geoms.values()) {
+      g.GF.destroy();
+      g.GI.destroy();
+    }
+    this.#geoms.clear();
+    for (const t of this.#tables.values()) t.buf.destroy();
+    this.#tables.clear();
+    this.#pool.destroy();
+    for (const b of [this.#W, this.#G, this.#M, this.#V, this.#STAT, this.#NORM, this.#FIT]) b.destroy();
+  }
+
+  // --- internals
+
+  #flat() {
+    return {
+      W: this.#W,
+      G: this.#G,
+      MM: this.#M,
+      VV: this.#V,
+      STAT: this.#STAT,
+      IN: this.#pool.get("in", PARAMS),
+      PART: this.#NORM,
+    };
+  }
+
+  async #finishStep(
+    enc: GPUCommandEncoder,
+    opt: GpuOptimizer,
+    t: number,
+    o: GpuStepOptions,
+    knownLoss?: number,
+  ): Promise<number> {
+    this.#push(enc, opt);
+    const read = this.rt.readAfterSubmit(enc, this.#STAT, 0, 8);
+    this.rt.submit(enc);
+    const stat = new Float32Array(await read());
+    const loss = knownLoss ?? stat[0];
+    if (Number.isFinite(loss)) {
+      opt.step = t;
+      if (o.onGradNorm) o.onGradNorm(stat[1]);
+    }
+    return loss;
+  }
+
+  #microOptions(
+    g: GeoGpu,
+    m: number,
+    s0: number,
+    batch: number,
+    core: number,
+    o: GpuStepOptions & { groups?: number; tout?: number },
+    mode: MicroOptions["mode"],
+  ): MicroOptions {
+    const r = o.residual;
+    return {
+      m,
+      s0,
+      batch,
+      core,
+      mode,
+      eps: o.lossEps ?? 0,
+      residual: r
+        ? {
+          mode: r.base === "fitted" ? 2 : r.base === "linear" ? 1 : 0,
+          cols: r.cols,
+          tin: r.tin,
+          tout: r.tout,
+        }
+        : undefined,
+      groups: o.groups ?? 1,
+      tout: o.tout ?? g.dims.Cout,
+    };
+  }
+
+  /** The plans of a step: the kernel MLPs' forward, this process's micro-batches, the kernel MLPs' backward. */
+  #stepPlans(
+    g: GeoGpu,
+    batch: number,
+    core: number,
+    micro: number,
+    o: GpuStepOptions & { groups?: number; tout?: number },
+    mode: MicroOptions["mode"],
+  ): Plan[] {
+    // a buffer that grows while a later plan is built invalidates the earlier ones: build until none grows
+    for (;;) {
+      const gen = this.#pool.generation;
+      const plans = this.#buildStepPlans(g, batch, core, micro, o, mode);
+      if (this.#pool.generation === gen) return plans;
+    }
+  }
+
+  #buildStepPlans(
+    g: GeoGpu,
+    batch: number,
+    core: number,
+    micro: number,
+    o: GpuStepOptions & { groups?: number; tout?: number },
+    mode: MicroOptions["mode"],
+  ): Plan[] {
+    const plans = [this.#plan(`kernels:${g.id}`, (rec) => {
+      const b = new PlanBuilder(this.#context(g, this.#pool, rec));
+      b.kernelForward("in");
+      b.kernelForward("out");
+    })];
+    for (const [s0, m] of this.#units(g, batch, micro, mode === "forward" ? undefined : o.share)) {
+      const mo = this.#microOptions(g, m, s0, batch, core, o, mode);
+      const key =
+        `micro:${g.id}:${mode}:${mo.m}:${s0}:${batch}:${core}:${mo.eps}:${JSON.stringify(mo.residual)}:` +
+        `${mo.groups}:${mo.tout}`;
+      plans.push(this.#plan(key, (rec) => new PlanBuilder(this.#context(g, this.#pool, rec)).micro(mo)));
+    }
+    if (mode === "train") {
+      plans.push(this.#plan(`kernels-backward:${g.id}`, (rec) => {
+        const b = new PlanBuilder(this.#context(g, this.#pool, rec));
+        b.kernelBackward("in");
+        b.kernelBackward("out");
+      }));
+    }
+    return plans;
+  }
+
+  #context(g: GeoGpu, pool: BufferSource, rec: Recorder): PlanContext {
+    return {
+      rt: this.rt,
+      pool,
+      rec,
+      W: this.#W,
+      G: this.#G,
+      IN: pool.get("in", PARAMS),
+      STAT: this.#STAT,
+      GF: g.GF,
+      GI: g.GI,
+      TAB: g.TAB,
+      FIT: this.#FIT,
+      layout: this.layout,
+      dims: g.dims,
+      pack: g.pack,
+      tables: g.tables,
+    };
+  }
+
+  /** A cached plan, rebuilt when a buffer it uses was replaced by a larger one. */
+  #plan(key: string, build: (rec: Recorder) => void): Plan {
+    const have = this.#plans.get(key);
+    if (have && have.generation === this.#pool.generation) {
+      this.#plans.delete(key); // most recently used last
+      this.#plans.set(key, have);
+      return have;
+    }
+    have?.rec.destroy();
+    this.#plans.delete(key);
+    for (let tries = 0;; tries++) {
+      const gen = this.#pool.generation;
+      const rec = new Recorder(this.rt, key);
+      build(rec);
+      if (this.#pool.generation !== gen && tries < 3) continue; // a buffer grew while building: build again
+      const plan = { dispatches: rec.finish(), rec, generation: this.#pool.generation };
+      this.#plans.set(key, plan);
+      while (this.#plans.size > MAX_PLANS) {
+        const [oldest, p] = this.#plans.entries().next().value!;
+        p.rec.destroy();
+        this.#plans.delete(oldest);
+      }
+      return plan;
+    }
+  }
+
+  #geometry(geom: GinoGeometry): GeoGpu {
+    let g = this.#geoms.get(geom);
+    if (g) return g;
+    const dims = dimsOf(this.model.config, geom);
+    const pack = packGeometry(geom.host, geom.n, dims.Q);
+    const GF = this.rt.buffer(pack.floats.byteLength, "gino geometry floats");
+    const GI = this.rt.buffer(pack.ints.byteLength, "gino geometry indices");
+    this.rt.write(GF, 0, pack.floats);
+    this.rt.write(GI, 0, pack.ints);
+    const tkey = geom.grid.join("x");
+    let tab = this.#tables.get(tkey);
+    if (!tab) {
+      const tables = dftTables(geom.grid, this.model.config.fno_n_modes);
+      const buf = this.rt.buffer(tables.data.byteLength, "gino DFT tables");
+      this.rt.write(buf, 0, tables.data);
+      tab = { tables, buf };
+      this.#tables.set(tkey, tab);
+    }
+    g = { dims, pack, GF, GI, tables: tab.tables, TAB: tab.buf, id: ++geometryIds };
+    this.#geoms.set(geom, g);
+    this.passSize(geom);
+    return g;
+  }
+
+  /** Writes the step's scalars, x and y into the input buffer (one upload), and the residual weights if new. */
+  #upload(
+    g: GeoGpu,
+    x: Float32Array,
+    y: Float32Array | undefined,
+    batch: number,
+    core: number,
+    opt: GpuOptimizer | undefined,
+    t: number,
+    o: GpuStepOptions,
+  ): void {
+    const d = g.dims;
+    const nx = batch * d.N * d.Cin, ny = batch * d.N * d.Cout;
+    if (x.length !== nx) {
+      throw new Error(`x holds ${x.length} values, [${batch}, ${d.N}, ${d.Cin}] needs ${nx}`);
+    }
+    if (y && y.length !== ny) {
+      throw new Error(`y holds ${y.length} values, [${batch}, ${d.N}, ${d.Cout}] needs ${ny}`);
+    }
+    const total = PARAMS + nx + ny;
+    if (this.#staging.length < total) this.#staging = new Float32Array(total);
+    const s = this.#staging;
+    s.fill(0, 0, PARAMS);
+    s[0] = 1 / (batch * core);
+    if (opt) {
+      s[1] = opt.beta1;
+      s[2] = 1 - opt.beta1;
+      s[3] = opt.beta2;
+      s[4] = 1 - opt.beta2;
+      s[5] = opt.eps;
+      s[6] = opt.lr / (1 - Math.pow(opt.beta1, t));
+      s[7] = Math.sqrt(1 - Math.pow(opt.beta2, t));
+      s[8] = o.clipNorm ?? 0;
+    }
+    s.set(x, PARAMS);
+    if (y) s.set(y, PARAMS + nx);
+    this.rt.write(this.#pool.get("in", total), 0, s.subarray(0, total));
+    const fit = o.residual?.base === "fitted" ? o.residual.fit : undefined;
+    if (fit && fit !== this.#fitOf) {
+      const f = Float32Array.from(fit);
+      if (this.#FIT.size < f.byteLength) {
+        this.#FIT.destroy();
+        this.#FIT = this.rt.buffer(f.byteLength, "gino residual base");
+        for (const p of this.#plans.values()) p.rec.destroy();
+        this.#plans.clear();
+      }
+      this.rt.write(this.#FIT, 0, f);
+      this.#fitOf = fit;
+    }
+  }
+
+  /**
+   * A command encoder for a step, after tfjs's pending work: with the weights (and, given an optimiser, its
+   * moments) copied into the flat buffers where the tfjs variables changed since the engine last saw them.
+   */
+  #begin(opt: GpuOptimizer | undefined): GPUCommandEncoder {
+    const be = this.rt.backend as WebGpuBackend;
+    if (opt !== this.#optimizer && opt) {
+      this.#synced[1] = [];
+      this.#synced[2] = [];
+      this.#optimizer = opt;
+    }
+    const groups: [tf.Tensor[], GPUBuffer][] = [[this.model.variables, this.#W]];
+    if (opt) groups.push([opt.m, this.#M], [opt.v, this.#V]);
+    const pulls: [GPUBuffer, GPUBuffer, number, number][] = [];
+    groups.forEach(([tensors, flat], k) => {
+      tensors.forEach((v, i) => {
+        be.uploadToGPU(v.dataId);
+        const data = be.tensorMap.get(v.dataId);
+        if (this.#synced[k][i] === v.dataId) return;
+        pulls.push([data.resource as GPUBuffer, flat, 4 * this.layout.offsets[i], 4 * this.layout.sizes[i]]);
+        this.#synced[k][i] = v.dataId;
+      });
+    });
+    this.rt.flushBackend();
+    const enc = this.rt.device.createCommandEncoder();
+    for (const [src, dst, off, bytes] of pulls) this.rt.copy(enc, src, 0, dst, off, bytes);
+    return enc;
+  }
+
+  /** Copies the flat weights and moments back into the tfjs variables (and drops their host copies). */
+  #push(enc: GPUCommandEncoder, opt: GpuOptimizer): void {
+    const be = this.rt.backend as WebGpuBackend;
+    const groups: [tf.Tensor[], GPUBuffer][] = [[this.model.variables, this.#W], [opt.m, this.#M], [
+      opt.v,
+      this.#V,
+    ]];
+    for (const [tensors, flat] of groups) {
+      tensors.forEach((v, i) => {
+        const data = be.tensorMap.get(v.dataId);
+        this.rt.copy(
+          enc,
+          flat,
+          4 * this.layout.offsets[i],
+          data.resource as GPUBuffer,
+          0,
+          4 * this.layout.sizes[i],
+        );
+        data.values = null;
+      });
+    }
+  }
+}
+
+/**
+ * Bytes of activations a GPU pass may use unless told otherwise: `GINO_GW_GPU_MEMORY` (GiB), else 6 GiB on a GPU
+ * (the real-size reference case at 32 windows per pass needs about 4) and 1 GiB on a software adapter (host
+ * memory). WebGPU does not tell how much memory a GPU has.
+ */
+export function defaultGpuMemoryBudget(): number {
+  let env: string | undefined;
+  try {
+    env = Deno.env.get("GINO_GW_GPU_MEMORY");
+  } catch {
+    env = undefined;
+  }
+  const gib = env !== undefined && Number(env) > 0 ? Number(env) : undefined;
+  if (gib) return gib * 2 ** 30;
+  return (backendInfo()?.adapter?.fallback ? 1 : 6) * 2 ** 30;
+}
+
+/**
+ * The engine for `model` when the current backend is `webgpu` (undefined otherwise, or when
+ * `GINO_GW_GPU_ENGINE=off` asks for the tfjs-op path, which is kept as the reference).
+ */
+export function gpuEngineFor(model: Gino): GinoGpu | undefined {
+  if (tf.getBackend() !== "webgpu") return undefined;
+  let env: string | undefined;
+  try {
+    env = Deno.env.get("GINO_GW_GPU_ENGINE");
+  } catch {
+    env = undefined;
+  }
+  if (env === "off" || env === "0") return undefined;
+  return new GinoGpu(model);
+}

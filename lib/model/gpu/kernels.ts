@@ -1,0 +1,633 @@
+/**
+ * The WGSL kernels of the GPU training engine, as {@linkcode KernelSpec}s: a tiled GEMM with fused epilogues
+ * (bias, addend, GELU with its derivative, multiply by a stored derivative, accumulate, split-K partials), the
+ * truncated DFT along one axis (complex or real in and out), the spectral mode mixing and its two adjoints, the
+ * GNO edge reduction and its gradients (over CSR lists: no atomics, so every sum has a fixed order and a step is
+ * bitwise repeatable), the kernel MLP's first layer (gather, add, bias, GELU), the residual base, the relative L2
+ * loss with its gradient, deterministic sums, the gradient norm and Adam.
+ *
+ * Every kernel indexes flat arrays with offsets passed as uniforms, so one compiled pipeline serves every shape.
+ *
+ * @module
+ */
+
+import { ERF_A } from "../kernels/erf.ts";
+import type { BindingSpec, KernelSpec } from "./runtime.ts";
+
+const [A1, A2, A3, A4, A5, A6] = ERF_A.map((a) => a.toPrecision(10));
+
+/** GELU and its derivative (the erf approximation of `kernels/erf.ts`, as on the CPU backends). */
+const GELU_PAIR = `
+fn gelu_pair(v : f32) -> vec2<f32> {
+  let z = abs(v) * 0.70710678118654752;
+  let p = 1.0 + z * (${A1} + z * (${A2} + z * (${A3} + z * (${A4} + z * (${A5} + z * ${A6})))));
+  var p16 = p * p;
+  p16 = p16 * p16;
+  p16 = p16 * p16;
+  p16 = p16 * p16;
+  let inv = 1.0 / p16;
+  let h = 0.5 * (1.0 + select(1.0 - inv, inv - 1.0, v < 0.0));
+  let dp = ${A1} + z * (2.0 * ${A2} + z * (3.0 * ${A3} + z * (4.0 * ${A4} + z * (5.0 * ${A5} + z * 6.0 * ${A6}))));
+  return vec2<f32>(v * h, h + v * ((dp * inv) / p) * 8.0 * 0.70710678118654752);
+}`;
+
+const r = (name: string, type: BindingSpec["type"] = "f32"): BindingSpec => ({ name, access: "read", type });
+const w = (name: string, type: BindingSpec["type"] = "f32"): BindingSpec => ({
+  name,
+  access: "read_write",
+  type,
+});
+
+/** Options of the GEMM kernel (see {@linkcode gemmKernel}). */
+export interface GemmVariant {
+  /** A's tile is loaded with m (true: A stored k-major, e.g. a transposed activation) or k fastest. */
+  aMFast: boolean;
+  /** B's tile is loaded with n (true: row-major [K, N]) or k fastest. */
+  bNFast: boolean;
+  /** Add `BIAS[biasOff + n]`. */
+  bias?: boolean;
+  /** Add `ADD[addOff + index of C]`. */
+  add?: boolean;
+  /** Apply GELU, writing its derivative to `DOUT[dOff + index]`. */
+  gelu?: boolean;
+  /** Multiply by `DM[dOff + index]` (a stored GELU derivative: the backward pass through an activation). */
+  muld?: boolean;
+  /** Add into C instead of overwriting it. */
+  accum?: boolean;
+  /** Write raw split-K partial sums `C[cOff + bz * M * N + m * N + n]` (no epilogue). */
+  partial?: boolean;
+}
+
+/**
+ * `C[b][m, n] = epilogue(alpha * sum_k A_b(m, k) B_b(k, n))` with A(m, k) = `A[aOff + b sAb + m sAm + k sAk]`
+ * (rows m >= aug read as 1: the column of ones that turns a bias gradient into one more row of a weight
+ * gradient), B(k, n) = `B[bOff + b sBb + k sBk + n sBn]`, C at `cOff + b sCb + m sCm + n`. Tiles of 64 x 64, 16
+ * deep, 256 threads with 4 x 4 outputs each; split-K: workgroup index = ((b * splits + s) * tilesM + tm) *
+ * tilesN + tn, split s covering k in [s kChunk, (s + 1) kChunk).
+ */
+export function gemmKernel(v: GemmVariant): KernelSpec {
+  const key = `gemm_${v.aMFast ? "am" : "ak"}_${v.bNFast ? "bn" : "bk"}` +
+    ["bias", "add", "gelu", "muld", "accum", "partial"].filter((f) => v[f as keyof GemmVariant]).map((f) =>
+      `_${f}`
+    )
+      .join("");
+  const bindings = [r("A"), r("B"), w("C")];
+  if (v.bias) bindings.push(r("BIAS"));
+  if (v.add) bindings.push(r("ADD"));
+  if (v.muld) bindings.push(r("DM"));
+  if (v.gelu) bindings.push(w("DOUT"));
+  const aIdx = v.aMFast
+    ? "let am = idx % 64u; let ak = idx / 64u;"
+    : "let am = idx / 16u; let ak = idx % 16u;";
+  const bIdx = v.bNFast
+    ? "let bn = idx % 64u; let bk = idx / 64u;"
+    : "let bn = idx / 16u; let bk = idx % 16u;";
+  let epilogue: string;
+  if (v.partial) epilogue = "C[u.cOff + bz * u.M * u.N + gm * u.N + gn] = val;";
+  else {
+    epilogue = "let o = bb * u.sCb + gm * u.sCm + gn;\n";
+    if (v.bias) epilogue += "val = val + BIAS[u.biasOff + gn];\n";
+    if (v.add) epilogue += "val = val + ADD[u.addOff + o];\n";
+    if (v.gelu) epilogue += "let gp = gelu_pair(val); DOUT[u.dOff + o] = gp.y; val = gp.x;\n";
+    if (v.muld) epilogue += "val = val * DM[u.dOff + o];\n";
+    epilogue += v.accum ? "C[u.cOff + o] = C[u.cOff + o] + val;" : "C[u.cOff + o] = val;";
+  }
+  const fma = Array.from({ length: 16 }, (_, i) => `acc[${i}] = acc[${i}] + a${i >> 2} * b${i & 3};`).join(
+    "\n      ",
+  );
+  return {
+    key,
+    bindings,
+    uniforms: [
+      "M",
+      "N",
+      "K",
+      "tilesM",
+      "tilesN",
+      "batches",
+      "splits",
+      "kChunk",
+      "aug",
+      "aOff",
+      "sAm",
+      "sAk",
+      "sAb",
+      "bOff",
+      "sBk",
+      "sBn",
+      "sBb",
+      "cOff",
+      "sCm",
+      "sCb",
+      "biasOff",
+      "addOff",
+      "dOff",
+      "alpha_f",
+    ],
+    workgroup: 256,
+    helpers: `var<workgroup> As : array<f32, 1024>;\nvar<workgroup> Bs : array<f32, 1024>;\n${
+      v.gelu ? GELU_PAIR : ""
+    }`,
+    body: `
+  let tiles = u.tilesM * u.tilesN;
+  if (wid >= tiles * u.batches * u.splits) { return; }
+  let bz = wid / tiles;
+  let rem = wid - bz * tiles;
+  let tm = rem / u.tilesN;
+  let tn = rem - tm * u.tilesN;
+  let bb = bz / u.splits;
+  let sp = bz - bb * u.splits;
+  let k0 = sp * u.kChunk;
+  let k1 = min(u.K, k0 + u.kChunk);
+  let aBase = u.aOff + bb * u.sAb;
+  let bBase = u.bOff + bb * u.sBb;
+  let tx = li % 16u;
+  let ty = li / 16u;
+  var acc : array<f32, 16>;
+  var kk = k0;
+  loop {
+    if (kk >= k1) { break; }
+    for (var q = 0u; q < 4u; q++) {
+      let idx = li + q * 256u;
+      ${aIdx}
+      let gm = tm * 64u + am;
+      let gk = kk + ak;
+      var av = 0.0;
+      if (gm < u.M && gk < k1) {
+        if (gm >= u.aug) { av = 1.0; } else { av = A[aBase + gm * u.sAm + gk * u.sAk]; }
+      }
+      As[ak * 64u + am] = av;
+      ${bIdx}
+      let gn = tn * 64u + bn;
+      let gk2 = kk + bk;
+      var bv = 0.0;
+      if (gn < u.N && gk2 < k1) { bv = B[bBase + gk2 * u.sBk + gn * u.sBn]; }
+      Bs[bk * 64u + bn] = bv;
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < 16u; k++) {
+      let a0 = As[k * 64u + ty];
+      let a1 = As[k * 64u + ty + 16u];
+      let a2 = As[k * 64u + ty + 32u];
+      let a3 = As[k * 64u + ty + 48u];
+      let b0 = Bs[k * 64u + tx];
+      let b1 = Bs[k * 64u + tx + 16u];
+      let b2 = Bs[k * 64u + tx + 32u];
+      let b3 = Bs[k * 64u + tx + 48u];
+      ${fma}
+    }
+    workgroupBarrier();
+    kk = kk + 16u;
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let gm = tm * 64u + ty + 16u * i;
+    if (gm >= u.M) { continue; }
+    for (var j = 0u; j < 4u; j++) {
+      let gn = tn * 64u + tx + 16u * j;
+      if (gn >= u.N) { continue; }
+      var val = acc[i * 4u + j] * u.alpha_f;
+      ${epilogue}
+    }
+  }`,
+  };
+}
+
+/** `OUT[oOff + i] += sum_s P[s n + i]` for i < n: the second half of a split-K GEMM, in a fixed order. */
+export const SPLIT_REDUCE: KernelSpec = {
+  key: "split_reduce",
+  bindings: [r("P"), w("OUT")],
+  uniforms: ["n", "splits", "oOff"],
+  workgroup: 256,
+  body: `
+  if (t >= u.n) { return; }
+  var s = 0.0;
+  for (var k = 0u; k < u.splits; k++) { s = s + P[k * u.n + t]; }
+  OUT[u.oOff + t] = OUT[u.oOff + t] + s;`,
+};
+
+/**
+ * Truncated DFT along one axis: `Y[o, p, i] = sum_q T[p, q] X[o, q, i]` with a complex table T (cos part at
+ * `tOff`, sin part `P * Q` after it): complex or real input (`XI` absent), complex output or its real part.
+ */
+export function dftKernel(complexIn: boolean, complexOut: boolean): KernelSpec {
+  const bindings = [r("TAB"), r("XR")];
+  if (complexIn) bindings.push(r("XI"));
+  bindings.push(w("YR"));
+  if (complexOut) bindings.push(w("YI"));
+  return {
+    key: `dft_${complexIn ? "c" : "r"}${complexOut ? "c" : "r"}`,
+    bindings,
+    uniforms: ["outer", "P", "Q", "inner", "tOff", "xOff"],
+    workgroup: 256,
+    body: `
+  if (t >= u.outer * u.P * u.inner) { return; }
+  let i = t % u.inner;
+  let rest = t / u.inner;
+  let p = rest % u.P;
+  let o = rest / u.P;
+  let tc = u.tOff + p * u.Q;
+  let ts = tc + u.P * u.Q;
+  let xb = u.xOff + o * u.Q * u.inner + i;
+  var sr = 0.0;
+  var si = 0.0;
+  for (var q = 0u; q < u.Q; q++) {
+    let c = TAB[tc + q];
+    let s = TAB[ts + q];
+    let xr = XR[xb + q * u.inner];
+    ${
+      complexIn
+        ? "let xi = XI[xb + q * u.inner];\n    sr = sr + c * xr - s * xi;\n    si = si + s * xr + c * xi;"
+        : "sr = sr + c * xr;\n    si = si + s * xr;"
+    }
+  }
+  YR[t] = sr;
+  ${complexOut ? "YI[t] = si;" : ""}`,
+  };
+}
+
+/** Spectral mode mixing: `Y[b, md, o] = sum_i X[b, md, i] W[md, i, o]` (complex; W's parts at wr, wi in `W`). */
+export const MIX_FORWARD: KernelSpec = {
+  key: "mix_fwd",
+  bindings: [r("XR"), r("XI"), r("W"), w("YR"), w("YI")],
+  uniforms: ["n", "M", "C", "O", "wr", "wi"],
+  workgroup: 256,
+  body: `
+  if (t >= u.n) { return; }
+  let o = t % u.O;
+  let rest = t / u.O;
+  let md = rest % u.M;
+  let b = rest / u.M;
+  let xb = (b * u.M + md) * u.C;
+  let wb = md * u.C * u.O + o;
+  var yr = 0.0;
+  var yi = 0.0;
+  for (var i = 0u; i < u.C; i++) {
+    let xr = XR[xb + i];
+    let xi = XI[xb + i];
+    let a = W[u.wr + wb + i * u.O];
+    let c = W[u.wi + wb + i * u.O];
+    yr = yr + xr * a - xi * c;
+    yi = yi + xr * c + xi * a;
+  }
+  YR[t] = yr;
+  YI[t] = yi;`,
+};
+
+/** Adjoint of the mixing for its input: `dX[b, md, i] = sum_o dY[b, md, o] conj(W[md, i, o])`. */
+export const MIX_GRAD_X: KernelSpec = {
+  key: "mix_dx",
+  bindings: [r("DR"), r("DI"), r("W"), w("XR"), w("XI")],
+  uniforms: ["n", "M", "C", "O", "wr", "wi"],
+  workgroup: 256,
+  body: `
+  if (t >= u.n) { return; }
+  let i = t % u.C;
+  let rest = t / u.C;
+  let md = rest % u.M;
+  let b = rest / u.M;
+  let db = (b * u.M + md) * u.O;
+  let wb = md * u.C * u.O + i * u.O;
+  var xr = 0.0;
+  var xi = 0.0;
+  for (var o = 0u; o < u.O; o++) {
+    let dr = DR[db + o];
+    let di = DI[db + o];
+    let a = W[u.wr + wb + o];
+    let c = W[u.wi + wb + o];
+    xr = xr + dr * a + di * c;
+    xi = xi + di * a - dr * c;
+  }
+  XR[t] = xr;
+  XI[t] = xi;`,
+};
+
+/** Adjoint of the mixing for its weights: `dW[md, i, o] += sum_b conj(X[b, md, i]) dY[b, md, o]`. */
+export const MIX_GRAD_W: KernelSpec = {
+  key: "mix_dw",
+  bindings: [r("XR"), r("XI"), r("DR"), r("DI"), w("G")],
+  uniforms: ["n", "M", "C", "O", "wr", "wi", "batch"],
+  workgroup: 256,
+  body: `
+  if (t >= u.n) { return; }
+  let o = t % u.O;
+  let rest = t / u.O;
+  let i = rest % u.C;
+  let md = rest / u.C;
+  var gr = 0.0;
+  var gi = 0.0;
+  for (var b = 0u; b < u.batch; b++) {
+    let xr = XR[(b * u.M + md) * u.C + i];
+    let xi = XI[(b * u.M + md) * u.C + i];
+    let dr = DR[(b * u.M + md) * u.O + o];
+    let di = DI[(b * u.M + md) * u.O + o];
+    gr = gr + xr * dr + xi * di;
+    gi = gi + xr * di - xi * dr;
+  }
+  G[u.wr + t] = G[u.wr + t] + gr;
+  G[u.wi + t] = G[u.wi + t] + gi;`,
+};
+
+/**
+ * The kernel MLP's first layer on edges: `h[e, c] = AN[nb[e], c] + AQ[q[e], c] + bias[c]`, optionally through
+ * GELU (writing the derivative to `D`).
+ */
+export function gatherAddKernel(gelu: boolean): KernelSpec {
+  const bindings = [r("AN"), r("AQ"), r("IDX", "u32"), r("BIAS"), w("H")];
+  if (gelu) bindings.push(w("D"));
+  return {
+    key: `gather_add${gelu ? "_gelu" : ""}`,
+    bindings,
+    uniforms: ["n", "C", "nbOff", "qOff", "biasOff"],
+    workgroup: 256,
+    helpers: gelu ? GELU_PAIR : "",
+    body: `
+  if (t >= u.n) { return; }
+  let c = t % u.C;
+  let e = t / u.C;
+  let v = AN[IDX[u.nbOff + e] * u.C + c] + AQ[IDX[u.qOff + e] * u.C + c] + BIAS[u.biasOff + c];
+  ${gelu ? "let gp = gelu_pair(v);\n  H[t] = gp.x;\n  D[t] = gp.y;" : "H[t] = v;"}`,
+  };
+}
+
+/** Row sums over CSR lists: `OUT[j, c] = sum over t in [rs[j], rs[j+1]) of SRC[perm[t], c]`. */
+export const SEGMENT_ROWS: KernelSpec = {
+  key: "segment_rows",
+  bindings: [r("SRC"), r("IDX", "u32"), w("OUT")],
+  uniforms: ["n", "C", "rsOff", "permOff"],
+  workgroup: 256,
+  body: `
+  if (t >= u.n) { return; }
+  let c = t % u.C;
+  let j = t / u.C;
+  var s = 0.0;
+  for (var q = IDX[u.rsOff + j]; q < IDX[u.rsOff + j + 1u]; q++) {
+    s = s + SRC[IDX[u.permOff + q] * u.C + c];
+  }
+  OUT[t] = s;`,
+};
+
+/**
+ * GNO edge reduction over edges sorted by segment: `OUT[b, s, c] = w_s sum_{e in rs[s]..rs[s+1]} K[e, c]
+ * F[fOff + (b nb + src[e]) C + c]`, w_s = `INV[invOff + s]` for a mean (else 1).
+ */
+export function edgeReduceKernel(mean: boolean): KernelSpec {
+  const bindings = [r("K"), r("F"), r("IDX", "u32"), w("OUT")];
+  if (mean) bindings.push(r("INV"));
+  return {
+    key: `edge_fwd${mean ? "_mean" : ""}`,
+    bindings,
+    uniforms: ["n", "S", "C", "nb", "fOff", "rsOff", "srcOff", "invOff"],
+    workgroup: 256,
+    body: `
+  if (t >= u.n) { return; }
+  let c = t % u.C;
+  let rest = t / u.C;
+  let s = rest % u.S;
+  let b = rest / u.S;
+  var acc = 0.0;
+  for (var e = IDX[u.rsOff + s]; e < IDX[u.rsOff + s + 1u]; e++) {
+    acc = acc + K[e * u.C + c] * F[u.fOff + (b * u.nb + IDX[u.srcOff + e]) * u.C + c];
+  }
+  ${mean ? "acc = acc * INV[u.invOff + s];" : ""}
+  OUT[t] = acc;`,
+  };
+}
+
+/** Gradient of the edge reduction for the kernel values: `DK[e, c] += sum_b w dY[b, dst[e], c] F[b, src[e], c]`. */
+export function edgeGradKKernel(mean: boolean): KernelSpec {
+  const bindings = [r("DY"), r("F"), r("IDX", "u32"), w("DK")];
+  if (mean) bindings.push(r("INV"));
+  return {
+    key: `edge_dk${mean ? "_mean" : ""}`,
+    bindings,
+    uniforms: ["n", "S", "C", "nb", "batch", "fOff", "srcOff", "dstOff", "invOff"],
+    workgroup: 256,
+    body: `
+  if (t >= u.n) { return; }
+  let c = t % u.C;
+  let e = t / u.C;
+  let d = IDX[u.dstOff + e];
+  let s = IDX[u.srcOff + e];
+  var acc = 0.0;
+  for (var b = 0u; b < u.batch; b++) {
+    acc = acc + DY[(b * u.S + d) * u.C + c] * F[u.fOff + (b * u.nb + s) * u.C + c];
+  }
+  ${mean ? "acc = acc * INV[u.invOff + d];" : ""}
+  DK[t] = DK[t] + acc;`,
+  };
+}
+
+/**
+ * Gradient of the edge reduction for the features, over the edges grouped by source (CSR `rs`, `perm`):
+ * `DF[b, j, c] = sum_{e with src[e] = j} w K[e, c] dY[b, dst[e], c]`.
+ */
+export function edgeGradFKernel(mean: boolean): KernelSpec {
+  const bindings = [r("K"), r("DY"), r("IDX", "u32"), w("DF")];
+  if (mean) bindings.push(r("INV"));
+  return {
+    key: `edge_df${mean ? "_mean" : ""}`,
+    bindings,
+    uniforms: ["n", "S", "C", "nb", "rsOff", "permOff", "dstOff", "invOff"],
+    workgroup: 256,
+    body: `
+  if (t >= u.n) { return; }
+  let c = t % u.C;
+  let rest = t / u.C;
+  let j = rest % u.nb;
+  let b = rest / u.nb;
+  var acc = 0.0;
+  for (var q = IDX[u.rsOff + j]; q < IDX[u.rsOff + j + 1u]; q++) {
+    let e = IDX[u.permOff + q];
+    let d = IDX[u.dstOff + e];
+    ${
+      mean
+        ? "acc = acc + K[e * u.C + c] * DY[(b * u.S + d) * u.C + c] * INV[u.invOff + d];"
+        : "acc = acc + K[e * u.C + c] * DY[(b * u.S + d) * u.C + c];"
+    }
+  }
+  DF[t] = acc;`,
+  };
+}
+
+/**
+ * The base forecast of a residual model (`mode` 0 last, 1 linear, 2 fitted) for x [rows, cols * tin] at `xOff`
+ * in `X`: `BASE[row, col * tout + h]`.
+ */
+export const RESIDUAL_BASE: KernelSpec = {
+  key: "residual_base",
+  bindings: [r("X"), r("FIT"), w("BASE")],
+  uniforms: ["n", "cols", "tin", "tout", "xOff", "mode"],
+  workgroup: 256,
+  body: `
+  if (t >= u.n) { return; }
+  let h = t % u.tout;
+  let rest = t / u.tout;
+  let col = rest % u.cols;
+  let row = rest / u.cols;
+  let xb = u.xOff + row * u.cols * u.tin + col * u.tin;
+  let last = X[xb + u.tin - 1u];
+  var v = last;
+  if (u.mode == 1u && u.tin >= 2u) {
+    v = last + f32(h + 1u) * (last - X[xb + u.tin - 2u]);
+  } else if (u.mode == 2u) {
+    let fb = col * (u.tin + 1u) * u.tout + h;
+    v = 0.0;
+    for (var i = 0u; i < u.tin; i++) { v = v + X[xb + i] * FIT[fb + i * u.tout]; }
+    v = v + FIT[fb + u.tin * u.tout];
+  }
+  BASE[t] = v;`,
+};
+
+/**
+ * Relative L2 loss per (window, core point): `r = sqrt(sum (p - y)^2 + 1e-30) / (sqrt(sum y^2) + eps)` over the
+ * whole output row and, for `groups` > 1, over each column's `tout` steps too; `PART[g][b core + n]`. Training
+ * (`grad`): `DP = scale (p - y) / (num den)` (0 on ghost points), scale = `IN[0]` (1 / (batch x core)).
+ */
+export function lossKernel(grad: boolean): KernelSpec {
+  const bindings = [r("P"), r("IN"), w("PART")];
+  if (grad) bindings.push(w("DP"));
+  return {
+    key: `loss${grad ? "_grad" : ""}`,
+    bindings,
+    uniforms: ["batch", "N", "core", "Co", "yOff", "groups", "tout", "eps_f"],
+    workgroup: 256,
+    body: `
+  if (t >= u.batch * u.N) { return; }
+  let n = t % u.N;
+  let b = t / u.N;
+  let row = t * u.Co;
+  let yb = u.yOff + row;
+  if (n >= u.core) {
+    ${grad ? "for (var k = 0u; k < u.Co; k++) { DP[row + k] = 0.0; }" : ""}
+    return;
+  }
+  let pi = b * u.core + n;
+  let np = u.batch * u.core;
+  var num = 0.0;
+  var den = 0.0;
+  for (var k = 0u; k < u.Co; k++) {
+    let y = IN[yb + k];
+    let d = P[row + k] - y;
+    num = num + d * d;
+    den = den + y * y;
+  }
+  let nn = sqrt(num + 1e-30);
+  let dd = sqrt(den) + u.eps_f;
+  PART[pi] = nn / dd;
+  ${
+      grad
+        ? "let sc = IN[0] / (nn * dd);\n  for (var k = 0u; k < u.Co; k++) { DP[row + k] = sc * (P[row + k] - IN[yb + k]); }"
+        : ""
+    }
+  if (u.groups > 1u) {
+    for (var g = 0u; g < u.groups; g++) {
+      var gn = 0.0;
+      var gd = 0.0;
+      for (var k = g * u.tout; k < (g + 1u) * u.tout; k++) {
+        let y = IN[yb + k];
+        let d = P[row + k] - y;
+        gn = gn + d * d;
+        gd = gd + y * y;
+      }
+      PART[(g + 1u) * np + pi] = sqrt(gn + 1e-30) / (sqrt(gd) + u.eps_f);
+    }
+  }`,
+  };
+}
+
+/**
+ * One workgroup sums `groups` runs of n partials in a fixed order: `ACC[accOff + g] += scale * sum` (times
+ * `IN[0]` when `byParam`).
+ */
+export function sumKernel(byParam: boolean): KernelSpec {
+  const bindings = [r("PART"), w("ACC")];
+  if (byParam) bindings.push(r("IN"));
+  return {
+    key: `sum${byParam ? "_param" : ""}`,
+    bindings,
+    uniforms: ["n", "groups", "accOff", "scale_f"],
+    workgroup: 256,
+    helpers: "var<workgroup> sh : array<f32, 256>;",
+    body: `
+  for (var g = 0u; g < u.groups; g++) {
+    var s = 0.0;
+    for (var i = li; i < u.n; i += 256u) { s = s + PART[g * u.n + i]; }
+    sh[li] = s;
+    workgroupBarrier();
+    for (var k = 128u; k > 0u; k = k >> 1u) {
+      if (li < k) { sh[li] = sh[li] + sh[li + k]; }
+      workgroupBarrier();
+    }
+    if (li == 0u) { ACC[u.accOff + g] = ACC[u.accOff + g] + sh[0] * u.scale_f${byParam ? " * IN[0]" : ""}; }
+    workgroupBarrier();
+  }`,
+  };
+}
+
+/** Sum of squares of `X[0..n)` in chunks of `chunk`, one partial per workgroup (fixed order). */
+export const SQUARES: KernelSpec = {
+  key: "squares",
+  bindings: [r("X"), w("PART")],
+  uniforms: ["n", "chunk", "parts"],
+  workgroup: 256,
+  helpers: "var<workgroup> sh : array<f32, 256>;",
+  body: `
+  if (wid >= u.parts) { return; }
+  let start = wid * u.chunk;
+  let end = min(u.n, start + u.chunk);
+  var s = 0.0;
+  for (var i = start + li; i < end; i += 256u) { let v = X[i]; s = s + v * v; }
+  sh[li] = s;
+  workgroupBarrier();
+  for (var k = 128u; k > 0u; k = k >> 1u) {
+    if (li < k) { sh[li] = sh[li] + sh[li + k]; }
+    workgroupBarrier();
+  }
+  if (li == 0u) { PART[wid] = sh[0]; }`,
+};
+
+/** The global norm from the partial sums of squares: `STAT[1] = sqrt(sum PART)`. */
+export const NORM: KernelSpec = {
+  key: "norm",
+  bindings: [r("PART"), w("STAT")],
+  uniforms: ["parts"],
+  workgroup: 256,
+  helpers: "var<workgroup> sh : array<f32, 256>;",
+  body: `
+  var s = 0.0;
+  for (var i = li; i < u.parts; i += 256u) { s = s + PART[i]; }
+  sh[li] = s;
+  workgroupBarrier();
+  for (var k = 128u; k > 0u; k = k >> 1u) {
+    if (li < k) { sh[li] = sh[li] + sh[li + k]; }
+    workgroupBarrier();
+  }
+  if (li == 0u) { STAT[1] = sqrt(sh[0]); }`,
+};
+
+/**
+ * Adam (PyTorch's rule, the arithmetic of `train/adam.ts`) over the flat parameters, skipped when the step's loss
+ * `STAT[0]` is not finite; with `clip`, the gradient is first scaled by maxNorm / (norm + 1e-6) when the norm
+ * `STAT[1]` exceeds maxNorm. Hyper-parameters from `IN`: [1] beta1, [2] 1 - beta1, [3] beta2, [4] 1 - beta2,
+ * [5] eps, [6] step size lr / (1 - beta1^t), [7] sqrt(1 - beta2^t), [8] maxNorm.
+ */
+export function adamKernel(clip: boolean): KernelSpec {
+  return {
+    key: `adam${clip ? "_clip" : ""}`,
+    bindings: [w("W"), r("G"), w("MM"), w("VV"), r("STAT"), r("IN")],
+    uniforms: ["n"],
+    workgroup: 256,
+    body: `
+  if (t >= u.n) { return; }
+  let loss = STAT[0];
+  if (!(abs(loss) <= 3.4028234e38)) { return; }
+  var g = G[t];
+  ${clip ? "let nrm = STAT[1];\n  if (nrm > IN[8]) { g = g * (IN[8] / (nrm + 1e-6)); }" : ""}
+  let m = MM[t] * IN[1] + g * IN[2];
+  let v = VV[t] * IN[3] + (g * g) * IN[4];
+  MM[t] = m;
+  VV[t] = v;
+  let denom = sqrt(v) / IN[7] + IN[5];
+  W[t] = W[t] - (m / denom) * IN[6];`,
+  };
+}

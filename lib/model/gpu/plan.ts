@@ -1,0 +1,810 @@
+/**
+ * The GINO's forward and backward passes as fixed lists of dispatches ("plans"), recorded once per patch geometry
+ * and micro-batch and replayed every step. Three kinds:
+ *
+ * - the kernel MLPs of both GNOs (they depend on the weights and the geometry only, not on the windows), forward
+ *   once per step, backward once per step on the kernel gradients accumulated over the micro-batches;
+ * - one micro-batch: input-GNO reduction, lifting, FNO layers (DFT stages, mode mixing, inverse stages, skip GEMM
+ *   with bias, spectral addend and GELU in its epilogue), output-GNO reduction, projection (plus the residual
+ *   base), then the loss and, for training, the whole backward pass with every weight gradient accumulated into
+ *   one flat gradient buffer;
+ * - the update: gradient norm (when clipping) and Adam over the flat buffers.
+ *
+ * Activations are channels last (`[windows, rows, channels]`), so no pass transposes anything.
+ *
+ * @module
+ */
+
+import type { GpuRuntime, Kernel, KernelSpec, Recorder } from "./runtime.ts";
+import {
+  adamKernel,
+  dftKernel,
+  edgeGradFKernel,
+  edgeGradKKernel,
+  edgeReduceKernel,
+  gatherAddKernel,
+  gemmKernel,
+  lossKernel,
+  MIX_FORWARD,
+  MIX_GRAD_W,
+  MIX_GRAD_X,
+  NORM,
+  RESIDUAL_BASE,
+  SEGMENT_ROWS,
+  SPLIT_REDUCE,
+  SQUARES,
+  sumKernel,
+} from "./kernels.ts";
+import type { GemmVariant } from "./kernels.ts";
+import type { DftTables, Dims, GeometryPack, ParamLayout } from "./layout.ts";
+
+/** Floats at the start of the input buffer for per-step scalars (loss scale, Adam's hyper-parameters). */
+export const PARAMS = 64;
+
+/** Where buffers come from: a pool of named buffers, or (sizing) a tally of what they would need. */
+export interface BufferSource {
+  get(name: string, floats: number): GPUBuffer;
+}
+
+/** The buffers and layouts a plan refers to. */
+export interface PlanContext {
+  rt: GpuRuntime;
+  pool: BufferSource;
+  rec: Recorder;
+  /** Flat parameters, gradients; the input buffer (per-step scalars, x, y); step statistics. */
+  W: GPUBuffer;
+  G: GPUBuffer;
+  IN: GPUBuffer;
+  STAT: GPUBuffer;
+  /** The geometry's floats and indices, the DFT tables, the residual-base weights. */
+  GF: GPUBuffer;
+  GI: GPUBuffer;
+  TAB: GPUBuffer;
+  FIT: GPUBuffer;
+  layout: ParamLayout;
+  dims: Dims;
+  pack: GeometryPack;
+  tables: DftTables;
+}
+
+/** A matrix in a buffer: row-major `[rows, cols]` from element `off`. */
+interface Mat {
+  buf: GPUBuffer;
+  off: number;
+  rows: number;
+  cols: number;
+}
+
+/** What a micro-batch plan computes after its forward pass. */
+export interface MicroOptions {
+  /** Windows in this micro-batch, the first one's index in the batch, and the batch size. */
+  m: number;
+  s0: number;
+  batch: number;
+  /** Core points (the loss is taken over them). */
+  core: number;
+  /** "train": loss and backward; "eval": loss groups into STAT[2..]; "forward": prediction only. */
+  mode: "train" | "eval" | "forward";
+  /** Loss denominator epsilon. */
+  eps: number;
+  /** Residual base: 0 last, 1 linear, 2 fitted; undefined for none. */
+  residual?: { mode: number; cols: number; tin: number; tout: number };
+  /** Column groups of the evaluation loss (target columns when more than one) and their steps. */
+  groups: number;
+  tout: number;
+}
+
+const MLP = (g: string, i: number) => `${g}_gno.integral_transform.channel_mlp.fcs.${i}`;
+
+/** Builds plans into a recorder (see the module documentation). */
+export class PlanBuilder {
+  constructor(readonly c: PlanContext) {}
+
+  #k(spec: KernelSpec): Kernel {
+    return this.c.rt.kernel(spec);
+  }
+
+  #buf(name: string, floats: number): GPUBuffer {
+    return this.c.pool.get(name, floats);
+  }
+
+  /** `C = epilogue(op(A) op(B))` (see `gemmKernel`); returns nothing (C is given). */
+  gemm(
+    o: {
+      a: Mat;
+      aT?: boolean;
+      b: Mat;
+      bT?: boolean;
+      c: GPUBuffer;
+      cOff?: number;
+      bias?: number;
+      add?: GPUBuffer;
+      gelu?: GPUBuffer;
+      muld?: GPUBuffer;
+      accum?: boolean;
+      aug?: boolean;
+    },
+    label: string,
+  ): void {
+    const [M0, K] = o.aT ? [o.a.cols, o.a.rows] : [o.a.rows, o.a.cols];
+    const [K2, N] = o.bT ? [o.b.cols, o.b.rows] : [o.b.rows, o.b.cols];
+    if (K !== K2) throw new Error(`${label}: inner sizes ${K} and ${K2} differ`);
+    const M = M0 + (o.aug ? 1 : 0);
+    const v: GemmVariant = {
+      aMFast: !!o.aT,
+      bNFast: !o.bT,
+      bias: o.bias !== undefined,
+      add: !!o.add,
+      gelu: !!o.gelu,
+      muld: !!o.muld,
+      accum: !!o.accum,
+    };
+    const tilesM = Math.ceil(M / 64), tilesN = Math.ceil(N / 64);
+    const buffers: Record<string, GPUBuffer> = { A: o.a.buf, B: o.b.buf, C: o.c };
+    if (o.bias !== undefined) buffers.BIAS = this.c.W;
+    if (o.add) buffers.ADD = o.add;
+    if (o.muld) buffers.DM = o.muld;
+    if (o.gelu) buffers.DOUT = o.gelu;
+    this.c.rec.add(
+      this.#k(gemmKernel(v)),
+      { groups: tilesM * tilesN },
+      {
+        M,
+        N,
+        K,
+        tilesM,
+        tilesN,
+        batches: 1,
+        splits: 1,
+        kChunk: Math.max(K, 1),
+        aug: o.aug ? M0 : M,
+        aOff: o.a.off,
+        sAm: o.aT ? 1 : o.a.cols,
+        sAk: o.aT ? o.a.cols : 1,
+        bOff: o.b.off,
+        sBk: o.bT ? 1 : o.b.cols,
+        sBn: o.bT ? o.b.cols : 1,
+        cOff: o.cOff ?? 0,
+        sCm: N,
+        biasOff: o.bias ?? 0,
+        alpha_f: 1,
+      },
+      buffers,
+      label,
+    );
+  }
+
+  /**
+   * Adds `[x | 1]^T dy` (with `aug`; else `x^T dy`) to the gradient at `gOff`: a weight's gradient and, with the
+   * column of ones, its bias's right after it. The contraction runs over all rows (windows x nodes or edges), so
+   * it is split into chunks whose partial products are summed in a fixed order.
+   */
+  weightGrad(x: Mat, dy: Mat, gOff: number, aug: boolean, label: string): void {
+    const K = x.rows;
+    if (K === 0) return;
+    const M = x.cols + (aug ? 1 : 0), N = dy.cols;
+    const tiles = Math.ceil(M / 64) * Math.ceil(N / 64);
+    let splits = Math.max(1, Math.min(Math.floor(2048 / tiles), Math.ceil(K / 256)));
+    const kChunk = Math.ceil(Math.ceil(K / splits) / 16) * 16;
+    splits = Math.ceil(K / kChunk);
+    if (splits === 1) {
+      this.gemm({ a: x, aT: true, b: dy, c: this.c.G, cOff: gOff, accum: true, aug }, label);
+      return;
+    }
+    const scratch = this.#buf("splitk", splits * M * N);
+    const tilesM = Math.ceil(M / 64), tilesN = Math.ceil(N / 64);
+    this.c.rec.add(
+      this.#k(gemmKernel({ aMFast: true, bNFast: true, partial: true })),
+      { groups: tilesM * tilesN * splits },
+      {
+        M,
+        N,
+        K,
+        tilesM,
+        tilesN,
+        batches: 1,
+        splits,
+        kChunk,
+        aug: x.cols,
+        aOff: x.off,
+        sAm: 1,
+        sAk: x.cols,
+        bOff: dy.off,
+        sBk: dy.cols,
+        sBn: 1,
+        cOff: 0,
+        sCm: N,
+        alpha_f: 1,
+      },
+      { A: x.buf, B: dy.buf, C: scratch },
+      `${label} (partial products)`,
+    );
+    this.c.rec.add(
+      this.#k(SPLIT_REDUCE),
+      { threads: M * N },
+      { n: M * N, splits, oOff: gOff },
+      { P: scratch, OUT: this.c.G },
+      `${label} (sum)`,
+    );
+  }
+
+  /** One truncated-DFT stage: `Y[o, p, i] = sum_q T[p, q] X[o, q, i]` (table at `tOff`). */
+  dft(
+    x: [GPUBuffer, GPUBuffer?],
+    y: [GPUBuffer, GPUBuffer?],
+    tOff: number,
+    s: { outer: number; P: number; Q: number; inner: number },
+    label: string,
+  ): void {
+    const ci = x[1] !== undefined, co = y[1] !== undefined;
+    const buffers: Record<string, GPUBuffer> = { TAB: this.c.TAB, XR: x[0], YR: y[0] };
+    if (ci) buffers.XI = x[1]!;
+    if (co) buffers.YI = y[1]!;
+    this.c.rec.add(
+      this.#k(dftKernel(ci, co)),
+      { threads: s.outer * s.P * s.inner },
+      { ...s, tOff, xOff: 0 },
+      buffers,
+      label,
+    );
+  }
+
+  /** The kernel MLP of GNO `g` on its edges (once per step): k = `${g}.h{L-1}`. */
+  kernelForward(g: "in" | "out"): void {
+    const { dims: d, layout, pack } = this.c;
+    const w = g === "in" ? d.wIn : d.wOut, L = w.length - 1, E = g === "in" ? d.Ein : d.Eout;
+    const emb = w[0] / 2;
+    const nN = g === "in" ? d.N : d.outUsed, nQ = g === "in" ? d.inUsed : d.N;
+    const embN: Mat = {
+      buf: this.c.GF,
+      off: g === "in" ? pack.f.inEmbP : pack.f.outEmbL,
+      rows: nN,
+      cols: emb,
+    };
+    const embQ: Mat = {
+      buf: this.c.GF,
+      off: g === "in" ? pack.f.inEmbL : pack.f.outEmbP,
+      rows: nQ,
+      cols: emb,
+    };
+    const w0 = layout.at(`${MLP(g, 0)}.weight`);
+    const an = this.#buf(`${g}.an`, nN * w[1]), aq = this.#buf(`${g}.aq`, nQ * w[1]);
+    this.gemm(
+      { a: embN, b: { buf: this.c.W, off: w0, rows: emb, cols: w[1] }, c: an },
+      `${g} GNO kernel 0 (neighbours)`,
+    );
+    this.gemm(
+      { a: embQ, b: { buf: this.c.W, off: w0 + emb * w[1], rows: emb, cols: w[1] }, c: aq },
+      `${g} GNO kernel 0 (queries)`,
+    );
+    const h0 = this.#buf(`${g}.h0`, E * w[1]);
+    const buffers: Record<string, GPUBuffer> = { AN: an, AQ: aq, IDX: this.c.GI, BIAS: this.c.W, H: h0 };
+    if (L > 1) buffers.D = this.#buf(`${g}.d0`, E * w[1]);
+    this.c.rec.add(
+      this.#k(gatherAddKernel(L > 1)),
+      { threads: E * w[1] },
+      {
+        n: E * w[1],
+        C: w[1],
+        nbOff: g === "in" ? pack.i.inSrc : pack.i.outSrcC,
+        qOff: g === "in" ? pack.i.inDstC : pack.i.outDst,
+        biasOff: layout.at(`${MLP(g, 0)}.bias`),
+      },
+      buffers,
+      `${g} GNO kernel 0 (edges)`,
+    );
+    for (let i = 1; i < L; i++) {
+      const last = i === L - 1;
+      this.gemm(
+        {
+          a: { buf: this.#buf(`${g}.h${i - 1}`, E * w[i]), off: 0, rows: E, cols: w[i] },
+          b: { buf: this.c.W, off: layout.at(`${MLP(g, i)}.weight`), rows: w[i], cols: w[i + 1] },
+          c: this.#buf(`${g}.h${i}`, E * w[i + 1]),
+          bias: layout.at(`${MLP(g, i)}.bias`),
+          gelu: last ? undefined : this.#buf(`${g}.d${i}`, E * w[i + 1]),
+        },
+        `${g} GNO kernel ${i}`,
+      );
+    }
+  }
+
+  /** The kernel MLP's backward pass from the accumulated `${g}.dk` (once per step). */
+  kernelBackward(g: "in" | "out"): void {
+    const { dims: d, layout, pack } = this.c;
+    const w = g === "in" ? d.wIn : d.wOut, L = w.length - 1, E = g === "in" ? d.Ein : d.Eout;
+    if (E === 0) return;
+    const emb = w[0] / 2;
+    const nN = g === "in" ? d.N : d.outUsed, nQ = g === "in" ? d.inUsed : d.N;
+    const maxW = Math.max(...w.slice(1));
+    let cur = this.#buf(`${g}.dk`, E * w[L]);
+    for (let i = L - 1; i >= 1; i--) {
+      const wi = layout.at(`${MLP(g, i)}.weight`);
+      this.weightGrad(
+        { buf: this.#buf(`${g}.h${i - 1}`, E * w[i]), off: 0, rows: E, cols: w[i] },
+        { buf: cur, off: 0, rows: E, cols: w[i + 1] },
+        wi,
+        true,
+        `${g} GNO kernel ${i} weight gradient`,
+      );
+      const next = this.#buf(`${g}.dg${i % 2}`, E * maxW);
+      this.gemm(
+        {
+          a: { buf: cur, off: 0, rows: E, cols: w[i + 1] },
+          b: { buf: this.c.W, off: wi, rows: w[i], cols: w[i + 1] },
+          bT: true,
+          c: next,
+          muld: this.#buf(`${g}.d${i - 1}`, E * w[i]),
+        },
+        `${g} GNO kernel ${i} input gradient`,
+      );
+      cur = next;
+    }
+    const dan = this.#buf(`${g}.dan`, nN * w[1]), daq = this.#buf(`${g}.daq`, nQ * w[1]);
+    const rows = (out: GPUBuffer, n: number, rs: number, perm: number, label: string) =>
+      this.c.rec.add(
+        this.#k(SEGMENT_ROWS),
+        { threads: n * w[1] },
+        { n: n * w[1], C: w[1], rsOff: rs, permOff: perm },
+        { SRC: cur, IDX: this.c.GI, OUT: out },
+        label,
+      );
+    const p = pack.i;
+    if (g === "in") {
+      rows(dan, nN, p.inBySrcRs, p.inBySrcPerm, "in GNO kernel 0: gradient per point");
+      rows(daq, nQ, p.inByQRs, p.inByQPerm, "in GNO kernel 0: gradient per latent node");
+    } else {
+      rows(dan, nN, p.outBySrcCRs, p.outBySrcPerm, "out GNO kernel 0: gradient per latent node");
+      rows(daq, nQ, p.outByDstRs, p.outByDstPerm, "out GNO kernel 0: gradient per point");
+    }
+    const w0 = layout.at(`${MLP(g, 0)}.weight`);
+    const f = pack.f;
+    this.weightGrad(
+      { buf: this.c.GF, off: g === "in" ? f.inEmbP : f.outEmbL, rows: nN, cols: emb },
+      { buf: dan, off: 0, rows: nN, cols: w[1] },
+      w0,
+      false,
+      `${g} GNO kernel 0 weight gradient (neighbour half)`,
+    );
+    this.weightGrad(
+      { buf: this.c.GF, off: g === "in" ? f.inEmbL : f.outEmbP, rows: nQ, cols: emb },
+      { buf: daq, off: 0, rows: nQ, cols: w[1] },
+      w0 + emb * w[1],
+      true,
+      `${g} GNO kernel 0 weight gradient (query half, bias)`,
+    );
+  }
+
+  /** One micro-batch: forward, loss, and (training) backward. */
+  micro(o: MicroOptions): void {
+    const { dims: d, layout, pack, tables: T } = this.c;
+    const { m } = o;
+    const [g1, g2, g3] = d.grid, [mx, my, mz] = d.modes;
+    const Q = d.Q, N = d.N, C = d.C, Lf = d.layers;
+    const xOff = PARAMS + o.s0 * N * d.Cin;
+    const yOff = PARAMS + o.batch * N * d.Cin + o.s0 * N * d.Cout;
+    const kIn = this.#buf(`in.h${d.wIn.length - 2}`, d.Ein * d.Cin);
+    const kOut = this.#buf(`out.h${d.wOut.length - 2}`, d.Eout * C);
+    const mat = (buf: GPUBuffer, rows: number, cols: number): Mat => ({ buf, off: 0, rows, cols });
+    const W = (name: string, rows: number, cols: number): Mat => ({
+      buf: this.c.W,
+      off: layout.at(name),
+      rows,
+      cols,
+    });
+    // input GNO: a[b, q] = mean over the points j near q of k(q, j) x[b, j]
+    const a = this.#buf("x.a", m * Q * d.Cin);
+    this.c.rec.add(
+      this.#k(edgeReduceKernel(true)),
+      { threads: m * Q * d.Cin },
+      {
+        n: m * Q * d.Cin,
+        S: Q,
+        C: d.Cin,
+        nb: N,
+        fOff: xOff,
+        rsOff: pack.i.inRs,
+        srcOff: pack.i.inSrc,
+        invOff: pack.f.inInv,
+      },
+      { K: kIn, F: this.c.IN, IDX: this.c.GI, OUT: a, INV: this.c.GF },
+      "in GNO reduction",
+    );
+    // lifting
+    const lg = this.#buf("l.g", m * Q * d.Lc), ld = this.#buf("l.d", m * Q * d.Lc);
+    this.gemm(
+      {
+        a: mat(a, m * Q, d.Cin),
+        b: W("lifting.fcs.0.weight", d.Cin, d.Lc),
+        c: lg,
+        bias: layout.at("lifting.fcs.0.bias"),
+        gelu: ld,
+      },
+      "lifting 0",
+    );
+    const h = (l: number) => this.#buf(`f.h${l}`, m * Q * C);
+    const dl = (l: number) => this.#buf(`f.d${l}`, m * Q * C);
+    this.gemm(
+      {
+        a: mat(lg, m * Q, d.Lc),
+        b: W("lifting.fcs.1.weight", d.Lc, C),
+        c: h(0),
+        bias: layout.at("lifting.fcs.1.bias"),
+      },
+      "lifting 1",
+    );
+    // FNO layers
+    const sa: [GPUBuffer, GPUBuffer] = [
+      this.#buf("s.ar", m * g1 * g2 * mz * C),
+      this.#buf("s.ai", m * g1 * g2 * mz * C),
+    ];
+    const sb: [GPUBuffer, GPUBuffer] = [
+      this.#buf("s.br", m * g1 * my * mz * C),
+      this.#buf("s.bi", m * g1 * my * mz * C),
+    ];
+    const sy: [GPUBuffer, GPUBuffer] = [this.#buf("s.yr", m * d.M * C), this.#buf("s.yi", m * d.M * C)];
+    const sx = (l: number): [GPUBuffer, GPUBuffer] => [
+      this.#buf(`s.x${l}r`, m * d.M * C),
+      this.#buf(`s.x${l}i`, m * d.M * C),
+    ];
+    const spec = this.#buf("s.spec", m * Q * C);
+    const stZ = { outer: m * g1 * g2, inner: C }, stY = { outer: m * g1, inner: mz * C };
+    const stX = { outer: m, inner: my * mz * C };
+    for (let l = 0; l < Lf; l++) {
+      const conv = `fno_blocks.convs.${l}.weight.0.tensor`;
+      this.dft([h(l)], sa, T.fz, { ...stZ, P: mz, Q: g3 }, `FNO ${l} DFT z`);
+      this.dft(sa, sb, T.fy, { ...stY, P: my, Q: g2 }, `FNO ${l} DFT y`);
+      this.dft(sb, sx(l), T.fx, { ...stX, P: mx, Q: g1 }, `FNO ${l} DFT x`);
+      this.c.rec.add(
+        this.#k(MIX_FORWARD),
+        { threads: m * d.M * C },
+        { n: m * d.M * C, M: d.M, C, O: C, wr: layout.at(conv, 0), wi: layout.at(conv, 1) },
+        { XR: sx(l)[0], XI: sx(l)[1], W: this.c.W, YR: sy[0], YI: sy[1] },
+        `FNO ${l} mode mixing`,
+      );
+      this.dft(sy, sb, T.ix, { ...stX, P: g1, Q: mx }, `FNO ${l} inverse DFT x`);
+      this.dft(sb, sa, T.iy, { ...stY, P: g2, Q: my }, `FNO ${l} inverse DFT y`);
+      this.dft(sa, [spec], T.iz, { ...stZ, P: g3, Q: mz }, `FNO ${l} inverse DFT z`);
+      const last = l === Lf - 1;
+      this.gemm(
+        {
+          a: mat(h(l), m * Q, C),
+          b: W(`fno_blocks.fno_skips.${l}.weight`, C, C),
+          c: h(l + 1),
+          bias: layout.at(`fno_blocks.convs.${l}.bias`),
+          add: spec,
+          gelu: last ? undefined : dl(l + 1),
+        },
+        `FNO ${l} skip, bias, spectral sum${last ? "" : ", GELU"}`,
+      );
+    }
+    // output GNO: o[b, n] = sum over the latent nodes q near n of k(n, q) h[b, q]
+    const out = this.#buf("o", m * N * C);
+    const outBufs: Record<string, GPUBuffer> = { K: kOut, F: h(Lf), IDX: this.c.GI, OUT: out };
+    if (d.outMean) outBufs.INV = this.c.GF;
+    this.c.rec.add(
+      this.#k(edgeReduceKernel(d.outMean)),
+      { threads: m * N * C },
+      {
+        n: m * N * C,
+        S: N,
+        C,
+        nb: Q,
+        fOff: 0,
+        rsOff: pack.i.outRs,
+        srcOff: pack.i.outSrc,
+        invOff: pack.f.outInv,
+      },
+      outBufs,
+      "out GNO reduction",
+    );
+    // projection (+ residual base)
+    const pg = this.#buf("p.g", m * N * d.P), pd = this.#buf("p.d", m * N * d.P);
+    this.gemm(
+      {
+        a: mat(out, m * N, C),
+        b: W("projection.fcs.0.weight", C, d.P),
+        c: pg,
+        bias: layout.at("projection.fcs.0.bias"),
+        gelu: pd,
+      },
+      "projection 0",
+    );
+    let base: GPUBuffer | undefined;
+    if (o.residual) {
+      base = this.#buf("base", m * N * d.Cout);
+      const r = o.residual;
+      this.c.rec.add(
+        this.#k(RESIDUAL_BASE),
+        { threads: m * N * d.Cout },
+        { n: m * N * d.Cout, cols: r.cols, tin: r.tin, tout: r.tout, xOff, mode: r.mode },
+        { X: this.c.IN, FIT: this.c.FIT, BASE: base },
+        "residual base",
+      );
+    }
+    const pred = this.#buf("pred", m * N * d.Cout);
+    this.gemm(
+      {
+        a: mat(pg, m * N, d.P),
+        b: W("projection.fcs.1.weight", d.P, d.Cout),
+        c: pred,
+        bias: layout.at("projection.fcs.1.bias"),
+        add: base,
+      },
+      "projection 1",
+    );
+    if (o.mode === "forward") return;
+    // loss
+    const train = o.mode === "train";
+    const np = m * o.core;
+    const part = this.#buf("loss.part", (1 + o.groups) * np);
+    const dpred = train ? this.#buf("dpred", m * N * d.Cout) : undefined;
+    const lossBufs: Record<string, GPUBuffer> = { P: pred, IN: this.c.IN, PART: part };
+    if (dpred) lossBufs.DP = dpred;
+    this.c.rec.add(
+      this.#k(lossKernel(train)),
+      { threads: m * N },
+      {
+        batch: m,
+        N,
+        core: o.core,
+        Co: d.Cout,
+        yOff,
+        groups: train ? 1 : o.groups,
+        tout: o.tout,
+        eps_f: o.eps,
+      },
+      lossBufs,
+      "loss",
+    );
+    const sums = train ? 1 : 1 + (o.groups > 1 ? o.groups : 0);
+    const sumBufs: Record<string, GPUBuffer> = { PART: part, ACC: this.c.STAT };
+    if (train) sumBufs.IN = this.c.IN;
+    this.c.rec.add(
+      this.#k(sumKernel(train)),
+      { groups: 1 },
+      { n: np, groups: sums, accOff: train ? 0 : 2, scale_f: train ? 1 : 1 / o.core },
+      sumBufs,
+      "loss sum",
+    );
+    if (!train) return;
+    this.#microBackward(o, { a, lg, ld, pg, pd, out, dpred: dpred!, kOut, sa, sb, sy, sx, spec, xOff });
+  }
+
+  #microBackward(
+    o: MicroOptions,
+    b: {
+      a: GPUBuffer;
+      lg: GPUBuffer;
+      ld: GPUBuffer;
+      pg: GPUBuffer;
+      pd: GPUBuffer;
+      out: GPUBuffer;
+      dpred: GPUBuffer;
+      kOut: GPUBuffer;
+      sa: [GPUBuffer, GPUBuffer];
+      sb: [GPUBuffer, GPUBuffer];
+      sy: [GPUBuffer, GPUBuffer];
+      sx: (l: number) => [GPUBuffer, GPUBuffer];
+      spec: GPUBuffer;
+      xOff: number;
+    },
+  ): void {
+    const { dims: d, layout, pack, tables: T } = this.c;
+    const { m } = o;
+    const [g1, g2, g3] = d.grid, [mx, my, mz] = d.modes;
+    const Q = d.Q, N = d.N, C = d.C, Lf = d.layers;
+    const mat = (buf: GPUBuffer, rows: number, cols: number): Mat => ({ buf, off: 0, rows, cols });
+    const W = (name: string, rows: number, cols: number): Mat => ({
+      buf: this.c.W,
+      off: layout.at(name),
+      rows,
+      cols,
+    });
+    const h = (l: number) => this.#buf(`f.h${l}`, m * Q * C);
+    const dl = (l: number) => this.#buf(`f.d${l}`, m * Q * C);
+    // projection
+    this.weightGrad(
+      mat(b.pg, m * N, d.P),
+      mat(b.dpred, m * N, d.Cout),
+      layout.at("projection.fcs.1.weight"),
+      true,
+      "projection 1 weight gradient",
+    );
+    const pdg = this.#buf("p.dg", m * N * d.P);
+    this.gemm(
+      {
+        a: mat(b.dpred, m * N, d.Cout),
+        b: W("projection.fcs.1.weight", d.P, d.Cout),
+        bT: true,
+        c: pdg,
+        muld: b.pd,
+      },
+      "projection 1 input gradient",
+    );
+    this.weightGrad(
+      mat(b.out, m * N, C),
+      mat(pdg, m * N, d.P),
+      layout.at("projection.fcs.0.weight"),
+      true,
+      "projection 0 weight gradient",
+    );
+    const pdo = this.#buf("p.do", m * N * C);
+    this.gemm(
+      { a: mat(pdg, m * N, d.P), b: W("projection.fcs.0.weight", C, d.P), bT: true, c: pdo },
+      "projection 0 input gradient",
+    );
+    // output GNO: kernel gradient (accumulated over micro-batches) and latent gradient
+    const p = pack.i;
+    const inv: Record<string, GPUBuffer> = d.outMean ? { INV: this.c.GF } : {};
+    this.c.rec.add(
+      this.#k(edgeGradKKernel(d.outMean)),
+      { threads: d.Eout * C },
+      {
+        n: d.Eout * C,
+        S: N,
+        C,
+        nb: Q,
+        batch: m,
+        fOff: 0,
+        srcOff: p.outSrc,
+        dstOff: p.outDst,
+        invOff: pack.f.outInv,
+      },
+      { DY: pdo, F: h(Lf), IDX: this.c.GI, DK: this.#buf("out.dk", d.Eout * C), ...inv },
+      "out GNO reduction: kernel gradient",
+    );
+    const dh = [this.#buf("f.dh0", m * Q * C), this.#buf("f.dh1", m * Q * C)];
+    this.c.rec.add(
+      this.#k(edgeGradFKernel(d.outMean)),
+      { threads: m * Q * C },
+      {
+        n: m * Q * C,
+        S: N,
+        C,
+        nb: Q,
+        rsOff: p.outBySrcRs,
+        permOff: p.outBySrcPerm,
+        dstOff: p.outDst,
+        invOff: pack.f.outInv,
+      },
+      { K: b.kOut, DY: pdo, IDX: this.c.GI, DF: dh[0], ...inv },
+      "out GNO reduction: latent gradient",
+    );
+    // FNO layers, last to first
+    const dx: [GPUBuffer, GPUBuffer] = [this.#buf("s.dxr", m * d.M * C), this.#buf("s.dxi", m * d.M * C)];
+    const stZ = { outer: m * g1 * g2, inner: C }, stY = { outer: m * g1, inner: mz * C };
+    const stX = { outer: m, inner: my * mz * C };
+    let cur = 0;
+    for (let l = Lf - 1; l >= 0; l--) {
+      const dz = dh[cur];
+      const skip = `fno_blocks.fno_skips.${l}.weight`, conv = `fno_blocks.convs.${l}.weight.0.tensor`;
+      this.weightGrad(
+        mat(h(l), m * Q, C),
+        mat(dz, m * Q, C),
+        layout.at(skip),
+        true,
+        `FNO ${l} skip and bias gradient`,
+      );
+      this.dft([dz], b.sa, T.aiz, { ...stZ, P: mz, Q: g3 }, `FNO ${l} inverse DFT z, adjoint`);
+      this.dft(b.sa, b.sb, T.aiy, { ...stY, P: my, Q: g2 }, `FNO ${l} inverse DFT y, adjoint`);
+      this.dft(b.sb, b.sy, T.aix, { ...stX, P: mx, Q: g1 }, `FNO ${l} inverse DFT x, adjoint`);
+      const sx = b.sx(l);
+      const wv = { M: d.M, C, O: C, wr: layout.at(conv, 0), wi: layout.at(conv, 1) };
+      this.c.rec.add(
+        this.#k(MIX_GRAD_W),
+        { threads: d.M * C * C },
+        { n: d.M * C * C, ...wv, batch: m },
+        { XR: sx[0], XI: sx[1], DR: b.sy[0], DI: b.sy[1], G: this.c.G },
+        `FNO ${l} mode mixing: weight gradient`,
+      );
+      this.c.rec.add(
+        this.#k(MIX_GRAD_X),
+        { threads: m * d.M * C },
+        { n: m * d.M * C, ...wv },
+        { DR: b.sy[0], DI: b.sy[1], W: this.c.W, XR: dx[0], XI: dx[1] },
+        `FNO ${l} mode mixing: input gradient`,
+      );
+      this.dft(dx, b.sb, T.afx, { ...stX, P: g1, Q: mx }, `FNO ${l} DFT x, adjoint`);
+      this.dft(b.sb, b.sa, T.afy, { ...stY, P: g2, Q: my }, `FNO ${l} DFT y, adjoint`);
+      this.dft(b.sa, [b.spec], T.afz, { ...stZ, P: g3, Q: mz }, `FNO ${l} DFT z, adjoint`);
+      this.gemm(
+        {
+          a: mat(dz, m * Q, C),
+          b: W(skip, C, C),
+          bT: true,
+          c: dh[1 - cur],
+          add: b.spec,
+          muld: l > 0 ? dl(l) : undefined,
+        },
+        `FNO ${l} input gradient${l > 0 ? " (through GELU)" : ""}`,
+      );
+      cur = 1 - cur;
+    }
+    // lifting
+    const dh0 = dh[cur];
+    this.weightGrad(
+      mat(b.lg, m * Q, d.Lc),
+      mat(dh0, m * Q, C),
+      layout.at("lifting.fcs.1.weight"),
+      true,
+      "lifting 1 weight gradient",
+    );
+    const ldg = this.#buf("l.dg", m * Q * d.Lc);
+    this.gemm(
+      { a: mat(dh0, m * Q, C), b: W("lifting.fcs.1.weight", d.Lc, C), bT: true, c: ldg, muld: b.ld },
+      "lifting 1 input gradient",
+    );
+    this.weightGrad(
+      mat(b.a, m * Q, d.Cin),
+      mat(ldg, m * Q, d.Lc),
+      layout.at("lifting.fcs.0.weight"),
+      true,
+      "lifting 0 weight gradient",
+    );
+    const lda = this.#buf("l.da", m * Q * d.Cin);
+    this.gemm(
+      { a: mat(ldg, m * Q, d.Lc), b: W("lifting.fcs.0.weight", d.Cin, d.Lc), bT: true, c: lda },
+      "lifting 0 input gradient",
+    );
+    // input GNO: kernel gradient (accumulated over micro-batches)
+    this.c.rec.add(
+      this.#k(edgeGradKKernel(true)),
+      { threads: d.Ein * d.Cin },
+      {
+        n: d.Ein * d.Cin,
+        S: Q,
+        C: d.Cin,
+        nb: N,
+        batch: m,
+        fOff: b.xOff,
+        srcOff: p.inSrc,
+        dstOff: p.inDst,
+        invOff: pack.f.inInv,
+      },
+      { DY: lda, F: this.c.IN, IDX: this.c.GI, DK: this.#buf("in.dk", d.Ein * d.Cin), INV: this.c.GF },
+      "in GNO reduction: kernel gradient",
+    );
+  }
+}
+
+/** The update: gradient norm (with `norm`) and Adam over the flat buffers `W`, `G`, `MM`, `VV`. */
+export function updatePlan(
+  rt: GpuRuntime,
+  rec: Recorder,
+  b: {
+    W: GPUBuffer;
+    G: GPUBuffer;
+    MM: GPUBuffer;
+    VV: GPUBuffer;
+    STAT: GPUBuffer;
+    IN: GPUBuffer;
+    PART: GPUBuffer;
+  },
+  size: number,
+  norm: boolean,
+  clip: boolean,
+): void {
+  if (norm) {
+    const chunk = Math.max(4096, Math.ceil(size / 1024)), parts = Math.ceil(size / chunk);
+    rec.add(
+      rt.kernel(SQUARES),
+      { groups: parts },
+      { n: size, chunk, parts },
+      { X: b.G, PART: b.PART },
+      "gradient norm (partial)",
+    );
+    rec.add(rt.kernel(NORM), { groups: 1 }, { parts }, { PART: b.PART, STAT: b.STAT }, "gradient norm");
+  }
+  rec.add(
+    rt.kernel(adamKernel(clip)),
+    { threads: size },
+    { n: size },
+    { W: b.W, G: b.G, MM: b.MM, VV: b.VV, STAT: b.STAT, IN: b.IN },
+    "Adam",
+  );
+}
+
+/** Partial sums the norm needs (see {@linkcode updatePlan}). */
+export function normParts(size: number): number {
+  return Math.ceil(size / Math.max(4096, Math.ceil(size / 1024)));
+}

@@ -1,0 +1,227 @@
+import assert from "node:assert/strict";
+import { gpuAdapter, initBackend, tf } from "../lib/model/backend.ts";
+import { createGino, toTorch } from "../lib/model/gino.ts";
+import type { Gino } from "../lib/model/gino.ts";
+import { readSafetensors } from "../lib/io/safetensors.ts";
+import { GinoGpu } from "../lib/model/gpu/engine.ts";
+import { countTfjsWebGpu } from "../lib/model/gpu/counts.ts";
+import type { GpuCounters } from "../lib/model/gpu/runtime.ts";
+import { latentGrid } from "../lib/model/latent.ts";
+import { Adam } from "../lib/train/adam.ts";
+import { trainStep } from "../lib/train/step.ts";
+import { benchPoints } from "../lib/bench/step.ts";
+import { Rng } from "../lib/data/rng.ts";
+import { FIXTURES } from "./_helpers.ts";
+
+// The GPU engine on any WebGPU adapter, Mesa's software one (llvmpipe) included: correctness and the GPU work a
+// step costs (counts that are the same on every adapter), not speed.
+const adapter = await gpuAdapter();
+const ignore = adapter === undefined;
+if (ignore) {
+  console.error(
+    "GPU engine tests skipped: no WebGPU adapter (on Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 " +
+      "libgl1-mesa-dri for Mesa's software adapter, or a GPU driver with Vulkan)",
+  );
+}
+
+const norm = (a: ArrayLike<number>) => Math.sqrt(Array.from(a).reduce((s, v) => s + v * v, 0));
+const relDiff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
+  norm(Array.from(a, (v, i) => v - b[i])) / Math.max(norm(b), 1e-30);
+
+async function golden(name: string) {
+  const dir = `${FIXTURES}${name}`;
+  const cfg = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+  const read = async (f: string) => (await readSafetensors(`${dir}/${f}.safetensors`)).tensors;
+  const [weights, inputs, outputs] = [await read("weights"), await read("inputs"), await read("outputs")];
+  const model = createGino(cfg.gino_kwargs);
+  model.loadTorchStateDict(weights);
+  const P = inputs.point_coords, L = inputs.latent_queries;
+  const geom = model.geometry(P.data as Float32Array, L.data as Float32Array, L.shape.slice(0, 3));
+  return {
+    cfg,
+    model,
+    geom,
+    outputs,
+    B: inputs.x.shape[0],
+    x: inputs.x.data as Float32Array,
+    y: inputs.y.data as Float32Array,
+  };
+}
+
+/** A small model (the golden fixture's configuration) on `n` uniform points with a `g`^3 grid, seeded batch. */
+function smallCase(n: number, g: number, b: number, cfg: Record<string, unknown>, seed = 3) {
+  const model = createGino(cfg, seed);
+  const pts = benchPoints(n);
+  const geom = model.geometry(pts, latentGrid(pts, [g, g, g]), [g, g, g]);
+  const rng = new Rng(seed);
+  const cin = cfg.in_gno_out_channels as number, cout = cfg.out_channels as number;
+  const x = Float32Array.from({ length: b * n * cin }, () => rng.normal());
+  const y = Float32Array.from({ length: b * n * cout }, () => rng.normal() + 2);
+  return { model, geom, x, y };
+}
+
+async function weightsOf(model: Gino): Promise<Float32Array[]> {
+  return await Promise.all(model.variables.map(async (v) => await v.data() as Float32Array));
+}
+
+for (const name of ["gino-golden-small", "gino-golden-sparse"]) {
+  Deno.test({
+    name:
+      `GPU engine, ${name}: outputs, loss and gradients of the reference PyTorch GINO, in one pass and per window`,
+    ignore,
+    async fn() {
+      await initBackend("webgpu");
+      const { cfg, model, geom, outputs, B, x, y } = await golden(name);
+      const engine = new GinoGpu(model);
+      const out = await engine.forward(geom, x, B, B);
+      const ref = outputs.out.data as Float32Array;
+      const maxRef = Math.max(...Array.from(ref, Math.abs));
+      const worst = Math.max(...Array.from(out, (v, i) => Math.abs(v - ref[i])));
+      assert.ok(worst <= 1e-5 * maxRef, `output differs by ${worst} (max ${maxRef})`);
+      for (const micro of [B, 1]) {
+        const g = await engine.gradients(geom, x, y, B, cfg.core_len, micro);
+        const refLoss = (outputs.loss.data as Float32Array)[0];
+        assert.ok(
+          Math.abs(g.loss - refLoss) <= 1e-6 * refLoss,
+          `micro ${micro}: loss ${g.loss} vs ${refLoss}`,
+        );
+        let i = 0;
+        for (const p of model.params) {
+          const ours = toTorch(p, p.vars.map(() => g.grads[i++]));
+          const rel = relDiff(ours, outputs[`grad.${p.name}`].data as Float32Array);
+          assert.ok(rel <= 1e-4, `micro ${micro}: gradient of ${p.name}: relative difference ${rel}`);
+        }
+      }
+      engine.dispose();
+      geom.dispose();
+      model.dispose();
+    },
+  });
+}
+
+Deno.test({
+  name: "GPU engine: a training step is one upload, one submission, one read-back and at least 4x fewer " +
+    "dispatches than tfjs ops, and follows the tfjs path's losses and weights (clipping, fitted residual, eps)",
+  ignore,
+  async fn() {
+    await initBackend("webgpu");
+    const cfg = JSON.parse(await Deno.readTextFile(`${FIXTURES}gino-golden-small/config.json`)).gino_kwargs;
+    const B = 4, N = 300, core = 250;
+    const a = smallCase(N, 8, B, cfg), b = smallCase(N, 8, B, cfg);
+    const cols = 1, tin = cfg.in_gno_out_channels, tout = cfg.out_channels;
+    const rng = new Rng(9);
+    const fit = Float32Array.from({ length: cols * (tin + 1) * tout }, () => 0.3 * rng.normal());
+    const residual = { cols, tin, tout, base: "fitted" as const, fit };
+    const o = { clipNorm: 0.05, lossEps: 1e-3, residual };
+    const optA = new Adam(a.model.variables, 1e-2), optB = new Adam(b.model.variables, 1e-2);
+    const xt = tf.tensor3d(a.x, [B, N, tin]), yt = tf.tensor3d(a.y, [B, N, tout]);
+    const engine = new GinoGpu(b.model);
+    const tfjs: GpuCounters = { dispatches: 0, submits: 0, uploads: 0, readbacks: 0, copies: 0 };
+    for (let s = 0; s < 3; s++) {
+      const stop = countTfjsWebGpu(tfjs);
+      const before = tfjs.dispatches;
+      const la = await trainStep(a.model, a.geom, xt, yt, core, 2, optA, o);
+      stop();
+      const tfjsDispatches = tfjs.dispatches - before;
+      engine.rt.flushBackend(); // (the tfjs ops' own commands)
+      engine.rt.resetCounters();
+      const lb = await engine.trainStep(b.geom, b.x, b.y, B, core, 2, optB, o);
+      const c = engine.counters;
+      assert.ok(
+        Math.abs(la - lb) <= 1e-5 * Math.abs(la),
+        `step ${s}: loss ${lb} on the engine, ${la} on tfjs`,
+      );
+      assert.equal(c.readbacks, 1, "one read-back (the loss)");
+      // (the first step also uploads the patch's geometry, DFT tables, residual weights and the optimiser's
+      // new moments, once)
+      if (s > 0) {
+        assert.equal(c.uploads, 1, "one upload (the batch and the step's scalars)");
+        assert.equal(c.submits, 1, `one command buffer (${JSON.stringify(c)})`);
+      }
+      assert.ok(
+        4 * c.dispatches <= tfjsDispatches,
+        `step ${s}: ${c.dispatches} dispatches on the engine, ${tfjsDispatches} through tfjs ops`,
+      );
+    }
+    assert.equal(optB.step, 3);
+    const [wa, wb] = [await weightsOf(a.model), await weightsOf(b.model)];
+    wa.forEach((w, i) => assert.ok(relDiff(wb[i], w) <= 1e-4, `${a.model.variables[i].name} differs`));
+    // the optimiser's moments were copied back into its tfjs variables too
+    const [ma, mb] = [await optA.m[3].data(), await optB.m[3].data()];
+    assert.ok(relDiff(mb, ma) <= 1e-4);
+    engine.dispose();
+    tf.dispose([xt, yt]);
+  },
+});
+
+/** Loss and gradients of the engine `e` on case `c`. */
+async function gradsOf(e: GinoGpu, c: ReturnType<typeof smallCase>, B: number, micro: number, core: number) {
+  const g = await e.gradients(c.geom, c.x, c.y, B, core, micro);
+  return { loss: g.loss, flat: Float32Array.from(g.grads.flatMap((a) => Array.from(a))) };
+}
+
+Deno.test({
+  name:
+    "GPU engine: dispatches spread over X, Y and Z beyond the per-dimension limit give bitwise the same " +
+    "loss and gradients; two engines take bitwise identical steps",
+  ignore,
+  async fn() {
+    await initBackend("webgpu");
+    const cfg = JSON.parse(await Deno.readTextFile(`${FIXTURES}gino-golden-small/config.json`)).gino_kwargs;
+    const B = 3, N = 240, core = 200;
+    const c = smallCase(N, 8, B, cfg);
+    const plain = new GinoGpu(c.model);
+    // 7 workgroups per dimension: every dispatch of more than 7 (and of more than 49) workgroups is spread
+    const spread = new GinoGpu(c.model, { limits: { maxWorkgroupsPerDimension: 7 } });
+    assert.deepEqual(spread.rt.workgroups(40), [7, 6, 1]);
+    assert.deepEqual(spread.rt.workgroups(300), [7, 7, 7]);
+    const [p, s] = [await gradsOf(plain, c, B, 2, core), await gradsOf(spread, c, B, 2, core)];
+    assert.equal(s.loss, p.loss);
+    assert.deepEqual(s.flat, p.flat);
+    // the same steps on a second model with the same weights: bitwise the same
+    const d = smallCase(N, 8, B, cfg);
+    const other = new GinoGpu(d.model);
+    const [o1, o2] = [new Adam(c.model.variables, 1e-2), new Adam(d.model.variables, 1e-2)];
+    for (let k = 0; k < 2; k++) {
+      const l1 = await plain.trainStep(c.geom, c.x, c.y, B, core, 2, o1);
+      const l2 = await other.trainStep(d.geom, d.x, d.y, B, core, 2, o2);
+      assert.equal(l2, l1);
+    }
+    const [w1, w2] = [await weightsOf(c.model), await weightsOf(d.model)];
+    w1.forEach((w, i) => assert.deepEqual(w2[i], w));
+    for (const e of [plain, spread, other]) e.dispose();
+  },
+});
+
+Deno.test({
+  name: "GPU engine: a pass whose dispatches exceed the adapter's own per-dimension limit runs, and equals " +
+    "passes of one window; a micro-batch larger than the memory budget runs in passes",
+  ignore,
+  async fn() {
+    await initBackend("webgpu");
+    const cfg = JSON.parse(await Deno.readTextFile(`${FIXTURES}gino-golden-small/config.json`)).gino_kwargs;
+    const N = 240, G = 32, B = 33, C = cfg.fno_hidden_channels;
+    const c = smallCase(N, G, B, cfg);
+    const big = new GinoGpu(c.model, { memoryBudget: 2 ** 34 });
+    const threads = B * G * G * G * C; // the skip GEMM's outputs and the DFT stages over [windows, 32^3, width]
+    assert.ok(
+      threads / 256 > big.rt.limits.maxWorkgroupsPerDimension,
+      "the shape exceeds the adapter's limit",
+    );
+    assert.ok(big.passSize(c.geom) >= B, `one pass of ${B} windows (fits ${big.passSize(c.geom)})`);
+    const one = new GinoGpu(c.model, { memoryBudget: 1 });
+    assert.equal(one.passSize(c.geom), 1);
+    const [a, b] = [await big.forward(c.geom, c.x, B, B), await one.forward(c.geom, c.x, B, B)];
+    assert.deepEqual(a, b);
+    // gradients: one pass vs one window per pass (the same sums in another grouping)
+    const small = smallCase(N, 8, 5, cfg);
+    const [g1, g2] = [
+      await gradsOf(new GinoGpu(small.model), small, 5, 5, 200),
+      await gradsOf(new GinoGpu(small.model, { memoryBudget: 1 }), small, 5, 5, 200),
+    ];
+    assert.ok(Math.abs(g1.loss - g2.loss) <= 1e-6 * g1.loss);
+    assert.ok(relDiff(g2.flat, g1.flat) <= 1e-5);
+    big.dispose();
+    one.dispose();
+  },
+});
