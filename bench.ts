@@ -100,6 +100,13 @@ const BENCH_FLAGS: FlagSpec[] = [
     check: positiveInt,
   },
   {
+    name: "device",
+    type: "string",
+    default: "cpu",
+    help: "step --torch: PyTorch's device, cpu or cuda (with --backend webgpu: both sides on the same GPU)",
+    check: (v: string) => (v === "cpu" || v === "cuda" ? undefined : `choose cpu or cuda, got '${v}'`),
+  },
+  {
     name: "repeats",
     type: "int",
     default: 2,
@@ -111,7 +118,7 @@ const BENCH_FLAGS: FlagSpec[] = [
 
 const USAGE = `Usage: deno task bench data [--only sampler,assembly,csv,prepare] [--json]
        deno task bench step [--points N --batch B --latent G --radius R | --case small,dense,large,real]
-                            [--backend X --micro-batch M --profile --torch --mpi K --json]`;
+                            [--backend X --micro-batch M --profile --torch [--device cuda] --mpi K --json]`;
 
 async function main(): Promise<number> {
   const flags = parseFlags(Deno.args, BENCH_FLAGS);
@@ -136,6 +143,7 @@ async function main(): Promise<number> {
         repeats: flags.repeats as number,
         backend: flags.backend as string,
         json: flags.json as boolean,
+        device: flags.device as string,
       });
     } else if (flags.mpi) {
       for (const c of cases ?? [caseOf(flags)]) {

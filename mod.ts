@@ -58,9 +58,9 @@ export type { PatchInfo, PrepareOptions, PrepareResult } from "./lib/data/prepar
 export { formatSummary, summarizeDataset } from "./lib/data/summary.ts";
 export type { DataSummary } from "./lib/data/summary.ts";
 export { BackendError, initBackend, tf } from "./lib/model/backend.ts";
-export type { BackendInfo, BackendName } from "./lib/model/backend.ts";
+export type { BackendInfo, BackendName, GpuAdapterInfo } from "./lib/model/backend.ts";
 export { createGino, Gino, kernelWidths, relativeL2Loss } from "./lib/model/gino.ts";
-export type { GinoGeometry, TorchTensor } from "./lib/model/gino.ts";
+export type { GeometryHost, GinoGeometry, TorchTensor } from "./lib/model/gino.ts";
 export { GINO_DEFAULTS, REFERENCE_GINO, resolveGinoConfig } from "./lib/model/config.ts";
 export type { GinoConfig } from "./lib/model/config.ts";
 export { neighborStats, radiusSearch } from "./lib/model/neighbors.ts";
@@ -110,7 +110,7 @@ export {
 } from "./lib/train/settings.ts";
 export type { FlagSpec, FlagType } from "./lib/flagspec.ts";
 export type { RunLayout } from "./lib/train/layout.ts";
-export type { BatchGradients, GradientReduction, LossOptions } from "./lib/train/step.ts";
+export type { BatchGradients, BatchShare, GradientReduction, LossOptions } from "./lib/train/step.ts";
 export type { RunState } from "./lib/tools/manager.ts";
 export type {
   DataSettings,
@@ -130,6 +130,18 @@ export { latentGrid, linspace32 } from "./lib/model/latent.ts";
 export { predictWindow, residualBase, residualOf, startAtBase } from "./lib/model/residual.ts";
 export type { ResidualBase, ResidualSpec } from "./lib/model/residual.ts";
 export { trainStep } from "./lib/train/step.ts";
+export { defaultGpuMemoryBudget, GinoGpu, gpuEngineFor, GpuMemoryError } from "./lib/model/gpu/engine.ts";
+export type { GpuMemoryEstimate, GpuOptimizer, GpuStepOptions } from "./lib/model/gpu/engine.ts";
+export { GpuDeviceError, GpuRuntime } from "./lib/model/gpu/runtime.ts";
+export type {
+  BindingSpec,
+  Dispatch,
+  GpuCounters,
+  GpuLimits,
+  Kernel,
+  KernelSpec,
+} from "./lib/model/gpu/runtime.ts";
+export type { ParamLayout } from "./lib/model/gpu/layout.ts";
 export type { StepOptions } from "./lib/train/step.ts";
 export {
   CHECKPOINT_FORMAT,
@@ -152,6 +164,7 @@ export {
   verifyCommand,
 } from "./lib/tools/manager.ts";
 export { forecast, formatReport, predict } from "./lib/tools/predict.ts";
+export type { WindowRunner } from "./lib/tools/predict.ts";
 export type { ErrorStats, PredictOptions, PredictorMetrics, PredictReport } from "./lib/tools/predict.ts";
 export { curvesHtml, curvesSvg, writeCurves } from "./lib/plot/curves.ts";
 export { renderChart } from "./lib/plot/chart.ts";

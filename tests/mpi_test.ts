@@ -3,6 +3,7 @@
 // nothing of MPI is loaded. Runs with each launcher installed (CI installs MPICH; Open MPI when present).
 import assert from "node:assert/strict";
 import { readSafetensors } from "../lib/io/safetensors.ts";
+import { gpuAdapter } from "../lib/model/backend.ts";
 import { detectLaunch } from "../lib/parallel/mpi.ts";
 import { initWorld, mpiLibraryLoaded, SINGLE } from "../lib/parallel/world.ts";
 import { runTrain, tempDir, TINY_TRAIN_ARGS, tinyPatchData } from "./_helpers.ts";
@@ -120,6 +121,32 @@ for (const [name, launcher, env] of LAUNCHERS) {
         /data-parallel: 2 ranks on 1 node\(s\), .* 1 BLAS thread\(s\) per rank/,
       );
       assert.ok(!/\[rank 1\]/.test(two.stderr + two.stdout), "rank 1 stays silent");
+    },
+  });
+
+  Deno.test({
+    name:
+      `${name}: two ranks on webgpu (the GPU engine: one all-reduce of its flat gradient per step) train the ` +
+      "model of one webgpu process",
+    ignore: ignore || name !== "MPICH" || !(await gpuAdapter()),
+    async fn() {
+      await using t = await tempDir();
+      // the same micro-batches on both sides; one process sums them on the GPU, two ranks over MPI (float32 sums in
+      // another order: ~1e-6 after 2 epochs, measured)
+      const common = ["--epochs", "2", "--run-name", "r", "--backend", "webgpu", "--micro-batch", "2"];
+      const one = await runTrain([...common, "--results-dir", `${t.dir}/one`]);
+      assert.equal(one.code, 0, one.stderr);
+      const two = await mpiTrain(launcher, env, 2, [...common, "--results-dir", `${t.dir}/two`]);
+      assert.equal(two.code, 0, two.stderr);
+      const hashes = [...two.stderr.matchAll(/rank (\d) weights sha256 ([0-9a-f]{64})/g)].map((m) => m[2]);
+      assert.equal(hashes.length, 2, two.stderr);
+      assert.equal(hashes[0], hashes[1], "rank 0 and rank 1 hold the same weights");
+      const w1 = await weights(`${t.dir}/one/r/checkpoints/final_checkpoint.safetensors`);
+      const w2 = await weights(`${t.dir}/two/r/checkpoints/final_checkpoint.safetensors`);
+      assert.ok(relDiff(w2, w1) < 1e-5, `weights differ by ${relDiff(w2, w1)}`);
+      const [h1, h2] = [await history(`${t.dir}/one/r`), await history(`${t.dir}/two/r`)];
+      assert.ok(relDiff(h2.train_losses, h1.train_losses) < 1e-5, "training losses");
+      assert.ok(relDiff(h2.val_losses, h1.val_losses) < 1e-5, "validation losses");
     },
   });
 

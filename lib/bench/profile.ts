@@ -323,24 +323,28 @@ export function formatGpuProfile(
     by.set(k, e);
   }
   const gpu = rows.reduce((a, r) => a + r.ms, 0) / steps, wall = wallMs / steps;
-  const lines = [`dispatch (# = any layer)                                      per step   GPU ms   share`];
+  const lines = [`${"dispatch (# = any layer)".padEnd(72)} per step   GPU ms   share`];
   for (const [k, e] of [...by].sort((a, b) => b[1].ms - a[1].ms)) {
     lines.push(
-      `${k.padEnd(60)} ${String(e.n / steps).padStart(8)} ${(e.ms / steps).toFixed(2).padStart(8)} ${
+      `${k.padEnd(72)} ${String(e.n / steps).padStart(8)} ${(e.ms / steps).toFixed(2).padStart(8)} ${
         (100 * e.ms / steps / wall).toFixed(1).padStart(6)
       }%`,
     );
   }
   lines.push(
-    `${"GPU, all dispatches".padEnd(60)} ${String(rows.length / steps).padStart(8)} ${
+    `${"GPU, all dispatches".padEnd(72)} ${String(rows.length / steps).padStart(8)} ${
       gpu.toFixed(2).padStart(8)
     } ${(100 * gpu / wall).toFixed(1).padStart(6)}%`,
   );
   lines.push(
-    `${"host (recording, upload, read-back wait), and GPU idle".padEnd(60)} ${"".padStart(8)} ${
+    `${"host (recording, upload, read-back wait), and GPU idle".padEnd(72)} ${"".padStart(8)} ${
       (wall - gpu).toFixed(2).padStart(8)
     } ${(100 * (wall - gpu) / wall).toFixed(1).padStart(6)}%`,
   );
-  lines.push(`step (wall, each dispatch in its own timed pass)`.padEnd(70) + wall.toFixed(2).padStart(8));
+  lines.push(
+    `${"step (wall, each dispatch in its own timed pass)".padEnd(72)} ${"".padStart(8)} ${
+      wall.toFixed(2).padStart(8)
+    }`,
+  );
   return lines.join("\n");
 }

@@ -45,6 +45,11 @@ export interface TorchComparison {
   speedup: number;
   ours_rss_mb: number;
   torch_rss_mb: number;
+  /** GPU memory: ours held by the engine and tensors, PyTorch's peak allocation (null on the CPU). */
+  ours_gpu_mb: number | null;
+  torch_gpu_mb: number | null;
+  /** Our GPU dispatches per step (webgpu), null elsewhere. */
+  ours_dispatches: number | null;
   micro_batch: number;
   edges: [number, number];
   torch_edges: [number, number];
@@ -55,7 +60,16 @@ export interface TorchComparison {
 /** Times each case on both sides (`repeats` alternated runs each) and prints a table. */
 export async function benchStepVsTorch(
   cases: StepCase[],
-  o: { python: string; threads: number; steps: number; repeats: number; backend: string; json: boolean },
+  o: {
+    python: string;
+    threads: number;
+    steps: number;
+    repeats: number;
+    backend: string;
+    json: boolean;
+    /** PyTorch's device: cpu, or cuda (compare with `--backend webgpu` on the same GPU). */
+    device?: string;
+  },
 ): Promise<TorchComparison[]> {
   // beside the sources, or (run from the bundle in dist/) in the project's bench/ folder
   const script = new URL(
@@ -65,9 +79,10 @@ export async function benchStepVsTorch(
   await checkTorch(o.python);
   const tmp = await Deno.makeTempDir({ prefix: "gino-gw-bench-torch-" });
   const results: TorchComparison[] = [];
+  const device = o.device ?? "cpu";
   console.log(
-    `# bench step vs PyTorch (${o.threads} threads each side, median of ${o.steps} steps after a warm-up, ` +
-      `${o.repeats} alternated runs)`,
+    `# bench step vs PyTorch on ${device} (ours: --backend ${o.backend}; ${o.threads} threads each side, median ` +
+      `of ${o.steps} steps after a warm-up, ${o.repeats} alternated runs)`,
   );
   console.log(
     "case    N     B   latent  r     edges in/out    ours ms  torch ms  speed-up  ours RSS  torch RSS",
@@ -106,6 +121,8 @@ export async function benchStepVsTorch(
             String(o.steps),
             "--threads",
             String(o.threads),
+            "--device",
+            device,
           ]),
         );
       }
@@ -142,6 +159,9 @@ function summarise(c: StepCase, ours: StepReport[], torch: Record<string, unknow
     speedup: tms / ms,
     ours_rss_mb: median(ours.map((r) => r.peak_rss_mb)),
     torch_rss_mb: median(torch.map((r) => r.peak_rss_mb as number)),
+    ours_gpu_mb: (ours[0].gpu_memory_mb as number | null) ?? null,
+    torch_gpu_mb: (torch[0].gpu_peak_mb as number | null) ?? null,
+    ours_dispatches: (ours[0].gpu_per_step as { dispatches: number } | null)?.dispatches ?? null,
     micro_batch: ours[0].micro_batch as number,
     edges: [ours[0].edges_in as number, ours[0].edges_out as number],
     torch_edges: [torch[0].edges_in as number, torch[0].edges_out as number],
@@ -168,6 +188,10 @@ function row(r: TorchComparison): string {
     `${r.ours_rss_mb.toFixed(0)} MiB`.padStart(9),
     `${r.torch_rss_mb.toFixed(0)} MiB`.padStart(10),
     r.micro_batch < c.batch ? ` (ours in micro-batches of ${r.micro_batch})` : "",
+    r.torch_gpu_mb !== null
+      ? ` GPU memory ${r.ours_gpu_mb?.toFixed(0) ?? "?"} / ${r.torch_gpu_mb.toFixed(0)} MiB`
+      : "",
+    r.ours_dispatches !== null ? ` (${r.ours_dispatches.toFixed(0)} dispatches per step)` : "",
   ].join(" ");
 }
 

@@ -85,24 +85,37 @@ export interface GinoGeometry {
 
 /** A patch geometry's arrays on the host (see {@linkcode GinoGeometry}; edges sorted by their query). */
 export interface GeometryHost {
+  /** Input-GNO embeddings of the points [N, E]. */
   inEmbP: Float32Array;
+  /** Input-GNO embeddings of the latent nodes with an edge [inUsed, E]. */
   inEmbL: Float32Array;
+  /** Output-GNO embeddings of the points [N, E]. */
   outEmbP: Float32Array;
+  /** Output-GNO embeddings of the latent nodes with an edge [outUsed, E]. */
   outEmbL: Float32Array;
+  /** Input-GNO edges: the point of each edge. */
   inSrc: Int32Array;
+  /** Input-GNO edges: the latent node of each edge (sorted). */
   inDst: Int32Array;
+  /** inDst as rows of inEmbL. */
   inDstCompact: Int32Array;
   /** CSR offsets of the input-GNO edges per latent node [Q + 1]. */
   inRowSplits: Int32Array;
+  /** 1 / max(count, 1) per latent node. */
   inInvCount: Float32Array;
+  /** Output-GNO edges: the latent node of each edge. */
   outSrc: Int32Array;
+  /** outSrc as rows of outEmbL. */
   outSrcCompact: Int32Array;
+  /** Output-GNO edges: the point of each edge (sorted). */
   outDst: Int32Array;
   /** CSR offsets of the output-GNO edges per point [N + 1]. */
   outRowSplits: Int32Array;
+  /** 1 / max(count, 1) per point (mean reduction only). */
   outInvCount?: Float32Array;
-  /** Latent nodes with an input-GNO / output-GNO edge (rows of inEmbL / outEmbL). */
+  /** Latent nodes with an input-GNO edge (rows of inEmbL). */
   inUsed: number;
+  /** Latent nodes with an output-GNO edge (rows of outEmbL). */
   outUsed: number;
 }
 

@@ -31,12 +31,15 @@ export function diverging(t: number): Rgb {
 
 /** The Henry grid a map is drawn on (`henry.json` parameters). */
 export interface HenryGridSpec {
-  /** Cells along x, y and z. */
+  /** Cells along x. */
   nx: number;
+  /** Cells along y. */
   ny: number;
+  /** Cells along z. */
   nz: number;
-  /** Extent along x and z, m (default 2 and 1, the Henry problem's). */
+  /** Extent along x, m (default 2, the Henry problem's). */
   length?: number;
+  /** Extent along z, m (default 1). */
   height?: number;
 }
 

@@ -26,20 +26,31 @@ import type { BufferSource, MicroOptions, PlanContext } from "./plan.ts";
 
 /** The optimiser state the engine updates (the `Adam` of `train/adam.ts`). */
 export interface GpuOptimizer {
+  /** Updates taken (the next one is step + 1; the engine advances it when a step's loss is finite). */
   step: number;
+  /** Learning rate. */
   lr: number;
+  /** First-moment decay. */
   readonly beta1: number;
+  /** Second-moment decay. */
   readonly beta2: number;
+  /** Denominator epsilon. */
   readonly eps: number;
+  /** First moments, one per model variable. */
   readonly m: tf.Variable[];
+  /** Second moments, one per model variable. */
   readonly v: tf.Variable[];
 }
 
 /** Options of a training step on the engine (as `StepOptions` of `train/step.ts`). */
 export interface GpuStepOptions {
+  /** Residual prediction: the model's output is added to this base forecast. */
   residual?: ResidualSpec;
+  /** Epsilon of the relative L2 loss's denominator (0 = the reference). */
   lossEps?: number;
+  /** Clip the global gradient norm to this value (off when undefined). */
   clipNorm?: number;
+  /** Called with the global gradient norm (computed on the GPU, read back with the loss). */
   onGradNorm?: (norm: number) => void;
   /** This process's micro-batches (data-parallel): those with index % count === index. */
   share?: { index: number; count: number };
@@ -49,7 +60,9 @@ export interface GpuStepOptions {
 
 /** The GPU memory a plan needs: per window and in all, bytes, and the largest single buffer per window. */
 export interface GpuMemoryEstimate {
+  /** Bytes of all buffers that grow with the windows of a pass, per window. */
   perWindowBytes: number;
+  /** Bytes per window of the largest of them (bounded by the adapter's largest binding). */
   largestPerWindowBytes: number;
 }
 
@@ -126,7 +139,9 @@ let geometryIds = 0;
 
 /** The engine (see the module documentation). */
 export class GinoGpu {
+  /** The device, kernels and counters the engine runs on. */
   readonly rt: GpuRuntime;
+  /** Where each model variable lives in the flat buffers. */
   readonly layout: ParamLayout;
   #pool: Pool;
   #W: GPUBuffer;

@@ -61,14 +61,19 @@ export interface KernelSpec {
 
 /** A compiled kernel. */
 export interface Kernel {
+  /** What it was compiled from. */
   spec: KernelSpec;
+  /** The compute pipeline. */
   pipeline: GPUComputePipeline;
 }
 
 /** One recorded dispatch: pipeline, bind group and workgroup counts. */
 export interface Dispatch {
+  /** The kernel run. */
   kernel: Kernel;
+  /** Its buffers and uniforms. */
   bindGroup: GPUBindGroup;
+  /** Workgroups along X, Y, Z. */
   workgroups: [number, number, number];
   /** What it computes (for the profile). */
   label: string;
@@ -94,7 +99,9 @@ export const STORAGE = 0x80 | 0x4 | 0x8; // STORAGE | COPY_SRC | COPY_DST
 
 /** The runtime (see the module documentation). */
 export class GpuRuntime {
+  /** What the GPU was asked to do since the last {@linkcode GpuRuntime.resetCounters}. */
   readonly counters: GpuCounters = { dispatches: 0, submits: 0, uploads: 0, readbacks: 0, copies: 0 };
+  /** The device's limits (or the lower ones given). */
   readonly limits: GpuLimits;
   #kernels = new Map<string, Kernel>();
   #staging = new Map<number, GPUBuffer[]>();
@@ -103,7 +110,8 @@ export class GpuRuntime {
   constructor(
     readonly device: GPUDevice,
     overrides: Partial<GpuLimits> = {},
-    readonly backend?: WebGpuBackend,
+    /** tfjs's webgpu backend, whose pending commands are submitted before the engine's. */
+    readonly backend?: unknown,
   ) {
     const l = device.limits;
     this.limits = {
@@ -176,7 +184,7 @@ export class GpuRuntime {
    * backend's (tensors written by tfjs ops are then complete).
    */
   flushBackend(): void {
-    const be = this.backend;
+    const be = this.backend as WebGpuBackend;
     if (!be) return;
     be.endComputePassEncoder();
     if (be.commandEncoder) {
@@ -298,11 +306,21 @@ export class GpuRuntime {
    * Records a copy of `bytes` of `buffer` into a staging buffer; the returned function (call it after `submit`)
    * maps it and resolves to the bytes (one read-back).
    */
-  readAfterSubmit(encoder: GPUCommandEncoder, buffer: GPUBuffer, offset: number, bytes: number) {
+  readAfterSubmit(
+    encoder: GPUCommandEncoder,
+    buffer: GPUBuffer,
+    offset: number,
+    bytes: number,
+  ): () => Promise<ArrayBuffer> {
     return this.#readCopy(encoder, buffer, offset, bytes);
   }
 
-  #readCopy(encoder: GPUCommandEncoder, buffer: GPUBuffer, offset: number, bytes: number) {
+  #readCopy(
+    encoder: GPUCommandEncoder,
+    buffer: GPUBuffer,
+    offset: number,
+    bytes: number,
+  ): () => Promise<ArrayBuffer> {
     const size = Math.ceil(bytes / 16) * 16;
     const pool = this.#staging.get(size) ?? [];
     this.#staging.set(size, pool);
