@@ -1,13 +1,15 @@
 /**
- * `deno task prepare`: turns a folder of raw CSV files (one per time step) into a patch folder.
+ * `deno task prepare`: turns a folder of raw CSV files (one per time step), or a MODFLOW 6 model's binary grid,
+ * head and concentration files, into a patch folder.
  *
  * @module
  */
 
 import { runMain } from "./lib/cli/main.ts";
-import { FlagError, formatHelp, parseFlags, positiveInt } from "./lib/cli/flags.ts";
+import { FlagError, formatHelp, parseFlags, positive, positiveInt } from "./lib/cli/flags.ts";
 import type { FlagSpec } from "./lib/cli/flags.ts";
 import { preparePatches } from "./lib/data/prepare.ts";
+import { findMf6Files } from "./lib/data/mf6_files.ts";
 
 const FLAGS: FlagSpec[] = [
   {
@@ -16,6 +18,44 @@ const FLAGS: FlagSpec[] = [
     help: "data folder (raw CSVs in <raw-data-subdir>, patches written to <patch-data-subdir>)",
   },
   { name: "raw-data-subdir", type: "string", default: "all", help: "raw CSV subfolder" },
+  {
+    name: "mf6-grid",
+    type: "string",
+    help:
+      "MODFLOW 6 binary grid file (.dis.grb, .disv.grb, .disu.grb): prepare from MODFLOW 6 output instead of CSV",
+  },
+  { name: "mf6-heads", type: "string", help: "MODFLOW 6 head file (.hds), with --mf6-grid" },
+  {
+    name: "mf6-conc",
+    type: "string",
+    help: "MODFLOW 6 concentration file (.ucn), optional: without it the data holds heads and pressures only",
+  },
+  {
+    name: "mf6-dir",
+    type: "string",
+    help:
+      "a MODFLOW 6 model folder: its .grb, .hds and .ucn files are found there (or name them with --mf6-*)",
+  },
+  {
+    name: "density-ref",
+    type: "number",
+    default: 1000,
+    help: "MODFLOW 6 input: reference density for the pressure, kg/m3",
+    check: positive,
+  },
+  {
+    name: "drhodc",
+    type: "number",
+    default: 0.7,
+    help: "MODFLOW 6 input: density slope d rho / dC for the pressure",
+  },
+  {
+    name: "gravity",
+    type: "number",
+    default: 9.81,
+    help: "MODFLOW 6 input: gravity for the pressure, m/s2",
+    check: positive,
+  },
   { name: "patch-data-subdir", type: "string", default: "filter_patch", help: "patch subfolder to write" },
   { name: "n-patches", type: "int", default: 20, help: "number of patches", check: positiveInt },
   {
@@ -74,13 +114,32 @@ if (import.meta.main) {
       throw new FlagError(`unexpected argument(s): ${f._.join(" ")} (every setting is a --flag; see --help)`);
     }
     if (f.help) {
-      console.log(formatHelp("Usage: deno task prepare --base-data-dir DIR [flags]", FLAGS));
+      console.log(
+        formatHelp(
+          "Usage: deno task prepare --base-data-dir DIR [flags]                       (DIR/all/*.csv)\n" +
+            "       deno task prepare --base-data-dir DIR --mf6-grid G --mf6-heads H [--mf6-conc C] [flags]\n" +
+            "       deno task prepare --base-data-dir DIR --mf6-dir MODEL [flags]",
+          FLAGS,
+        ),
+      );
       Deno.exit(0);
     }
     if (!f["base-data-dir"]) throw new FlagError("--base-data-dir is required");
     const base = f["base-data-dir"] as string;
+    const mf6 = await findMf6Files({
+      dir: f["mf6-dir"] as string | undefined,
+      grid: f["mf6-grid"] as string | undefined,
+      heads: f["mf6-heads"] as string | undefined,
+      conc: f["mf6-conc"] as string | undefined,
+    });
     await preparePatches({
       rawDir: `${base}/${f["raw-data-subdir"]}`,
+      mf6: mf6 && {
+        ...mf6,
+        densityRef: f["density-ref"] as number,
+        drhodc: f.drhodc as number,
+        gravity: f.gravity as number,
+      },
       outDir: `${base}/${f["patch-data-subdir"]}`,
       nPatches: f["n-patches"] as number,
       sliceSplit: f["slice-split"] as number,

@@ -222,6 +222,7 @@ function checkedOptions(options: DatasetOptions): {
  */
 export async function loadPatchDataset(dir: string, options: DatasetOptions): Promise<PatchDataset> {
   const { opts, colIdx } = checkedOptions(options);
+  await checkColumnsPresent(dir, opts.targetCols);
   // Values are kept in float32 after subtracting a per-column shift (the first value seen), so that float32 keeps
   // the precision of fields whose spread is tiny next to their mean (heads).
   const shift = new Float64Array(colIdx.length).fill(NaN);
@@ -255,4 +256,27 @@ export async function loadPatchDataset(dir: string, options: DatasetOptions): Pr
   const hash = fingerprint(raws, shift, opts.targetCols); // of the raw (shifted) values, before standardising
   const patches = standardize(raws, norm, shift, trainStepsOf);
   return new PatchDataset(dir, patches, norm, opts, rawBytes, hash);
+}
+
+/**
+ * Refuses target columns that the data does not hold: a patch folder prepared from MODFLOW 6 heads without a
+ * concentration file lists `mass_concentration` as missing in its `patches.json`.
+ */
+async function checkColumnsPresent(dir: string, targetCols: readonly string[]): Promise<void> {
+  let meta: { missing_columns?: string[] };
+  try {
+    meta = JSON.parse(await Deno.readTextFile(`${dir}/patches.json`));
+  } catch {
+    return; // no metadata (a patch folder of the Python pipeline): nothing to check
+  }
+  const missing = targetCols.filter((c) => meta.missing_columns?.includes(c));
+  if (missing.length) {
+    const have = OBS_COLUMNS.filter((c) => !meta.missing_columns?.includes(c));
+    throw new DataError(
+      `${dir} holds no ${
+        missing.join(", ")
+      } (it was prepared without them, e.g. from MODFLOW 6 heads without ` +
+        `a concentration file): choose from ${have.join(", ")} with --target-cols`,
+    );
+  }
 }

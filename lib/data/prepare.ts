@@ -1,7 +1,10 @@
 /**
- * Raw CSV folder -> patch folder, the way the Python pipeline does it: the mesh slices are split into groups,
- * the nodes of each group are clustered with k-means on (X, Y, Z) into patches, and every patch gets ghost points
- * from its neighbouring patches.
+ * Raw data -> patch folder, the way the Python pipeline does it: the mesh slices are split into groups, the nodes
+ * of each group are clustered with k-means on (X, Y, Z) into patches, and every patch gets ghost points from its
+ * neighbouring patches. The raw data is a folder of CSV files (one per time step) or a MODFLOW 6 model's binary
+ * files (grid, heads, concentrations; slice = layer). Only the geometry is held in memory: the time steps are
+ * read one at a time and appended to every patch's files, so a model of any length prepares in the memory of one
+ * step; everything is written into a temporary folder that replaces the output folder only when complete.
  *
  * Neighbours of a patch: the patches owning one of the `neighbourK` nearest nodes of any of its nodes. Ghost
  * points: from each neighbour, the nodes closest to the patch (`ghostPointsRatio` x patch size of them, or
@@ -11,7 +14,8 @@
  */
 
 import { readNumericCsv } from "../io/csv.ts";
-import { encodeNpy } from "../io/npy.ts";
+import { encodeNpy, npyHeader } from "../io/npy.ts";
+import { Mf6Error, Mf6OutputFile, readMf6Grid } from "../io/mf6.ts";
 import { writeFileAtomic, writeTextFileAtomic } from "../io/atomic.ts";
 import { KdTree } from "./kdtree.ts";
 import { kmeans } from "./kmeans.ts";
@@ -20,8 +24,10 @@ import { DataError } from "./dataset.ts";
 
 /** Options of {@linkcode preparePatches}. */
 export interface PrepareOptions {
-  /** Folder of raw CSV files, one per saved time step (lexical order = time order). */
+  /** Folder of raw CSV files, one per saved time step (lexical order = time order); unused with `mf6`. */
   rawDir: string;
+  /** A MODFLOW 6 model's binary output instead of CSV files. */
+  mf6?: Mf6Source;
   /** Patch folder to write. */
   outDir: string;
   /** Total number of patches. Default 20. */
@@ -44,6 +50,23 @@ export interface PrepareOptions {
   allowNan?: boolean;
   /** Progress messages. */
   log?: (msg: string) => void;
+}
+
+/** MODFLOW 6 binary files to prepare from (see `lib/io/mf6.ts`). */
+export interface Mf6Source {
+  /** Binary grid file (`.dis.grb`, `.disv.grb`, `.disu.grb`). */
+  grid: string;
+  /** Heads (`.hds`). */
+  heads: string;
+  /** Concentrations (`.ucn`); without it the data holds heads and pressures only (concentration is NaN). */
+  conc?: string;
+  /**
+   * Pressure = (densityRef + drhodc x C) x gravity x (head - z) in Pa, z the cell centre (as the CSV export and
+   * the Henry generator define it; C = 0 without concentrations). Defaults 1000 kg/m3, 0.7, 9.81 m/s2.
+   */
+  densityRef?: number;
+  drhodc?: number;
+  gravity?: number;
 }
 
 /** Summary of one written patch (also in `patches.json`). */
@@ -78,6 +101,9 @@ export interface PrepareResult {
 
 const RAW_COLUMNS = ["node", "slice", "X", "Y", "Z", ...OBS_COLUMNS];
 
+/** The copy of a MODFLOW 6 grid file in a patch folder prepared from one. */
+export const MF6_GRID_FILE = "mf6_grid.grb";
+
 /** Lists the CSV files of a raw folder in lexical (= time) order. */
 export async function listRawFiles(rawDir: string): Promise<string[]> {
   let entries: Deno.DirEntry[];
@@ -111,6 +137,7 @@ type Prepared = Required<Omit<PrepareOptions, "nGhostPoints">> & { nGhostPoints?
 
 /** The options with defaults, checked (errors name the flag). */
 function checkedOptions(options: PrepareOptions): Prepared {
+  if (options.mf6) options = { ...options, rawDir: options.rawDir ?? "" };
   const o = {
     nPatches: 20,
     sliceSplit: 4,
@@ -152,19 +179,27 @@ async function nonEmpty(dir: string): Promise<boolean> {
   return false;
 }
 
-/** The raw time steps: node ids, slices and coordinates of the first file, and the observations of every file. */
+/**
+ * Where the raw series comes from: the nodes (ids, slices, coordinates) at once, then the observations one time
+ * step at a time.
+ */
 interface RawSeries {
-  files: string[];
   n: number;
   nodeIds: Float64Array;
   slices: Float64Array;
   xyz: Float64Array;
-  /** Per time step [n, 3]: mass_concentration, head, pressure. */
-  obs: (Float32Array | Float64Array)[];
+  /** Time steps. */
+  steps: number;
+  /** Reads step t (in order) into `dst` [n, 3]: mass_concentration, head, pressure; checks every value. */
+  read(t: number, dst: Float32Array | Float64Array): Promise<void>;
+  /** Frees what it holds open. */
+  close(): void;
+  /** What `patches.json` records about the source. */
+  meta: Record<string, unknown>;
 }
 
-/** Reads every raw time step, checking that they hold the same nodes in the same order. */
-async function readRawSeries(o: Prepared): Promise<RawSeries> {
+/** The raw CSV folder: node ids, slices and coordinates from the first file; every file checked as it is read. */
+async function csvSeries(o: Prepared): Promise<RawSeries> {
   const files = await listRawFiles(o.rawDir);
   const first = await readNumericCsv(`${o.rawDir}/${files[0]}`, RAW_COLUMNS);
   const n = first.rows;
@@ -183,45 +218,162 @@ async function readRawSeries(o: Prepared): Promise<RawSeries> {
       );
     }
   }
-  const Obs = o.dtype === "float64" ? Float64Array : Float32Array;
-  const obs = Array.from({ length: files.length }, () => new Obs(n * 3));
-  for (let t = 0; t < files.length; t++) {
-    const path = `${o.rawDir}/${files[t]}`;
-    const csv = t === 0 ? first : await readNumericCsv(path, ["node", ...OBS_COLUMNS], n);
-    if (csv.rows !== n) {
-      throw new DataError(
-        `${path} has ${csv.rows} rows but ${files[0]} has ${n}: every time step needs the same nodes`,
-      );
-    }
-    const node = csv.columns.node;
-    for (let i = 0; i < n; i++) {
-      if (node[i] !== nodeIds[i]) {
+  o.log(`reading ${files.length} time steps of ${n} nodes from ${o.rawDir}`);
+  return {
+    n,
+    nodeIds: Float64Array.from(nodeIds),
+    slices: Float64Array.from(slices),
+    xyz,
+    steps: files.length,
+    meta: { source: o.rawDir, files },
+    close() {},
+    async read(t, dst) {
+      const path = `${o.rawDir}/${files[t]}`;
+      const csv = t === 0 ? first : await readNumericCsv(path, ["node", ...OBS_COLUMNS], n);
+      if (csv.rows !== n) {
         throw new DataError(
-          `${path}:${i + 2}: node ${node[i]} where ${files[0]} has node ${
-            nodeIds[i]
-          }: every time step needs the ` +
-            `same nodes in the same order`,
+          `${path} has ${csv.rows} rows but ${files[0]} has ${n}: every time step needs the same nodes`,
         );
       }
-    }
-    for (let c = 0; c < 3; c++) {
-      const col = csv.columns[OBS_COLUMNS[c]], dst = obs[t];
+      const node = csv.columns.node;
       for (let i = 0; i < n; i++) {
-        const v = col[i];
-        if (!o.allowNan && !Number.isFinite(v)) {
+        if (node[i] !== nodeIds[i]) {
           throw new DataError(
-            `${path}:${i + 2}: ${OBS_COLUMNS[c]} is ${v} (node ${
-              node[i]
-            }); fix the export, or keep such values ` +
-              `with --allow-nan and drop them when training (--nan-policy drop)`,
+            `${path}:${i + 2}: node ${node[i]} where ${files[0]} has node ${
+              nodeIds[i]
+            }: every time step needs ` +
+              `the same nodes in the same order`,
           );
         }
-        dst[i * 3 + c] = v;
       }
+      for (let c = 0; c < 3; c++) {
+        const col = csv.columns[OBS_COLUMNS[c]];
+        for (let i = 0; i < n; i++) {
+          const v = col[i];
+          if (!o.allowNan && !Number.isFinite(v)) {
+            throw new DataError(
+              `${path}:${i + 2}: ${OBS_COLUMNS[c]} is ${v} (node ${node[i]}); fix the export, or keep such ` +
+                `values with --allow-nan and drop them when training (--nan-policy drop)`,
+            );
+          }
+          dst[i * 3 + c] = v;
+        }
+      }
+    },
+  };
+}
+
+/**
+ * A MODFLOW 6 model's binary files: the active cells (IDOMAIN > 0) of the grid, node id = cell number, slice =
+ * layer; heads and concentrations of each saved step, pressure from head, concentration and elevation.
+ */
+async function mf6Series(o: Prepared, m: Mf6Source): Promise<RawSeries> {
+  const grid = await readMf6Grid(m.grid);
+  const heads = await Mf6OutputFile.open(m.heads, grid);
+  const conc = m.conc ? await Mf6OutputFile.open(m.conc, grid) : undefined;
+  try {
+    if (conc) matchSteps(heads, conc);
+    if (/CONC/i.test(heads.text)) {
+      throw new Mf6Error(
+        `${m.heads} holds ${heads.text}, not heads: pass it as --mf6-conc, and the .hds as --mf6-heads`,
+      );
+    }
+  } catch (e) {
+    heads.close();
+    conc?.close();
+    throw e;
+  }
+  const cells: number[] = [];
+  for (let c = 0; c < grid.ncells; c++) if (grid.active[c]) cells.push(c);
+  const n = cells.length;
+  if (n === 0) throw new DataError(`${m.grid}: no active cells (IDOMAIN > 0)`);
+  const xyz = new Float64Array(n * 3), nodeIds = new Float64Array(n), slices = new Float64Array(n);
+  cells.forEach((c, i) => {
+    xyz.set([grid.x[c], grid.y[c], grid.z[c]], i * 3);
+    nodeIds[i] = c + 1;
+    slices[i] = grid.layer[c];
+  });
+  const rho0 = m.densityRef ?? 1000, drhodc = m.drhodc ?? 0.7, g = m.gravity ?? 9.81;
+  const h = new Float64Array(grid.ncells), cv = new Float64Array(grid.ncells);
+  o.log(
+    `reading ${heads.steps.length} time steps of ${n} active cells (of ${grid.ncells}, ${grid.type} grid, ` +
+      `${grid.nlay} layer(s)) from ${m.heads}${conc ? ` and ${m.conc}` : " (no concentrations)"}`,
+  );
+  return {
+    n,
+    nodeIds,
+    slices,
+    xyz,
+    steps: heads.steps.length,
+    meta: {
+      source: { mf6_grid: m.grid, mf6_heads: m.heads, mf6_conc: m.conc ?? null, grid_type: grid.type },
+      times: heads.steps.map((s) => s.totim),
+      kstp_kper: heads.steps.map((s) => [s.kstp, s.kper]),
+      pressure: {
+        density_ref: rho0,
+        drhodc,
+        gravity: g,
+        formula: "(density_ref + drhodc C) gravity (head - z)",
+      },
+      missing_columns: conc ? [] : ["mass_concentration"],
+    },
+    close() {
+      heads.close();
+      conc?.close();
+    },
+    async read(t, dst) {
+      await heads.readStep(t, h);
+      if (conc) await conc.readStep(t, cv);
+      const s = heads.steps[t];
+      for (let i = 0; i < n; i++) {
+        const c = cells[i];
+        const hv = h[c], cc = conc ? cv[c] : NaN;
+        if (!o.allowNan && (!Number.isFinite(hv) || (conc && !Number.isFinite(cc)))) {
+          const which = !Number.isFinite(hv) ? `head in ${m.heads}` : `concentration in ${m.conc}`;
+          throw new DataError(
+            `time step ${s.kstp} of period ${s.kper} (time ${s.totim}): the ${which} of cell ${
+              c + 1
+            } (layer ` +
+              `${
+                grid.layer[c]
+              }) has no value (dry or inactive); keep such values with --allow-nan and drop them ` +
+              `when training (--nan-policy drop)`,
+          );
+        }
+        dst[i * 3] = cc;
+        dst[i * 3 + 1] = hv;
+        dst[i * 3 + 2] = (rho0 + drhodc * (conc ? cc : 0)) * g * (hv - grid.z[c]);
+      }
+    },
+  };
+}
+
+/** Heads and concentrations must hold the same time steps. */
+function matchSteps(a: Mf6OutputFile, b: Mf6OutputFile): void {
+  const n = Math.min(a.steps.length, b.steps.length);
+  for (let i = 0; i < n; i++) {
+    const [s, t] = [a.steps[i], b.steps[i]];
+    if (
+      s.kstp !== t.kstp || s.kper !== t.kper ||
+      Math.abs(s.totim - t.totim) > 1e-9 * Math.max(1, Math.abs(s.totim))
+    ) {
+      throw new Mf6Error(
+        `saved step ${
+          i + 1
+        } is time step ${s.kstp} of period ${s.kper} (time ${s.totim}) in ${a.path} but time ` +
+          `step ${t.kstp} of period ${t.kper} (time ${t.totim}) in ${b.path}: the files must save the same time ` +
+          `steps (a step is missing in one of them)`,
+      );
     }
   }
-  o.log(`read ${files.length} time steps of ${n} nodes from ${o.rawDir}`);
-  return { files, n, nodeIds, slices, xyz, obs };
+  if (a.steps.length !== b.steps.length) {
+    const [longer, shorter] = a.steps.length > b.steps.length ? [a, b] : [b, a];
+    const s = longer.steps[n];
+    throw new Mf6Error(
+      `${longer.path} saves ${longer.steps.length} time steps, ${shorter.path} ${shorter.steps.length}: ` +
+        `time step ${s.kstp} of period ${s.kper} (time ${s.totim}) is missing in ${shorter.path}`,
+    );
+  }
 }
 
 /** Patches: the slices split into groups, each group clustered by k-means. Returns each node's patch. */
@@ -296,25 +448,62 @@ function ghostPoints(
   return ghost;
 }
 
-/** Writes `<dir>/<kind>_coords.npy`, `_obs.npy` and `_nodes.npy` for the points `pts`. */
-async function writePoints(dir: string, kind: "core" | "ghost", pts: number[], r: RawSeries): Promise<void> {
+/** Writes `<dir>/<kind>_coords.npy` and `_nodes.npy` for the points `pts`. */
+async function writeGeometry(
+  dir: string,
+  kind: "core" | "ghost",
+  pts: number[],
+  r: RawSeries,
+): Promise<void> {
   const coords = new Float64Array(pts.length * 3);
   const ids = new BigInt64Array(pts.length);
   pts.forEach((j, m) => {
     coords.set(r.xyz.subarray(j * 3, j * 3 + 3), m * 3);
     ids[m] = BigInt(r.nodeIds[j]);
   });
-  const T = r.obs.length;
-  const o3 = new (r.obs[0].constructor as Float32ArrayConstructor | Float64ArrayConstructor)(
-    T * pts.length * 3,
-  );
-  for (let t = 0; t < T; t++) {
-    const src = r.obs[t];
-    pts.forEach((j, m) => o3.set(src.subarray(j * 3, j * 3 + 3), (t * pts.length + m) * 3));
-  }
   await writeFileAtomic(`${dir}/${kind}_coords.npy`, encodeNpy([pts.length, 3], coords));
-  await writeFileAtomic(`${dir}/${kind}_obs.npy`, encodeNpy([T, pts.length, 3], o3));
   await writeFileAtomic(`${dir}/${kind}_nodes.npy`, encodeNpy([pts.length], ids));
+}
+
+/** `<dir>/<kind>_obs.npy` [T, points, 3], written one time step at a time. */
+class ObsWriter {
+  #file: Deno.FsFile;
+  #rows: Float32Array | Float64Array;
+  written = 0;
+
+  private constructor(file: Deno.FsFile, readonly pts: number[], readonly steps: number, f64: boolean) {
+    this.#file = file;
+    this.#rows = f64 ? new Float64Array(pts.length * 3) : new Float32Array(pts.length * 3);
+  }
+
+  static async create(path: string, pts: number[], steps: number, f64: boolean): Promise<ObsWriter> {
+    const file = await Deno.open(path, { write: true, create: true, truncate: true });
+    const w = new ObsWriter(file, pts, steps, f64);
+    await w.#write(npyHeader([steps, pts.length, 3], f64 ? "<f8" : "<f4"));
+    return w;
+  }
+
+  async #write(bytes: Uint8Array): Promise<void> {
+    let at = 0;
+    while (at < bytes.length) at += await this.#file.write(bytes.subarray(at));
+  }
+
+  /** Appends this patch's rows of one time step of the whole series `all` [n, 3]. */
+  async append(all: Float32Array | Float64Array): Promise<void> {
+    const rows = this.#rows;
+    this.pts.forEach((j, m) => {
+      rows[m * 3] = all[j * 3];
+      rows[m * 3 + 1] = all[j * 3 + 1];
+      rows[m * 3 + 2] = all[j * 3 + 2];
+    });
+    await this.#write(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength));
+    this.written++;
+  }
+
+  async close(): Promise<void> {
+    await this.#file.sync();
+    this.#file.close();
+  }
 }
 
 /** Reads a raw folder and writes the patch folder; see the module documentation. */
@@ -325,7 +514,21 @@ export async function preparePatches(options: PrepareOptions): Promise<PrepareRe
   if (outExists && !o.force) {
     throw new DataError(`output folder ${o.outDir} exists and is not empty; pass --force to replace it`);
   }
-  const r = await readRawSeries(o);
+  const r = o.mf6 ? await mf6Series(o, o.mf6) : await csvSeries(o);
+  try {
+    return await writePatches(o, r, outExists, t0);
+  } finally {
+    r.close();
+  }
+}
+
+/** Clusters the nodes, then writes every patch's files step by step into a new folder that replaces `outDir`. */
+async function writePatches(
+  o: Prepared,
+  r: RawSeries,
+  outExists: boolean,
+  t0: number,
+): Promise<PrepareResult> {
   const { owner, patchGroup, members } = clusterPatches(o, r);
   const P = patchGroup.length;
   const neighbours = neighbourPatches(o, r, owner, P);
@@ -334,6 +537,7 @@ export async function preparePatches(options: PrepareOptions): Promise<PrepareRe
   await Deno.mkdir(tmpDir, { recursive: true });
   const infos: PatchInfo[] = [];
   const width = Math.max(4, String(P - 1).length);
+  const writers: ObsWriter[] = [];
   try {
     for (let p = 0; p < P; p++) {
       const core = members[p], nbs = [...neighbours[p]].sort((a, b) => a - b);
@@ -346,8 +550,12 @@ export async function preparePatches(options: PrepareOptions): Promise<PrepareRe
       );
       const name = `patch_${String(p).padStart(width, "0")}`;
       await Deno.mkdir(`${tmpDir}/${name}`);
-      await writePoints(`${tmpDir}/${name}`, "core", core, r);
-      await writePoints(`${tmpDir}/${name}`, "ghost", ghost, r);
+      for (const [kind, pts] of [["core", core], ["ghost", ghost]] as const) {
+        await writeGeometry(`${tmpDir}/${name}`, kind, pts, r);
+        writers.push(
+          await ObsWriter.create(`${tmpDir}/${name}/${kind}_obs.npy`, pts, r.steps, o.dtype === "float64"),
+        );
+      }
       infos.push({
         id: p,
         name,
@@ -357,12 +565,21 @@ export async function preparePatches(options: PrepareOptions): Promise<PrepareRe
         neighbours: nbs,
       });
     }
+    // the grid goes with the patches (predict --vtu draws the cells from it)
+    if (o.mf6) await Deno.copyFile(o.mf6.grid, `${tmpDir}/${MF6_GRID_FILE}`);
+    // the time steps, one at a time, into every patch
+    const step = o.dtype === "float64" ? new Float64Array(r.n * 3) : new Float32Array(r.n * 3);
+    for (let t = 0; t < r.steps; t++) {
+      await r.read(t, step);
+      for (const w of writers) await w.append(step);
+    }
+    for (const w of writers.splice(0)) await w.close();
+    o.log(`read ${r.steps} time steps of ${r.n} nodes`);
     const meta = {
       format: "gino-gw patches v1",
-      source: o.rawDir,
-      files: r.files,
+      ...r.meta,
       nodes: r.n,
-      steps: r.obs.length,
+      steps: r.steps,
       columns: OBS_COLUMNS,
       options: {
         n_patches: o.nPatches,
@@ -382,12 +599,13 @@ export async function preparePatches(options: PrepareOptions): Promise<PrepareRe
     await Deno.rename(tmpDir, o.outDir);
     await Deno.remove(old, { recursive: true }).catch(() => {});
   } catch (e) {
+    for (const w of writers) await w.close().catch(() => {});
     await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
     throw e;
   }
   const seconds = (performance.now() - t0) / 1000;
   o.log(`wrote ${P} patches to ${o.outDir} in ${seconds.toFixed(2)} s`);
-  return { outDir: o.outDir, nodes: r.n, steps: r.obs.length, patches: infos, seconds };
+  return { outDir: o.outDir, nodes: r.n, steps: r.steps, patches: infos, seconds };
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -175,8 +175,20 @@ export function encodeNpy(shape: readonly number[], data: NpyData): Uint8Array {
       `encodeNpy: shape (${shape.join(", ")}) holds ${length} elements but data has ${data.length}`,
     );
   }
+  const header = npyHeader(shape, dtypeOf(data));
+  const out = new Uint8Array(header.length + data.byteLength);
+  out.set(header);
+  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), header.length);
+  return out;
+}
+
+/**
+ * The header of a `.npy` file of `shape` and NumPy type `descr` (e.g. `<f4`), padded to 64 bytes: the values
+ * follow it in C order (what a writer that streams the values appends).
+ */
+export function npyHeader(shape: readonly number[], descr: string): Uint8Array {
   const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(", ")})`;
-  const dict = `{'descr': '${dtypeOf(data)}', 'fortran_order': False, 'shape': ${shapeText}, }`;
+  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shapeText}, }`;
   let major = 1;
   let pre = 10;
   if (dict.length + 11 > 65535) {
@@ -185,7 +197,7 @@ export function encodeNpy(shape: readonly number[], data: NpyData): Uint8Array {
   }
   const total = Math.ceil((pre + dict.length + 1) / 64) * 64;
   const header = dict + " ".repeat(total - pre - dict.length - 1) + "\n";
-  const out = new Uint8Array(total + data.byteLength);
+  const out = new Uint8Array(total);
   out.set(MAGIC);
   out[6] = major;
   out[7] = 0;
@@ -193,7 +205,6 @@ export function encodeNpy(shape: readonly number[], data: NpyData): Uint8Array {
   if (major === 1) view.setUint16(8, header.length, true);
   else view.setUint32(8, header.length, true);
   for (let i = 0; i < header.length; i++) out[pre + i] = header.charCodeAt(i);
-  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), total);
   return out;
 }
 
