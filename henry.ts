@@ -85,6 +85,14 @@ const FLAGS: FlagSpec[] = [
       Object.entries(HENRY_DEMO).map(([k, v]) => `${k}=${v}`).join(", ")
     }), prepared into patches; OUT defaults to ${DEMO_DIR}`,
   },
+  {
+    name: "format",
+    type: "string",
+    default: "csv",
+    help:
+      "csv (one CSV per saved step in OUT/all/) or mf6 (MODFLOW 6 binary files: OUT/henry.dis.grb, .hds, .ucn)",
+    check: (v: string) => (v === "csv" || v === "mf6" ? undefined : `choose csv or mf6, got '${v}'`),
+  },
   { name: "force", type: "boolean", default: false, help: "replace a non-empty output folder" },
   { name: "quiet", type: "boolean", default: false, help: "print nothing but errors" },
   { name: "help", type: "boolean", default: false, help: "show this help" },
@@ -145,7 +153,9 @@ if (import.meta.main) {
     const out = (f.out as string | undefined) ?? (f.demo ? DEMO_DIR : undefined);
     if (!out) throw new FlagError("--out DIR is required");
     const log = f.quiet ? undefined : (m: string) => console.log(m);
-    await writeHenry(opts, { out, force: f.force as boolean, log });
+    const format = f.format as "csv" | "mf6";
+    if (f.demo && format !== "csv") throw new FlagError("--demo writes CSV files; leave out --format");
+    await writeHenry(opts, { out, force: f.force as boolean, log, format });
     if (f.demo) {
       await preparePatches({
         rawDir: `${out}/all`,

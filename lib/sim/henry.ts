@@ -21,7 +21,8 @@
 import { HenryScheme } from "./scheme.ts";
 import { HENRY_DEFAULTS, HenryError, stepFailure, validateHenry } from "./henry_options.ts";
 import type { HenryOptions } from "./henry_options.ts";
-import { writeTextFileAtomic } from "../io/atomic.ts";
+import { writeFileAtomic, writeTextFileAtomic } from "../io/atomic.ts";
+import { disItems, encodeGrb, Mf6OutputWriter } from "../io/mf6.ts";
 
 export { HENRY_DEFAULTS, HenryError, validateHenry } from "./henry_options.ts";
 export type { HenryOptions } from "./henry_options.ts";
@@ -132,6 +133,11 @@ export interface WriteHenryOptions {
   force?: boolean;
   /** Progress messages. */
   log?: (msg: string) => void;
+  /**
+   * `csv` (default): one CSV per saved step in `<out>/all/`; `mf6`: MODFLOW 6's binary files in `<out>/`
+   * (`henry.dis.grb`, `henry.hds`, `henry.ucn`; like MODFLOW 6, without the initial state).
+   */
+  format?: "csv" | "mf6";
 }
 
 /** Summary written to `henry.json`. */
@@ -168,6 +174,7 @@ export async function writeHenry(
   const tmp = `${w.out}.tmp-${Deno.pid}`;
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
   await Deno.mkdir(`${tmp}/all`, { recursive: true });
+  if (w.format === "mf6") return await writeHenryMf6(o, w, tmp);
   try {
     const grid = henryGrid(o);
     const prefix = Array.from(
@@ -201,6 +208,91 @@ export async function writeHenry(
       stats,
     };
     await writeTextFileAtomic(`${tmp}/henry.json`, JSON.stringify(info, null, 1) + "\n");
+    await swapIn(tmp, w.out);
+    logRun(o, stats, w, `wrote ${steps.length} files to ${w.out}/all`);
+    return info;
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * The same run written as MODFLOW 6 writes it: the binary grid file of a DIS grid (layer 1 at the top, row 1 the
+ * northernmost, so cell centres equal the CSV's coordinates), and head and concentration files with one record per
+ * layer and saved step (TOTIM = step x dt; the initial state is not saved, as in MODFLOW 6).
+ */
+async function writeHenryMf6(o: HenryOptions, w: WriteHenryOptions, tmp: string): Promise<HenryRunInfo> {
+  try {
+    await Deno.remove(`${tmp}/all`);
+    const { nx, ny, nz } = o;
+    const dz = o.height / nz;
+    const top = new Float64Array(nx * ny).fill(o.height);
+    const botm = new Float64Array(nx * ny * nz);
+    for (let k = 0; k < nz; k++) botm.fill(o.height - (k + 1) * dz, k * nx * ny, (k + 1) * nx * ny);
+    const items = disItems(
+      {
+        nlay: nz,
+        nrow: ny,
+        ncol: nx,
+        delr: new Float64Array(nx).fill(o.length / nx),
+        delc: new Float64Array(ny).fill(o.width),
+      },
+      top,
+      botm,
+    );
+    await writeFileAtomic(`${tmp}/henry.dis.grb`, encodeGrb("DIS", items));
+    const hds = await Mf6OutputWriter.create(`${tmp}/henry.hds`, "HEAD");
+    const ucn = await Mf6OutputWriter.create(`${tmp}/henry.ucn`, "CONCENTRATION");
+    const stats = {} as HenryStats;
+    const steps: number[] = [], times: number[] = [];
+    const layer = new Float64Array(nx * ny);
+    for (const st of simulateHenry(o, stats)) {
+      if (st.step === 0) continue;
+      const totim = Number((st.step * o.dt).toPrecision(12));
+      for (const [file, values] of [[hds, st.head], [ucn, st.concentration]] as const) {
+        for (let k = 0; k < nz; k++) {
+          // MODFLOW 6 row i is the generator's row ny - 1 - i
+          for (let i = 0; i < ny; i++) {
+            for (let j = 0; j < nx; j++) layer[i * nx + j] = values[(k * ny + (ny - 1 - i)) * nx + j];
+          }
+          await file.record(
+            { kstp: st.step, kper: 1, pertim: totim, totim, ncol: nx, nrow: ny, ilay: k + 1 },
+            layer,
+          );
+        }
+      }
+      steps.push(st.step);
+      times.push(totim);
+    }
+    await hds.close();
+    await ucn.close();
+    const info: HenryRunInfo = {
+      parameters: o,
+      saved_steps: steps,
+      saved_times: times,
+      nodes: nx * ny * nz,
+      stats,
+    };
+    await writeTextFileAtomic(`${tmp}/henry.json`, JSON.stringify(info, null, 1) + "\n");
+    await swapIn(tmp, w.out);
+    logRun(
+      o,
+      stats,
+      w,
+      `wrote henry.dis.grb, henry.hds and henry.ucn (${steps.length} saved steps) to ${w.out}`,
+    );
+    return info;
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw e;
+  }
+}
+
+/** Moves the finished folder `tmp` to `out`; an older `out` is removed only after. */
+async function swapIn(tmp: string, out: string): Promise<void> {
+  {
+    const w = { out };
     const old = `${w.out}.old-${Deno.pid}`;
     let hadOld = false;
     try {
@@ -211,20 +303,17 @@ export async function writeHenry(
     }
     await Deno.rename(tmp, w.out);
     if (hadOld) await Deno.remove(old, { recursive: true });
-    w.log?.(
-      `henry: ${o.nx}x${o.ny}x${o.nz} cells, ${o.steps} steps in ${stats.seconds.toFixed(2)} s ` +
-        `(transport iterations mean ${
-          stats.transportIterationsMean.toFixed(1)
-        }, max ${stats.transportIterationsMax}; ` +
-        `max salt mass-balance error ${
-          stats.maxMassBalanceError.toExponential(1)
-        }); wrote ${steps.length} files to ${w.out}/all`,
-    );
-    return info;
-  } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    throw e;
   }
+}
+
+function logRun(o: HenryOptions, stats: HenryStats, w: WriteHenryOptions, what: string): void {
+  w.log?.(
+    `henry: ${o.nx}x${o.ny}x${o.nz} cells, ${o.steps} steps in ${stats.seconds.toFixed(2)} s ` +
+      `(transport iterations mean ${
+        stats.transportIterationsMean.toFixed(1)
+      }, max ${stats.transportIterationsMax}; ` +
+      `max salt mass-balance error ${stats.maxMassBalanceError.toExponential(1)}); ${what}`,
+  );
 }
 
 /**
