@@ -56,6 +56,12 @@ const FLAGS: FlagSpec[] = [
   { name: "out", type: "string", help: "output folder (default <run>/predictions_<checkpoint>)" },
   { name: "csv", type: "boolean", default: true, help: "write one CSV per predicted time step" },
   { name: "figures", type: "boolean", default: true, help: "write PNG figures" },
+  {
+    name: "vtu",
+    type: "boolean",
+    default: false,
+    help: "write one ParaView .vtu per predicted time step and prediction.pvd (MODFLOW 6 data: its cells)",
+  },
   { name: "map-steps", type: "intlist", help: "time steps of the cross-section maps (demo data)" },
   { name: "json", type: "boolean", default: false, help: "print metrics.json instead of the table" },
   { name: "help", type: "boolean", default: false, help: "show this help" },
@@ -102,6 +108,7 @@ if (import.meta.main) {
       outDir,
       csv: f.csv as boolean,
       figures: f.figures as boolean,
+      vtu: f.vtu as boolean,
       mapSteps: f["map-steps"] as number[] | undefined,
       log: (m) => console.error(m),
     });
@@ -109,7 +116,8 @@ if (import.meta.main) {
     else {
       console.log(formatReport(report));
       console.log(
-        `\nwrote ${outDir}/metrics.json, ${report.csv_files} CSV files in ${outDir}/predictions/, ${report.figures.length} figures`,
+        `\nwrote ${outDir}/metrics.json, ${report.csv_files} CSV files in ${outDir}/predictions/, ${report.figures.length} figures` +
+          (report.vtu_files ? `, ${report.vtu_files} ParaView files listed in ${outDir}/prediction.pvd` : ""),
       );
     }
     return 0;

@@ -210,3 +210,41 @@ Deno.test("inflow varying in time moves the wedge back and forth and keeps the s
   // after the intrusion the toe keeps moving: more than 5 cm between its extremes in the second half
   assert.ok(Math.max(...toes) - Math.min(...toes) > 0.05, `toe positions ${toes.map((v) => v.toFixed(3))}`);
 });
+
+Deno.test("the CSV files hold the simulated values to 12 digits, tiny ones too (exponents keep their zeros)", async () => {
+  const { formatValue, writeHenry } = await import("../lib/sim/henry.ts");
+  const { readNumericCsv } = await import("../lib/io/csv.ts");
+  assert.equal(formatValue(1.36484831988e-10), "1.36484831988e-10");
+  assert.equal(formatValue(2.5e20), "2.5e+20");
+  assert.equal(formatValue(123), "123");
+  assert.equal(formatValue(-0.5), "-0.5");
+  assert.equal(formatValue(0), "0");
+  const o: Partial<HenryOptions> = {
+    nx: 12,
+    nz: 6,
+    steps: 10,
+    initialConcentration: 0,
+    seaBoundary: "fixed",
+  };
+  const dir = await Deno.makeTempDir();
+  try {
+    await writeHenry(o, { out: dir, force: true });
+    let last;
+    for (const s of simulateHenry(o)) last = { step: s.step, c: Float64Array.from(s.concentration) };
+    const csv = await readNumericCsv(`${dir}/all/${String(last!.step).padStart(4, "0")}.csv`, [
+      "mass_concentration",
+    ]);
+    const c = csv.columns.mass_concentration;
+    let tiny = 0;
+    for (let i = 0; i < c.length; i++) {
+      if (last!.c[i] !== 0 && Math.abs(last!.c[i]) < 1e-9) tiny++;
+      assert.ok(
+        Math.abs(c[i] - last!.c[i]) <= 1e-11 * Math.abs(last!.c[i]),
+        `node ${i + 1}: ${c[i]} vs ${last!.c[i]}`,
+      );
+    }
+    assert.ok(tiny > 0, "the run has values below 1e-9 (the case that was written wrong)");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -154,7 +154,17 @@ export interface HenryRunInfo {
   stats: HenryStats;
 }
 
-const fmt = (v: number) => (v === 0 ? "0" : v.toPrecision(12).replace(/\.?0+(e|$)/, "$1"));
+/**
+ * A value with 12 significant digits, trailing zeros of the mantissa dropped (never those of the exponent:
+ * 1.5e-10 stays 1.5e-10).
+ */
+export function formatValue(v: number): string {
+  if (v === 0) return "0";
+  const [mantissa, exponent] = v.toPrecision(12).split("e");
+  const m = mantissa.includes(".") ? mantissa.replace(/\.?0+$/, "") : mantissa;
+  return exponent === undefined ? m : `${m}e${exponent}`;
+}
+const fmt = formatValue;
 
 /** Runs the simulation and writes the raw CSV folder and `henry.json`. */
 export async function writeHenry(

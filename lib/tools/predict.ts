@@ -21,6 +21,10 @@ import { predictWindow, residualOf } from "../model/residual.ts";
 import type { ResidualSpec } from "../model/residual.ts";
 import { readNpy } from "../io/npy.ts";
 import { writeTextFileAtomic } from "../io/atomic.ts";
+import { readMf6Grid } from "../io/mf6.ts";
+import type { Mf6Grid } from "../io/mf6.ts";
+import { encodeVtu, prismCells, vertexCells, writePvd } from "../io/vtu.ts";
+import { MF6_GRID_FILE } from "../data/prepare.ts";
 import { COLORS, renderChart } from "../plot/chart.ts";
 import { writeFigure } from "../plot/figure.ts";
 import { renderFieldMaps } from "../plot/fieldmap.ts";
@@ -47,6 +51,8 @@ export interface PredictOptions {
   csv?: boolean;
   /** Write the PNG figures (default true). */
   figures?: boolean;
+  /** Write one ParaView `.vtu` per predicted time step and a `.pvd` collection (default false). */
+  vtu?: boolean;
   /** Time steps of the cross-section maps (built-in demo data); default first and last predicted steps. */
   mapSteps?: number[];
   /** Progress messages. */
@@ -109,6 +115,8 @@ export interface PredictReport {
   fitted_base?: PredictorMetrics;
   /** CSV files written. */
   csv_files: number;
+  /** ParaView files written (one `.vtu` per predicted time step, listed in `prediction.pvd`). */
+  vtu_files: number;
   /** Figures written. */
   figures: string[];
 }
@@ -255,7 +263,8 @@ interface Collected {
   /** Windows evaluated. */
   windows: number;
   /** CSV rows per time step (non-overlapping trajectories from the start of the part). */
-  csvRows: Map<number, string[]>;
+  /** Per predicted time step: every node once (node id, coordinates, per column true/predicted/error). */
+  fields: Map<number, StepField>;
   /** (true, predicted) pairs of the first column, a sample for the scatter figure. */
   scatter: [number, number][];
   /** First column per time step and node, for the field maps. */
@@ -347,34 +356,49 @@ function scoreWindow(
   }
 }
 
-/** The CSV rows (node, X, Y, Z, per column true/predicted/error) of one forecast window, by time step. */
-function csvRowsOf(x: PatchCtx, col: Collected, pred: Float32Array, b: number, t0: number): void {
+/** One predicted time step over the mesh: node ids, coordinates and per column (true, predicted, error). */
+interface StepField {
+  nodes: number[];
+  xyz: number[];
+  /** Per node, C x 3 values. */
+  vals: number[];
+}
+
+/** Collects the nodes of one forecast window (the core points of its patch) into the per-step fields. */
+function fieldsOf(x: PatchCtx, col: Collected, pred: Float32Array, b: number, t0: number): void {
   const { p, C, tin, horizon, phys, nodes, coords } = x;
   const T = p.steps, N = p.n;
   for (let h = 0; h < horizon; h++) {
     const step = t0 + tin + h;
-    let rows = col.csvRows.get(step);
-    if (!rows) col.csvRows.set(step, rows = []);
+    let f = col.fields.get(step);
+    if (!f) col.fields.set(step, f = { nodes: [], xyz: [], vals: [] });
     for (let n = 0; n < p.nCore; n++) {
-      const cells = [String(nodes[n]), fmt(coords[n * 3]), fmt(coords[n * 3 + 1]), fmt(coords[n * 3 + 2])];
+      f.nodes.push(nodes[n]);
+      f.xyz.push(coords[n * 3], coords[n * 3 + 1], coords[n * 3 + 2]);
       for (let c = 0; c < C; c++) {
         const truth = phys(c, p.values[(c * N + n) * T + step]);
         const pv = phys(c, pred[((b * C + c) * N + n) * horizon + h]);
-        cells.push(fmt(truth), fmt(pv), fmt(pv - truth));
+        f.vals.push(truth, pv, pv - truth);
       }
-      rows.push(cells.join(","));
     }
   }
 }
 
+/** The order of a step's nodes by node id. */
+const byNode = (f: StepField) => f.nodes.map((_, i) => i).sort((a, b) => f.nodes[a] - f.nodes[b]);
+
 /** Writes one CSV per predicted time step; returns how many. */
-async function writeCsvs(outDir: string, cols: string[], csvRows: Map<number, string[]>): Promise<number> {
+async function writeCsvs(outDir: string, cols: string[], fields: Map<number, StepField>): Promise<number> {
   await Deno.mkdir(`${outDir}/predictions`, { recursive: true });
   const header = ["node", "X", "Y", "Z", ...cols.flatMap((c) => [`${c}_true`, `${c}_pred`, `${c}_error`])]
     .join(",");
+  const C = cols.length;
   let files = 0;
-  for (const [step, rows] of [...csvRows].sort((a, b) => a[0] - b[0])) {
-    rows.sort((a, b) => Number(a.slice(0, a.indexOf(","))) - Number(b.slice(0, b.indexOf(","))));
+  for (const [step, f] of [...fields].sort((a, b) => a[0] - b[0])) {
+    const rows = byNode(f).map((i) =>
+      [f.nodes[i], ...f.xyz.slice(3 * i, 3 * i + 3), ...f.vals.slice(3 * C * i, 3 * C * (i + 1))].map(fmt)
+        .join(",")
+    );
     await writeTextFileAtomic(
       `${outDir}/predictions/${String(step).padStart(4, "0")}.csv`,
       `${header}\n${rows.join("\n")}\n`,
@@ -382,6 +406,72 @@ async function writeCsvs(outDir: string, cols: string[], csvRows: Map<number, st
     files++;
   }
   return files;
+}
+
+/**
+ * Writes one `.vtu` per predicted time step (`vtu/step_NNNN.vtu`: per column `<col>_true`, `<col>_pred`,
+ * `<col>_error`) and `prediction.pvd` listing them with their times (the data's saved times where it has them,
+ * else the step numbers). Data prepared from MODFLOW 6 is drawn as its cells (from the grid file kept with the
+ * patches: hexahedra for DIS, prisms for DISV) with the values on the cells; other data as points. Returns how
+ * many `.vtu` files.
+ */
+async function writeVtus(
+  outDir: string,
+  dataDir: string,
+  cols: string[],
+  fields: Map<number, StepField>,
+): Promise<number> {
+  await Deno.mkdir(`${outDir}/vtu`, { recursive: true });
+  let meta: { times?: number[] } = {};
+  try {
+    meta = JSON.parse(await Deno.readTextFile(`${dataDir}/patches.json`));
+  } catch {
+    // no metadata: times are step numbers
+  }
+  let grid: Mf6Grid | undefined;
+  try {
+    await Deno.stat(`${dataDir}/${MF6_GRID_FILE}`);
+    grid = await readMf6Grid(`${dataDir}/${MF6_GRID_FILE}`);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  const C = cols.length, entries: { time: number; file: string }[] = [];
+  for (const [step, f] of [...fields].sort((a, b) => a[0] - b[0])) {
+    const order = byNode(f);
+    const arrays = cols.flatMap((c, ci) =>
+      ["true", "pred", "error"].map((k, j) => ({
+        name: `${c}_${k}`,
+        values: Float64Array.from(order, (i) => f.vals[3 * C * i + 3 * ci + j]),
+      }))
+    );
+    let text: string;
+    if (grid?.outline) {
+      const g = grid, o = grid.outline;
+      const cells = order.map((i) => f.nodes[i] - 1);
+      const outlines = cells.map((cell) => {
+        const c2 = cell % g.ncpl, vs = o.vert.subarray(o.vstart[c2], o.vstart[c2 + 1]);
+        return { vx: Array.from(vs, (v) => o.vx[v]), vy: Array.from(vs, (v) => o.vy[v]) };
+      });
+      const { points, cells: vc } = prismCells(
+        outlines,
+        cells.map((c) => g.top[c]),
+        cells.map((c) => g.bot[c]),
+      );
+      text = encodeVtu(points, vc, {
+        cells: [...arrays, { name: "node", values: Float64Array.from(cells, (c) => c + 1) }],
+      });
+    } else {
+      const points = Float64Array.from(order.flatMap((i) => f.xyz.slice(3 * i, 3 * i + 3)));
+      text = encodeVtu(points, vertexCells(order.length), {
+        points: [...arrays, { name: "node", values: Float64Array.from(order, (i) => f.nodes[i]) }],
+      });
+    }
+    const file = `vtu/step_${String(step).padStart(4, "0")}.vtu`;
+    await writeTextFileAtomic(`${outDir}/${file}`, text);
+    entries.push({ time: meta.times?.[step] ?? step, file });
+  }
+  await writePvd(`${outDir}/prediction.pvd`, entries);
+  return entries.length;
 }
 
 /** Runs the evaluation; see the module documentation. */
@@ -425,7 +515,7 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
       fitted_base: fit ? new PredictorAcc(C, horizon) : undefined,
     },
     windows: 0,
-    csvRows: new Map(),
+    fields: new Map(),
     scatter: [],
     fieldAt: new Map(),
   };
@@ -465,7 +555,7 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
       starts.forEach((t0, b) => {
         col.windows++;
         scoreWindow(x, col, pred, b, t0, traj.has(t0));
-        if (traj.has(t0) && o.csv !== false) csvRowsOf(x, col, pred, b, t0);
+        if (traj.has(t0) && (o.csv !== false || o.vtu)) fieldsOf(x, col, pred, b, t0);
       });
     }
     engine?.release(geom);
@@ -492,7 +582,8 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
     persistence: col.acc.persistence.result(cols),
     linear: col.acc.linear.result(cols),
     ...(col.acc.fitted_base ? { fitted_base: col.acc.fitted_base.result(cols) } : {}),
-    csv_files: o.csv !== false ? await writeCsvs(o.outDir, cols, col.csvRows) : 0,
+    csv_files: o.csv !== false ? await writeCsvs(o.outDir, cols, col.fields) : 0,
+    vtu_files: o.vtu ? await writeVtus(o.outDir, dataDir, cols, col.fields) : 0,
     figures: [],
   };
   if (o.figures !== false) {
