@@ -3,6 +3,7 @@
  *
  * - `data`: sampler, batch assembly, dataset memory, CSV ingest and `prepare`, each next to a simple baseline
  *   measured in the same run (ratios are what to compare; absolute times on shared machines are noisy).
+ * - `mf6`: preparing a MODFLOW 6 model of a million cells and a thousand saved steps (time, rates, peak memory).
  * - `step`: one training step of the reference GINO (under `mpiexec -n K`: data-parallel over the ranks, with the
  *   all-reduce's time and size); `--mpi K` runs one process and K ranks alternately and gives the speed-up.
  *
@@ -19,6 +20,7 @@ import { benchStepVsMpi } from "./lib/bench/mpi.ts";
 import { benchStepVsTorch, STEP_CASES } from "./lib/bench/torch.ts";
 import type { StepCase } from "./lib/bench/torch.ts";
 import { initWorld } from "./lib/parallel/world.ts";
+import { benchMf6, prepareMf6Child } from "./lib/bench/mf6.ts";
 
 const BENCH_FLAGS: FlagSpec[] = [
   { name: "json", type: "boolean", default: false, help: "also print the figures as JSON" },
@@ -113,10 +115,30 @@ const BENCH_FLAGS: FlagSpec[] = [
     help: "step --torch, --mpi: alternated runs",
     check: positiveInt,
   },
+  {
+    name: "cells",
+    type: "int",
+    default: 1000000,
+    help: "mf6: cells of the generated MODFLOW 6 model",
+    check: positiveInt,
+  },
+  {
+    name: "mf6-steps",
+    type: "int",
+    default: 1000,
+    help: "mf6: saved time steps of the generated model",
+    check: positiveInt,
+  },
+  {
+    name: "prepare-dir",
+    type: "string",
+    help: "mf6: prepare the model in this folder (the benchmark's child process)",
+  },
   { name: "help", type: "boolean", default: false, help: "show this help" },
 ];
 
 const USAGE = `Usage: deno task bench data [--only sampler,assembly,csv,prepare] [--json]
+       deno task bench mf6 [--cells 1000000 --mf6-steps 1000] [--json]
        deno task bench step [--points N --batch B --latent G --radius R | --case small,dense,large,real]
                             [--backend X --micro-batch M --profile --torch [--device cuda] --mpi K --json]`;
 
@@ -127,12 +149,23 @@ async function main(): Promise<number> {
     return 0;
   }
   const [what, ...extra] = flags._;
-  if (what !== "data" && what !== "step") {
+  if (what !== "data" && what !== "step" && what !== "mf6") {
     throw new FlagError(
-      what ? `unknown benchmark '${what}': choose data or step` : `name a benchmark: data or step\n${USAGE}`,
+      what
+        ? `unknown benchmark '${what}': choose data, step or mf6`
+        : `name a benchmark: data, step or mf6\n${USAGE}`,
     );
   }
   if (extra.length) throw new FlagError(`unexpected argument(s): ${extra.join(" ")} (see --help)`);
+  if (what === "mf6") {
+    if (flags["prepare-dir"]) await prepareMf6Child(flags["prepare-dir"] as string);
+    else {await benchMf6({
+        cells: flags.cells as number,
+        steps: flags["mf6-steps"] as number,
+        json: flags.json as boolean,
+      });}
+    return 0;
+  }
   if (what === "step") {
     const cases = (flags.case as string[] | undefined)?.map((c) => STEP_CASES[c]);
     if (flags.torch) {

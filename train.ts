@@ -7,6 +7,8 @@
  * @module
  */
 
+// first: signals from the first moment on are remembered (see the module)
+import "./lib/cli/early_signals.ts";
 import { runMain } from "./lib/cli/main.ts";
 import { FlagError, formatHelp, parseFlags } from "./lib/cli/flags.ts";
 import type { FlagSpec } from "./lib/cli/flags.ts";

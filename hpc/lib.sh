@@ -1,7 +1,20 @@
-# Shared by train_gino.pbs (one process) and train_gino_mpi.pbs (MPI ranks): settings, the walltime limit, the
-# trainer's command, running it with PBS's signals forwarded, and the self-resubmitting chain. The job scripts
-# source it from $GINO_DIR/hpc/lib.sh; it is not run on its own.
+# Shared by the job scripts of PBS (train_gino.pbs, train_gino_mpi.pbs) and Slurm (train_gino.slurm,
+# train_gino_mpi.slurm): settings, the walltime limit, the trainer's command, running it with the scheduler's
+# signals forwarded, and the self-resubmitting chain. The job scripts source it from $GINO_DIR/hpc/lib.sh; it is
+# not run on its own.
 # shellcheck shell=bash
+
+# The scheduler running this job (pbs, slurm, or none when the script is run by hand) and the job's id.
+if [ -n "${SLURM_JOB_ID:-}" ]; then
+  GINO_SCHEDULER=slurm
+  GINO_JOB_ID=$SLURM_JOB_ID
+elif [ -n "${PBS_JOBID:-}" ]; then
+  GINO_SCHEDULER=pbs
+  GINO_JOB_ID=$PBS_JOBID
+else
+  GINO_SCHEDULER=none
+  GINO_JOB_ID=""
+fi
 
 # ---- settings common to both scripts (edit them in the job script or pass with qsub -v NAME=value) -------------
 gino_defaults() {
@@ -16,27 +29,38 @@ gino_defaults() {
   CHAIN_INDEX=${CHAIN_INDEX:-0}      # set by the chain itself
   # the variables a resubmitted job inherits (a job script adds its own)
   GINO_CHAIN_VARS="GINO_DIR GINO_RUNNER DENO DENO_FLAGS TRAIN_ARGS RESULTS_DIR MARGIN_MIN RESUBMIT MAX_CHAIN \
-GINO_PBS_SCRIPT ${GINO_CHAIN_VARS:-}"
+GINO_PBS_SCRIPT GINO_SLURM_SCRIPT ${GINO_CHAIN_VARS:-}"
   case "$RESULTS_DIR" in /*) RESULTS_ABS=$RESULTS_DIR ;; *) RESULTS_ABS=$GINO_DIR/$RESULTS_DIR ;; esac
 }
 
 # Enters GINO_DIR and prints where the job runs.
 gino_enter() {
   cd "$GINO_DIR" || { echo "cannot enter GINO_DIR=$GINO_DIR"; exit 2; }
-  echo "[$(date -Is)] job ${PBS_JOBID:-local} (chain step $CHAIN_INDEX) on $(hostname) in $GINO_DIR"
+  echo "[$(date -Is)] job ${GINO_JOB_ID:-local} (chain step $CHAIN_INDEX) on $(hostname) in $GINO_DIR"
 }
 
-# Sets LIMIT_ARGS to --time-limit <walltime - margin>: the walltime from qstat, else $WALLTIME (HH:MM:SS).
+# Seconds of a duration written [D-]HH:MM:SS, HH:MM:SS, MM:SS or SS.
+gino_seconds() {
+  local t=$1 d=0
+  case "$t" in *-*) d=${t%%-*} t=${t#*-} ;; esac
+  awk -v d="$d" -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; print s + d * 86400 }' <<<"$t"
+}
+
+# Sets LIMIT_ARGS to --time-limit <walltime - margin>: the walltime from qstat (PBS), the time left from squeue
+# (Slurm: [D-]HH:MM:SS or MM:SS), else $WALLTIME (HH:MM:SS).
 gino_time_limit() {
   local walltime="" wall_s margin_s limit_s
-  if [ -n "${PBS_JOBID:-}" ] && command -v qstat >/dev/null 2>&1; then
-    walltime=$(qstat -f "$PBS_JOBID" 2>/dev/null |
+  if [ "$GINO_SCHEDULER" = pbs ] && command -v qstat >/dev/null 2>&1; then
+    walltime=$(qstat -f "$GINO_JOB_ID" 2>/dev/null |
       awk -F= '/Resource_List.walltime/ { gsub(/ /, "", $2); print $2 }')
+  elif [ "$GINO_SCHEDULER" = slurm ] && command -v squeue >/dev/null 2>&1; then
+    walltime=$(squeue -h -j "$GINO_JOB_ID" -o %L 2>/dev/null | head -n 1)
+    case "$walltime" in *[!0-9:-]* | "") walltime="" ;; esac # UNLIMITED, NOT_SET, INVALID
   fi
   [ -z "$walltime" ] && walltime=${WALLTIME:-}
   LIMIT_ARGS=()
   [ -z "$walltime" ] && return 0
-  wall_s=$(awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; print s }' <<<"$walltime")
+  wall_s=$(gino_seconds "$walltime")
   margin_s=${MARGIN_SEC:-$((MARGIN_MIN * 60))}
   limit_s=$((wall_s - margin_s))
   [ "$limit_s" -lt 1 ] && limit_s=$((wall_s / 2))
@@ -61,26 +85,46 @@ gino_trainer() {
   TRAINER+=(--results-dir "$RESULTS_DIR" --resume-from auto "${LIMIT_ARGS[@]}" "${train_args[@]}")
 }
 
+# Remembers a TERM/USR1/INT that comes before the trainer runs (a scheduler's warning signal can come early:
+# Slurm's up to a minute before the time asked for); gino_run passes it on. Job scripts call it first.
+gino_early_traps() {
+  trap 'GINO_EARLY_SIGNAL=TERM' TERM
+  trap 'GINO_EARLY_SIGNAL=USR1' USR1
+  trap 'GINO_EARLY_SIGNAL=INT' INT
+}
+
+# Passes signal $2 on to the trainer (received: $1), no sooner than 3 s after it started: a process cannot catch
+# a signal before its runtime has started, and the trainer remembers one from its first moment on.
+gino_forward() {
+  local age=$((SECONDS - GINO_CHILD_STARTED))
+  echo "[$(date -Is)] $1 received: asking the trainer to save and stop"
+  [ "$age" -lt 3 ] && sleep $((3 - age))
+  kill -"$2" "$GINO_CHILD" 2>/dev/null
+}
+
 # Runs "$@" in the background so that SIGTERM/SIGINT (the walltime warning, qsig) reach it; sets RC to the
 # trainer's exit status: the one it wrote to GINO_GW_STATUS_FILE (MPI launchers do not always pass it on), else
 # the command's.
 gino_run() {
   mkdir -p "$RESULTS_ABS"
-  export GINO_GW_STATUS_FILE="$RESULTS_ABS/.exit_status.${PBS_JOBID:-$$}"
+  export GINO_GW_STATUS_FILE="$RESULTS_ABS/.exit_status.${GINO_JOB_ID:-$$}"
   rm -f "$GINO_GW_STATUS_FILE"
   echo "running: $*"
   "$@" &
-  local child=$!
-  # shellcheck disable=SC2064
-  trap "echo \"[\$(date -Is)] TERM received: asking the trainer to save and stop\"; kill -TERM $child 2>/dev/null" TERM
-  # shellcheck disable=SC2064
-  trap "echo \"[\$(date -Is)] INT received: asking the trainer to save and stop\"; kill -INT $child 2>/dev/null" INT
+  GINO_CHILD=$!
+  GINO_CHILD_STARTED=$SECONDS
+  local child=$GINO_CHILD
+  trap 'gino_forward TERM TERM' TERM
+  trap 'gino_forward USR1 TERM' USR1
+  trap 'gino_forward INT INT' INT
+  # a signal that came before the trainer was started (gino_early_traps) is passed on now
+  [ -n "${GINO_EARLY_SIGNAL:-}" ] && gino_forward "$GINO_EARLY_SIGNAL" TERM
   while :; do
     wait "$child"
     RC=$?
     kill -0 "$child" 2>/dev/null || break # a trapped signal interrupted wait: keep waiting for the trainer
   done
-  trap - TERM INT
+  trap - TERM INT USR1
   if [ -s "$GINO_GW_STATUS_FILE" ]; then
     local reported
     reported=$(tr -dc 0-9 <"$GINO_GW_STATUS_FILE")
@@ -115,17 +159,29 @@ gino_chain() {
 }
 
 gino_resubmit() {
-  local next=$((CHAIN_INDEX + 1)) envfile="$RESULTS_ABS/.pbs_chain_env" v jobid depend=()
+  local next=$((CHAIN_INDEX + 1)) envfile v jobid depend=()
   if [ "$next" -ge "$MAX_CHAIN" ]; then
-    echo "MAX_CHAIN=$MAX_CHAIN reached: not resubmitting (qsub this script again to continue)"
+    echo "MAX_CHAIN=$MAX_CHAIN reached: not resubmitting (submit this script again to continue)"
     exit 0
   fi
-  # the settings travel in a file: qsub -v cannot carry values with commas or spaces
+  if [ "$GINO_SCHEDULER" = slurm ]; then envfile="$RESULTS_ABS/.slurm_chain_env"; else envfile="$RESULTS_ABS/.pbs_chain_env"; fi
+  # the settings travel in a file: qsub -v and sbatch --export cannot carry values with commas or spaces
   {
-    for v in $GINO_CHAIN_VARS; do printf '%s=%q\n' "$v" "${!v}"; done
+    for v in $GINO_CHAIN_VARS; do printf '%s=%q\n' "$v" "${!v:-}"; done
     printf 'CHAIN_INDEX=%q\n' "$next"
   } >"$envfile"
-  [ -n "${PBS_JOBID:-}" ] && depend=(-W "depend=afterany:$PBS_JOBID")
+  if [ "$GINO_SCHEDULER" = slurm ]; then
+    # sbatch keeps a copy of the script it ran: resubmit the project's own, named in GINO_SLURM_SCRIPT
+    if jobid=$(sbatch --parsable --dependency="afterany:$GINO_JOB_ID" --export="ALL,GINO_CHAIN_ENV=$envfile" \
+      "$GINO_SLURM_SCRIPT"); then
+      echo "resubmitted as $jobid (chain step $next)"
+    else
+      echo "sbatch failed: resubmit by hand with sbatch $GINO_SLURM_SCRIPT"
+      exit 1
+    fi
+    return 0
+  fi
+  [ -n "$GINO_JOB_ID" ] && depend=(-W "depend=afterany:$GINO_JOB_ID")
   if jobid=$(qsub "${depend[@]}" -v "GINO_CHAIN_ENV=$envfile" "$GINO_PBS_SCRIPT"); then
     echo "resubmitted as $jobid (chain step $next)"
   else

@@ -357,3 +357,40 @@ Deno.test("a session that only closes the epoch its predecessor trained to the e
     "the checkpoint holds the closed record",
   );
 });
+
+Deno.test("a SIGTERM while the trainer is still starting ends it with status 3 and a run that resumes", async () => {
+  await using t = await tempDir();
+  const root = new URL("../", import.meta.url).pathname;
+  const args = [
+    "run",
+    "-A",
+    `${root}train.ts`,
+    "--base-data-dir",
+    await tinyPatchData(),
+    ...TINY_TRAIN_ARGS.filter((a) => a !== "--quiet"),
+    "--epochs",
+    "50",
+    "--results-dir",
+    t.dir,
+    "--run-name",
+    "early",
+  ];
+  const child = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "piped" }).spawn();
+  // the first line the trainer prints (it is already listening by then, though not yet training)
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!seen.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += value;
+  }
+  child.kill("SIGTERM");
+  (async () => {
+    while (!(await reader.read()).done) { /* drain */ }
+  })();
+  const status = await child.status;
+  const err = await new Response(child.stderr).text();
+  assert.equal(status.code, 3, `first line '${seen.trim()}', then SIGTERM: ${err}`);
+  const more = await runTrain(["--epochs", "2", "--results-dir", t.dir, "--resume-from", "auto"]);
+  assert.equal(more.code, 0, more.stderr);
+});

@@ -471,8 +471,11 @@ class ObsWriter {
   #rows: Float32Array | Float64Array;
   written = 0;
 
+  #idx: Int32Array;
+
   private constructor(file: Deno.FsFile, readonly pts: number[], readonly steps: number, f64: boolean) {
     this.#file = file;
+    this.#idx = Int32Array.from(pts);
     this.#rows = f64 ? new Float64Array(pts.length * 3) : new Float32Array(pts.length * 3);
   }
 
@@ -490,12 +493,13 @@ class ObsWriter {
 
   /** Appends this patch's rows of one time step of the whole series `all` [n, 3]. */
   async append(all: Float32Array | Float64Array): Promise<void> {
-    const rows = this.#rows;
-    this.pts.forEach((j, m) => {
-      rows[m * 3] = all[j * 3];
-      rows[m * 3 + 1] = all[j * 3 + 1];
-      rows[m * 3 + 2] = all[j * 3 + 2];
-    });
+    const rows = this.#rows, idx = this.#idx;
+    for (let m = 0; m < idx.length; m++) {
+      const j = 3 * idx[m];
+      rows[m * 3] = all[j];
+      rows[m * 3 + 1] = all[j + 1];
+      rows[m * 3 + 2] = all[j + 2];
+    }
     await this.#write(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength));
     this.written++;
   }
@@ -529,9 +533,11 @@ async function writePatches(
   outExists: boolean,
   t0: number,
 ): Promise<PrepareResult> {
+  const tc = performance.now();
   const { owner, patchGroup, members } = clusterPatches(o, r);
   const P = patchGroup.length;
   const neighbours = neighbourPatches(o, r, owner, P);
+  o.log(`clustered ${r.n} nodes into ${P} patches in ${((performance.now() - tc) / 1000).toFixed(2)} s`);
   const tmpDir = `${o.outDir}.tmp-${Deno.pid}`;
   await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
   await Deno.mkdir(tmpDir, { recursive: true });
@@ -568,6 +574,7 @@ async function writePatches(
     // the grid goes with the patches (predict --vtu draws the cells from it)
     if (o.mf6) await Deno.copyFile(o.mf6.grid, `${tmpDir}/${MF6_GRID_FILE}`);
     // the time steps, one at a time, into every patch
+    o.log(`ghost points and geometry written; appending ${r.steps} time steps`);
     const step = o.dtype === "float64" ? new Float64Array(r.n * 3) : new Float32Array(r.n * 3);
     for (let t = 0; t < r.steps; t++) {
       await r.read(t, step);

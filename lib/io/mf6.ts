@@ -366,9 +366,12 @@ export class Mf6OutputFile {
       await this.#file.seek(r.offset, Deno.SeekMode.Start);
       await readFull(this.#file, buf);
       const start = n === g.ncells ? 0 : (r.ilay - 1) * g.ncpl;
-      const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+      // the buffer starts at byte 0 of its own ArrayBuffer, so typed views are aligned
+      const vals = LITTLE_ENDIAN
+        ? (p === 8 ? new Float64Array(buf.buffer, 0, n) : new Float32Array(buf.buffer, 0, n))
+        : valuesLE(buf, n, p);
       for (let k = 0; k < n; k++) {
-        const v = p === 8 ? view.getFloat64(8 * k, true) : view.getFloat32(4 * k, true);
+        const v = vals[k];
         out[start + k] = Math.abs(v) >= 1e30 ? NaN : v;
       }
     }
@@ -379,6 +382,30 @@ export class Mf6OutputFile {
     this.#file?.close();
     this.#file = undefined;
   }
+}
+
+/** True on little-endian hosts (typed arrays then read MODFLOW 6's little-endian values directly). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Little-endian float values of `buf` on a big-endian host. */
+function valuesLE(buf: Uint8Array, n: number, p: 4 | 8): Float64Array {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  return Float64Array.from(
+    { length: n },
+    (_, k) => (p === 8 ? view.getFloat64(8 * k, true) : view.getFloat32(4 * k, true)),
+  );
+}
+
+/** `values` as little-endian float64 bytes. */
+function float64LE(values: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(values.length);
+  if (LITTLE_ENDIAN) {
+    out.set(values);
+    return out;
+  }
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < values.length; i++) view.setFloat64(8 * i, values[i], true);
+  return out;
 }
 
 async function readFull(file: Deno.FsFile, buf: Uint8Array): Promise<void> {
@@ -563,7 +590,7 @@ export class Mf6OutputWriter {
     },
     values: ArrayLike<number>,
   ): Promise<void> {
-    const out = new Uint8Array(52 + 8 * values.length);
+    const out = new Uint8Array(52);
     const v = new DataView(out.buffer);
     v.setInt32(0, r.kstp, true);
     v.setInt32(4, r.kper, true);
@@ -574,9 +601,14 @@ export class Mf6OutputWriter {
     v.setInt32(40, r.ncol, true);
     v.setInt32(44, r.nrow, true);
     v.setInt32(48, r.ilay, true);
-    for (let i = 0; i < values.length; i++) v.setFloat64(52 + 8 * i, values[i], true);
+    const data = values instanceof Float64Array && LITTLE_ENDIAN ? values : float64LE(values);
+    await this.#write(out);
+    await this.#write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+
+  async #write(bytes: Uint8Array): Promise<void> {
     let at = 0;
-    while (at < out.length) at += await this.#file.write(out.subarray(at));
+    while (at < bytes.length) at += await this.#file.write(bytes.subarray(at));
   }
 
   /** Flushes to disk and closes. */

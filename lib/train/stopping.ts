@@ -12,6 +12,33 @@ import type { World } from "../parallel/world.ts";
 /** Why a run stops, as a number all ranks can agree on (the largest wins). */
 const REASONS = ["", "SIGTERM", "SIGINT", "time limit"];
 
+/** Signals received before a session listened (see {@linkcode latchEarlySignals}). */
+let early: { reason?: string; handlers: [Deno.Signal, () => void][] } | undefined;
+
+/**
+ * From the start of the process until a session listens ({@linkcode StopControl.install}): a SIGTERM or SIGINT
+ * is remembered instead of ending the process, and the session then stops at once with a resumable state (a
+ * scheduler's warning signal may come while the trainer is still starting).
+ */
+export function latchEarlySignals(): void {
+  if (early) return;
+  early = { handlers: [] };
+  let sigints = 0;
+  for (const sig of ["SIGTERM", "SIGINT"] as const) {
+    const h = () => {
+      // a second Ctrl-C while starting exits at once, as during training
+      if (sig === "SIGINT" && ++sigints >= 2) Deno.exit(EXIT.interrupted);
+      early!.reason ??= sig;
+    };
+    try {
+      Deno.addSignalListener(sig, h);
+      early.handlers.push([sig, h]);
+    } catch {
+      // signal not supported on this platform
+    }
+  }
+}
+
 /** Signals and the time limit: whether and why to stop. */
 export class StopControl {
   /** Why the session should stop (`SIGTERM`, `SIGINT`, `time limit`), once decided. */
@@ -79,6 +106,12 @@ export class StopControl {
       } catch {
         // signal not supported on this platform
       }
+    }
+    if (early) {
+      for (const [sig, h] of early.handlers) Deno.removeSignalListener(sig, h);
+      const reason = early.reason;
+      early = undefined;
+      if (reason) this.#onSignal(reason);
     }
   }
 
