@@ -22,7 +22,7 @@ function find(cmd: string): string | undefined {
   return undefined;
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   for (;;) {
     const port = 20000 + Math.floor(Math.random() * 30000);
     try {
@@ -50,7 +50,7 @@ class LocalSlurm {
     for (const d of ["state", "spool", "log"]) await Deno.mkdir(`${dir}/${d}`, { recursive: true });
     const key = crypto.getRandomValues(new Uint8Array(1024));
     await Deno.writeFile(`${dir}/munge.key`, key, { mode: 0o600 });
-    const port = await freePort();
+    const port = freePort();
     const conf = [
       "ClusterName=ginotest",
       `SlurmctldHost=${host}`,
@@ -159,12 +159,10 @@ class LocalSlurm {
   }
 }
 
-const available = await (async () => {
-  const missing = ["munged", "slurmctld", "slurmd", "sbatch"].filter((b) => !find(b));
-  return missing.length
-    ? `${missing.join(", ")} not found (Debian: apt-get install slurm-wlm munge)`
-    : undefined;
-})();
+const missingBins = ["munged", "slurmctld", "slurmd", "sbatch"].filter((b) => !find(b));
+const available = missingBins.length
+  ? `${missingBins.join(", ")} not found (Debian: apt-get install slurm-wlm munge)`
+  : undefined;
 if (available) console.error(`Slurm tests skipped: ${available}`);
 
 const TINY = [...TINY_TRAIN_ARGS.filter((a) => a !== "--quiet")].join(" ");
