@@ -248,3 +248,60 @@ Deno.test("the CSV files hold the simulated values to 12 digits, tiny ones too (
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("case D (fresh start, fixed sea boundary, 40 x 20): every saved step as MODFLOW 6 6.5.0 (1e-4 kg/m3, 1e-6 m, isochlors 1 mm)", async () => {
+  // tests/fixtures/henry-mf6-D: MODFLOW 6's own output with its input files and README
+  const D = `${FIXTURES}henry-mf6-D/`;
+  await using tmp = await tempDir();
+  const r = await runScript("henry.ts", [
+    "--out",
+    tmp.dir,
+    "--nx",
+    "40",
+    "--nz",
+    "20",
+    "--steps",
+    "200",
+    "--save-every",
+    "10",
+    "--initial-concentration",
+    "0",
+    "--sea-boundary",
+    "fixed",
+    "--quiet",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const iso =
+    (await readNumericCsv(`${D}isochlors_bottom_row.csv`, ["step", "x_0.25", "x_0.50", "x_0.75"])).columns;
+  const o: Partial<HenryOptions> = { nx: 40, nz: 20 };
+  for (let s = 10; s <= 200; s += 10) {
+    const ref = await readNumericCsv(
+      `${D}step${String(s).padStart(4, "0")}_t${(s * 0.001).toFixed(4)}.csv`,
+      ["layer", "col", "concentration", "head"],
+    );
+    // what a user reads: the CSV files the command wrote
+    const ours = await readNumericCsv(`${tmp.dir}/all/${String(s).padStart(4, "0")}.csv`, [
+      "slice",
+      "mass_concentration",
+      "head",
+    ]);
+    assert.equal(ours.rows, 800);
+    let dc = 0, dh = 0;
+    for (let k = 0; k < ref.rows; k++) {
+      const i = (ref.columns.layer[k] - 1) * 40 + ref.columns.col[k] - 1;
+      assert.equal(ours.columns.slice[i], ref.columns.layer[k]);
+      dc = Math.max(dc, Math.abs(ours.columns.mass_concentration[i] - ref.columns.concentration[k]));
+      dh = Math.max(dh, Math.abs(ours.columns.head[i] - ref.columns.head[k]));
+    }
+    assert.ok(dc <= 1e-4, `step ${s}: concentration differs by ${dc}`);
+    assert.ok(dh <= 1e-6, `step ${s}: head differs by ${dh}`);
+    const row = iso.step.indexOf(s);
+    const mine = isochlorPositions(ours.columns.mass_concentration, o); // the bottom row
+    for (const [k, key] of [[0, "x_0.25"], [1, "x_0.50"], [2, "x_0.75"]] as const) {
+      assert.ok(
+        Math.abs(mine[k] - iso[key][row]) < 1e-3,
+        `step ${s} isochlor ${key}: ${mine[k]} vs ${iso[key][row]}`,
+      );
+    }
+  }
+});
