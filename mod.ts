@@ -29,6 +29,18 @@ export { encodeNpy, NpyError, readNpy, writeNpy } from "./lib/io/npy.ts";
 export type { NpyArray, NpyData, NpyDtype } from "./lib/io/npy.ts";
 export { writeFileAtomic, writeTextFileAtomic } from "./lib/io/atomic.ts";
 export {
+  disItems,
+  encodeGrb,
+  Mf6Error,
+  Mf6OutputFile,
+  Mf6OutputWriter,
+  readGrbItems,
+  readMf6Grid,
+} from "./lib/io/mf6.ts";
+export type { GrbItem, GrbValue, Mf6Grid, Mf6Record, Mf6Step } from "./lib/io/mf6.ts";
+export { encodeVtu, prismCells, vertexCells, VTK, writePvd } from "./lib/io/vtu.ts";
+export type { VtkArray, VtkCells } from "./lib/io/vtu.ts";
+export {
   countWindows,
   DataError,
   listPatchDirs,
@@ -53,8 +65,8 @@ export type { RngState } from "./lib/data/rng.ts";
 export { KdTree } from "./lib/data/kdtree.ts";
 export { kmeans } from "./lib/data/kmeans.ts";
 export type { KMeansResult } from "./lib/data/kmeans.ts";
-export { arraySplit, listRawFiles, preparePatches } from "./lib/data/prepare.ts";
-export type { PatchInfo, PrepareOptions, PrepareResult } from "./lib/data/prepare.ts";
+export { arraySplit, listRawFiles, MF6_GRID_FILE, preparePatches } from "./lib/data/prepare.ts";
+export type { Mf6Source, PatchInfo, PrepareOptions, PrepareResult } from "./lib/data/prepare.ts";
 export { formatSummary, summarizeDataset } from "./lib/data/summary.ts";
 export type { DataSummary } from "./lib/data/summary.ts";
 export { BackendError, initBackend, tf } from "./lib/model/backend.ts";

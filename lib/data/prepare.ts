@@ -65,7 +65,9 @@ export interface Mf6Source {
    * the Henry generator define it; C = 0 without concentrations). Defaults 1000 kg/m3, 0.7, 9.81 m/s2.
    */
   densityRef?: number;
+  /** Density slope d rho / dC of the pressure (default 0.7). */
   drhodc?: number;
+  /** Gravity of the pressure, m/s2 (default 9.81). */
   gravity?: number;
 }
 

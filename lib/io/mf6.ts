@@ -34,22 +34,27 @@ export interface Mf6Grid {
   type: "DIS" | "DISV" | "DISU";
   /** Cells (MODFLOW 6 user node numbers are 1 ... ncells). */
   ncells: number;
-  /** Layers (1 for DISU) and cells per layer. */
+  /** Layers (1 for DISU). */
   nlay: number;
+  /** Cells per layer. */
   ncpl: number;
-  /** Rows and columns (DIS only). */
+  /** Rows (DIS only). */
   nrow?: number;
+  /** Columns (DIS only). */
   ncol?: number;
   /** Whether each cell is active (IDOMAIN > 0; all cells when the file has no IDOMAIN). */
   active: Uint8Array;
-  /** Cell centres, world coordinates [ncells]. */
+  /** Cell centres along x, world coordinates [ncells]. */
   x: Float64Array;
+  /** Cell centres along y. */
   y: Float64Array;
+  /** Cell centres along z (between top and bottom). */
   z: Float64Array;
   /** Layer of each cell, 1-based. */
   layer: Int32Array;
-  /** Top and bottom elevation of each cell. */
+  /** Top elevation of each cell. */
   top: Float64Array;
+  /** Bottom elevation of each cell. */
   bot: Float64Array;
   /**
    * The outline of each cell in plan view, world coordinates, clockwise seen from above (as MODFLOW 6 lists them):
@@ -59,7 +64,8 @@ export interface Mf6Grid {
   outline?: { vx: Float64Array; vy: Float64Array; vstart: Int32Array; vert: Int32Array };
 }
 
-type GrbValue = number | Int32Array | Float64Array;
+/** A grid file item: a scalar, or an array of integers or doubles. */
+export type GrbValue = number | Int32Array | Float64Array;
 
 /** The named items of a grid file, as stored. */
 export async function readGrbItems(path: string): Promise<{ type: string; items: Map<string, GrbValue> }> {
@@ -269,13 +275,21 @@ function outlineOf(
 
 /** One record of a dependent-variable file. */
 export interface Mf6Record {
+  /** Time step within the stress period. */
   kstp: number;
+  /** Stress period. */
   kper: number;
+  /** Time within the period. */
   pertim: number;
+  /** Simulation time. */
   totim: number;
+  /** Label (HEAD, CONCENTRATION). */
   text: string;
+  /** Values per row (columns, or cells per layer, or all nodes). */
   ncol: number;
+  /** Rows. */
   nrow: number;
+  /** Layer (1-based). */
   ilay: number;
   /** Byte offset of its values. */
   offset: number;
@@ -283,9 +297,13 @@ export interface Mf6Record {
 
 /** One saved time step: its records (one per layer, or one for all nodes). */
 export interface Mf6Step {
+  /** Time step within the stress period. */
   kstp: number;
+  /** Stress period. */
   kper: number;
+  /** Simulation time. */
   totim: number;
+  /** Its records. */
   records: Mf6Record[];
 }
 

@@ -20,14 +20,17 @@ export interface VtkCells {
   offsets: Int32Array;
   /** VTK cell type of each cell. */
   types: Uint8Array;
-  /** Polyhedra: per cell [faces, (points, ids...) per face] (empty for other cells), and each cell's end in it. */
+  /** Polyhedra: per cell [faces, (points, ids...) per face] (nothing for other cells). */
   faces?: Int32Array;
+  /** Each cell's end in `faces` (-1 for a cell that is not a polyhedron). */
   faceoffsets?: Int32Array;
 }
 
 /** A data array of a `.vtu`: one value per point or per cell. */
 export interface VtkArray {
+  /** Its name in ParaView. */
   name: string;
+  /** One value per point or cell. */
   values: Float32Array | Float64Array;
 }
 
