@@ -209,7 +209,39 @@ export class GinoGpu {
     opt: GpuOptimizer,
     o: GpuStepOptions = {},
   ): Promise<number> {
-    return this.rt.checked("training step", () => this.#trainStep(geom, x, y, batch, coreLen, micro, opt, o));
+    return this.rt.checked("training step", async () => {
+      const t = opt.step + 1;
+      const world = o.world;
+      const norm = o.clipNorm !== undefined || o.onGradNorm !== undefined;
+      const enc = this.#gradientPass(geom, x, y, batch, coreLen, micro, o, opt, t);
+      const update = this.#plan(
+        `update:${norm}:${o.clipNorm !== undefined}`,
+        (rec) => updatePlan(this.rt, rec, this.#flat(), this.layout.size, norm, o.clipNorm !== undefined),
+      );
+      if (world === undefined || world.size === 1) {
+        const all = [...enc.dispatches, ...update.dispatches];
+        const timed = this.profile ? this.rt.encodeTimed(enc.encoder, all) : undefined;
+        if (!timed) this.rt.encode(enc.encoder, all);
+        const loss = await this.#finishStep(enc.encoder, opt, t, o);
+        if (timed && this.profile) {
+          const ms = await timed();
+          all.forEach((d, i) => this.profile!.push({ label: d.label, ms: ms[i] }));
+        }
+        return loss;
+      }
+      this.rt.encode(enc.encoder, enc.dispatches);
+      const read = this.#readGradients(enc.encoder);
+      this.rt.submit(enc.encoder);
+      const r = await read();
+      const loss = new Float64Array([r.loss]);
+      world.allreduceSum(r.grads);
+      world.allreduceSum64(loss);
+      this.rt.write(this.#G, 0, r.grads);
+      this.rt.write(this.#STAT, 0, new Float32Array([loss[0]]));
+      const enc2 = this.rt.device.createCommandEncoder();
+      this.rt.encode(enc2, update.dispatches);
+      return await this.#finishStep(enc2, opt, t, o, loss[0]);
+    });
   }
 
   /**
@@ -225,7 +257,17 @@ export class GinoGpu {
     micro: number,
     o: GpuStepOptions = {},
   ): Promise<{ loss: number; grads: Float32Array[] }> {
-    return this.rt.checked("gradients", () => this.#gradients(geom, x, y, batch, coreLen, micro, o));
+    return this.rt.checked("gradients", async () => {
+      const enc = this.#gradientPass(geom, x, y, batch, coreLen, micro, o, undefined, 1);
+      this.rt.encode(enc.encoder, enc.dispatches);
+      const read = this.#readGradients(enc.encoder);
+      this.rt.submit(enc.encoder);
+      const { loss, grads } = await read();
+      return {
+        loss,
+        grads: this.layout.offsets.map((off, i) => grads.slice(off, off + this.layout.sizes[i])),
+      };
+    });
   }
 
   /** The model's prediction for x [batch, N, Cin]: [batch, N, Cout] (one read-back), in micro-batches. */
@@ -236,7 +278,23 @@ export class GinoGpu {
     micro: number,
     residual?: ResidualSpec,
   ): Promise<Float32Array> {
-    return this.rt.checked("forward pass", () => this.#forward(geom, x, batch, micro, residual));
+    return this.rt.checked("forward pass", async () => {
+      const g = this.#geometry(geom), d = g.dims;
+      this.#upload(g, x, undefined, batch, 1, undefined, 1, { residual });
+      const out = this.#pool.get("prediction", batch * d.N * d.Cout);
+      const pred = this.#pool.get("pred", Math.min(micro, batch, this.passSize(geom)) * d.N * d.Cout);
+      const plans = this.#stepPlans(g, batch, 1, micro, { residual }, "forward");
+      const enc = this.#begin(undefined);
+      // one compute pass per GPU pass: its prediction is copied out before the next overwrites it
+      this.rt.encode(enc, plans[0].dispatches);
+      this.#units(g, batch, micro, undefined).forEach(([s0, m], i) => {
+        this.rt.encode(enc, plans[i + 1].dispatches);
+        this.rt.copy(enc, pred, 0, out, 4 * s0 * d.N * d.Cout, 4 * m * d.N * d.Cout);
+      });
+      const read = this.rt.readAfterSubmit(enc, out, 0, 4 * batch * d.N * d.Cout);
+      this.rt.submit(enc);
+      return new Float32Array(await read());
+    });
   }
 
   /**
@@ -252,145 +310,53 @@ export class GinoGpu {
     micro: number,
     o: GpuStepOptions & { groups: number; tout: number },
   ): Promise<{ sums: number[]; windows: number }> {
-    return this.rt.checked("validation", () => this.#evaluate(geom, x, y, batch, coreLen, micro, o));
+    return this.rt.checked("validation", async () => {
+      const g = this.#geometry(geom);
+      this.#upload(g, x, y, batch, coreLen, undefined, 1, o);
+      const plans = this.#stepPlans(g, batch, coreLen, micro, o, "eval");
+      const enc = this.#begin(undefined);
+      this.rt.clear(enc, this.#STAT);
+      this.rt.encode(enc, plans.flatMap((p) => p.dispatches));
+      const n = 1 + (o.groups > 1 ? o.groups : 0);
+      const read = this.rt.readAfterSubmit(enc, this.#STAT, 8, 4 * n);
+      this.rt.submit(enc);
+      const sums = Array.from(new Float32Array(await read()));
+      const windows = this.#units(g, batch, micro, o.share).reduce((a, [, m]) => a + m, 0);
+      return { sums, windows };
+    });
   }
 
-  /** One training step: the batch's loss (mean over windows and core points); see the module documentation. */
-  async #trainStep(
+  /**
+   * The start of a step: the batch uploaded, the plans of its forward and backward passes, and an encoder whose
+   * gradients and accumulators are cleared (the dispatches are left to the caller to encode).
+   */
+  #gradientPass(
     geom: GinoGeometry,
     x: Float32Array,
     y: Float32Array,
     batch: number,
     coreLen: number,
     micro: number,
-    opt: GpuOptimizer,
-    o: GpuStepOptions = {},
-  ): Promise<number> {
-    const t = opt.step + 1;
-    const world = o.world;
-    const parallel = world !== undefined && world.size > 1;
-    const norm = o.clipNorm !== undefined || o.onGradNorm !== undefined;
+    o: GpuStepOptions,
+    opt: GpuOptimizer | undefined,
+    t: number,
+  ): { encoder: GPUCommandEncoder; dispatches: Dispatch[] } {
     const g = this.#geometry(geom);
     this.#upload(g, x, y, batch, coreLen, opt, t, o);
     const plans = this.#stepPlans(g, batch, coreLen, micro, o, "train");
-    const update = this.#plan(
-      `update:${norm}:${o.clipNorm !== undefined}`,
-      (rec) => updatePlan(this.rt, rec, this.#flat(), this.layout.size, norm, o.clipNorm !== undefined),
-    );
-    const enc = this.#begin(opt);
-    this.rt.clear(enc, this.#G);
-    this.rt.clear(enc, this.#STAT);
-    this.rt.clear(enc, this.#pool.get("in.dk", g.dims.Ein * g.dims.Cin));
-    this.rt.clear(enc, this.#pool.get("out.dk", g.dims.Eout * g.dims.C));
-    if (!parallel) {
-      const all = [...plans.flatMap((p) => p.dispatches), ...update.dispatches];
-      const timed = this.profile ? this.rt.encodeTimed(enc, all) : undefined;
-      if (!timed) this.rt.encode(enc, all);
-      const loss = await this.#finishStep(enc, opt, t, o);
-      if (timed && this.profile) {
-        const ms = await timed();
-        all.forEach((d, i) => this.profile!.push({ label: d.label, ms: ms[i] }));
-      }
-      return loss;
-    }
-    this.rt.encode(enc, plans.flatMap((p) => p.dispatches));
+    const encoder = this.#begin(opt);
+    this.rt.clear(encoder, this.#G);
+    this.rt.clear(encoder, this.#STAT);
+    this.rt.clear(encoder, this.#pool.get("in.dk", g.dims.Ein * g.dims.Cin));
+    this.rt.clear(encoder, this.#pool.get("out.dk", g.dims.Eout * g.dims.C));
+    return { encoder, dispatches: plans.flatMap((p) => p.dispatches) };
+  }
+
+  /** Records read-backs of the flat gradient and the loss; the function (after submit) resolves to them. */
+  #readGradients(enc: GPUCommandEncoder): () => Promise<{ grads: Float32Array; loss: number }> {
     const readG = this.rt.readAfterSubmit(enc, this.#G, 0, 4 * this.layout.size);
     const readL = this.rt.readAfterSubmit(enc, this.#STAT, 0, 4);
-    this.rt.submit(enc);
-    const grads = new Float32Array(await readG());
-    const loss = new Float64Array([new Float32Array(await readL())[0]]);
-    world.allreduceSum(grads);
-    world.allreduceSum64(loss);
-    this.rt.write(this.#G, 0, grads);
-    this.rt.write(this.#STAT, 0, new Float32Array([loss[0]]));
-    const enc2 = this.rt.device.createCommandEncoder();
-    this.rt.encode(enc2, update.dispatches);
-    return await this.#finishStep(enc2, opt, t, o, loss[0]);
-  }
-
-  /**
-   * The gradients of a batch's loss (no update), per variable in `model.variables` order, and the loss: the
-   * engine's backward pass, for tests and inspection.
-   */
-  async #gradients(
-    geom: GinoGeometry,
-    x: Float32Array,
-    y: Float32Array,
-    batch: number,
-    coreLen: number,
-    micro: number,
-    o: GpuStepOptions = {},
-  ): Promise<{ loss: number; grads: Float32Array[] }> {
-    const g = this.#geometry(geom);
-    this.#upload(g, x, y, batch, coreLen, undefined, 1, o);
-    const plans = this.#stepPlans(g, batch, coreLen, micro, o, "train");
-    const enc = this.#begin(undefined);
-    this.rt.clear(enc, this.#G);
-    this.rt.clear(enc, this.#STAT);
-    this.rt.clear(enc, this.#pool.get("in.dk", g.dims.Ein * g.dims.Cin));
-    this.rt.clear(enc, this.#pool.get("out.dk", g.dims.Eout * g.dims.C));
-    this.rt.encode(enc, plans.flatMap((p) => p.dispatches));
-    const readG = this.rt.readAfterSubmit(enc, this.#G, 0, 4 * this.layout.size);
-    const readL = this.rt.readAfterSubmit(enc, this.#STAT, 0, 4);
-    this.rt.submit(enc);
-    const flat = new Float32Array(await readG());
-    const loss = new Float32Array(await readL())[0];
-    return {
-      loss,
-      grads: this.layout.offsets.map((off, i) => flat.slice(off, off + this.layout.sizes[i])),
-    };
-  }
-
-  /** The model's prediction for x [batch, N, Cin]: [batch, N, Cout] (one read-back), in micro-batches. */
-  async #forward(
-    geom: GinoGeometry,
-    x: Float32Array,
-    batch: number,
-    micro: number,
-    residual?: ResidualSpec,
-  ): Promise<Float32Array> {
-    const g = this.#geometry(geom), d = g.dims;
-    this.#upload(g, x, undefined, batch, 1, undefined, 1, { residual });
-    const out = this.#pool.get("prediction", batch * d.N * d.Cout);
-    const pred = this.#pool.get("pred", Math.min(micro, batch, this.passSize(geom)) * d.N * d.Cout);
-    const plans = this.#stepPlans(g, batch, 1, micro, { residual }, "forward");
-    const enc = this.#begin(undefined);
-    // one compute pass per GPU pass: its prediction is copied out before the next overwrites it
-    this.rt.encode(enc, plans[0].dispatches);
-    this.#units(g, batch, micro, undefined).forEach(([s0, m], i) => {
-      this.rt.encode(enc, plans[i + 1].dispatches);
-      this.rt.copy(enc, pred, 0, out, 4 * s0 * d.N * d.Cout, 4 * m * d.N * d.Cout);
-    });
-    const read = this.rt.readAfterSubmit(enc, out, 0, 4 * batch * d.N * d.Cout);
-    this.rt.submit(enc);
-    return new Float32Array(await read());
-  }
-
-  /**
-   * Validation losses of a batch: for each group (the whole output, then each target column when there are
-   * `groups` > 1), the sum over this process's micro-batches of (mean loss x windows); and the windows counted.
-   */
-  async #evaluate(
-    geom: GinoGeometry,
-    x: Float32Array,
-    y: Float32Array,
-    batch: number,
-    coreLen: number,
-    micro: number,
-    o: GpuStepOptions & { groups: number; tout: number },
-  ): Promise<{ sums: number[]; windows: number }> {
-    const g = this.#geometry(geom);
-    this.#upload(g, x, y, batch, coreLen, undefined, 1, o);
-    const plans = this.#stepPlans(g, batch, coreLen, micro, o, "eval");
-    const enc = this.#begin(undefined);
-    this.rt.clear(enc, this.#STAT);
-    this.rt.encode(enc, plans.flatMap((p) => p.dispatches));
-    const n = 1 + (o.groups > 1 ? o.groups : 0);
-    const read = this.rt.readAfterSubmit(enc, this.#STAT, 8, 4 * n);
-    this.rt.submit(enc);
-    const sums = Array.from(new Float32Array(await read()));
-    const windows = this.#units(g, batch, micro, o.share).reduce((a, [, m]) => a + m, 0);
-    return { sums, windows };
+    return async () => ({ grads: new Float32Array(await readG()), loss: new Float32Array(await readL())[0] });
   }
 
   /**
@@ -774,12 +740,7 @@ export class GinoGpu {
  * memory). WebGPU does not tell how much memory a GPU has.
  */
 export function defaultGpuMemoryBudget(): number {
-  let env: string | undefined;
-  try {
-    env = Deno.env.get("GINO_GW_GPU_MEMORY");
-  } catch {
-    env = undefined;
-  }
+  const env = envVar("GINO_GW_GPU_MEMORY");
   const gib = env !== undefined && Number(env) > 0 ? Number(env) : undefined;
   if (gib) return gib * 2 ** 30;
   return (backendInfo()?.adapter?.fallback ? 1 : 6) * 2 ** 30;
@@ -791,12 +752,16 @@ export function defaultGpuMemoryBudget(): number {
  */
 export function gpuEngineFor(model: Gino): GinoGpu | undefined {
   if (tf.getBackend() !== "webgpu") return undefined;
-  let env: string | undefined;
-  try {
-    env = Deno.env.get("GINO_GW_GPU_ENGINE");
-  } catch {
-    env = undefined;
-  }
+  const env = envVar("GINO_GW_GPU_ENGINE");
   if (env === "off" || env === "0") return undefined;
   return new GinoGpu(model);
+}
+
+/** An environment variable, or undefined when unset or not readable (no --allow-env). */
+function envVar(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
 }

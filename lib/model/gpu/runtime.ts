@@ -151,11 +151,6 @@ export class GpuRuntime {
     return k;
   }
 
-  /** Kernels compiled so far. */
-  get kernelCount(): number {
-    return this.#kernels.size;
-  }
-
   /** A new storage buffer of at least `bytes` (rounded up to 16; at least 16). */
   buffer(bytes: number, label: string, usage = STORAGE): GPUBuffer {
     const size = Math.max(16, Math.ceil(bytes / 16) * 16);
@@ -229,7 +224,7 @@ export class GpuRuntime {
     });
     this.counters.dispatches += n;
     encoder.resolveQuerySet(set, 0, 2 * n, resolve, 0);
-    const read = this.#readCopy(encoder, resolve, 0, 16 * n);
+    const read = this.readAfterSubmit(encoder, resolve, 0, 16 * n);
     return async () => {
       const t = new BigUint64Array(await read());
       set.destroy();
@@ -312,15 +307,6 @@ export class GpuRuntime {
     offset: number,
     bytes: number,
   ): () => Promise<ArrayBuffer> {
-    return this.#readCopy(encoder, buffer, offset, bytes);
-  }
-
-  #readCopy(
-    encoder: GPUCommandEncoder,
-    buffer: GPUBuffer,
-    offset: number,
-    bytes: number,
-  ): () => Promise<ArrayBuffer> {
     const size = Math.ceil(bytes / 16) * 16;
     const pool = this.#staging.get(size) ?? [];
     this.#staging.set(size, pool);
@@ -334,12 +320,6 @@ export class GpuRuntime {
       this.counters.readbacks++;
       return out;
     };
-  }
-
-  /** Submits the commands recorded so far in tfjs and the engine and waits for the GPU to finish them. */
-  async finish(): Promise<void> {
-    this.flushBackend();
-    await this.device.queue.onSubmittedWorkDone();
   }
 }
 
