@@ -16,8 +16,11 @@ import type { BindingSpec, KernelSpec } from "./runtime.ts";
 
 const [A1, A2, A3, A4, A5, A6] = ERF_A.map((a) => a.toPrecision(10));
 
-/** GELU and its derivative (the erf approximation of `kernels/erf.ts`, as on the CPU backends). */
-const GELU_PAIR = `
+/**
+ * WGSL `gelu_pair(v)`: GELU and its derivative (the erf approximation of `kernels/erf.ts`, as on the CPU
+ * backends); the tfjs-op path's GELU kernel uses it too.
+ */
+export const GELU_PAIR = `
 fn gelu_pair(v : f32) -> vec2<f32> {
   let z = abs(v) * 0.70710678118654752;
   let p = 1.0 + z * (${A1} + z * (${A2} + z * (${A3} + z * (${A4} + z * (${A5} + z * ${A6})))));
@@ -29,6 +32,24 @@ fn gelu_pair(v : f32) -> vec2<f32> {
   let h = 0.5 * (1.0 + select(1.0 - inv, inv - 1.0, v < 0.0));
   let dp = ${A1} + z * (2.0 * ${A2} + z * (3.0 * ${A3} + z * (4.0 * ${A4} + z * (5.0 * ${A5} + z * 6.0 * ${A6}))));
   return vec2<f32>(v * h, h + v * ((dp * inv) / p) * 8.0 * 0.70710678118654752);
+}`;
+
+/**
+ * WGSL `tree_sum(li, v)`: the sum of `v` over the 256 invocations of a workgroup, in a fixed order (call it in
+ * uniform control flow; every invocation gets the total).
+ */
+const TREE_SUM = `
+var<workgroup> sh : array<f32, 256>;
+fn tree_sum(li : u32, v : f32) -> f32 {
+  sh[li] = v;
+  workgroupBarrier();
+  for (var k = 128u; k > 0u; k = k >> 1u) {
+    if (li < k) { sh[li] = sh[li] + sh[li + k]; }
+    workgroupBarrier();
+  }
+  let total = sh[0];
+  workgroupBarrier();
+  return total;
 }`;
 
 const r = (name: string, type: BindingSpec["type"] = "f32"): BindingSpec => ({ name, access: "read", type });
@@ -547,19 +568,13 @@ export function sumKernel(byParam: boolean): KernelSpec {
     bindings,
     uniforms: ["n", "groups", "accOff", "scale_f"],
     workgroup: 256,
-    helpers: "var<workgroup> sh : array<f32, 256>;",
+    helpers: TREE_SUM,
     body: `
   for (var g = 0u; g < u.groups; g++) {
     var s = 0.0;
     for (var i = li; i < u.n; i += 256u) { s = s + PART[g * u.n + i]; }
-    sh[li] = s;
-    workgroupBarrier();
-    for (var k = 128u; k > 0u; k = k >> 1u) {
-      if (li < k) { sh[li] = sh[li] + sh[li + k]; }
-      workgroupBarrier();
-    }
-    if (li == 0u) { ACC[u.accOff + g] = ACC[u.accOff + g] + sh[0] * u.scale_f${byParam ? " * IN[0]" : ""}; }
-    workgroupBarrier();
+    let total = tree_sum(li, s);
+    if (li == 0u) { ACC[u.accOff + g] = ACC[u.accOff + g] + total * u.scale_f${byParam ? " * IN[0]" : ""}; }
   }`,
   };
 }
@@ -570,20 +585,15 @@ export const SQUARES: KernelSpec = {
   bindings: [r("X"), w("PART")],
   uniforms: ["n", "chunk", "parts"],
   workgroup: 256,
-  helpers: "var<workgroup> sh : array<f32, 256>;",
+  helpers: TREE_SUM,
   body: `
   if (wid >= u.parts) { return; }
   let start = wid * u.chunk;
   let end = min(u.n, start + u.chunk);
   var s = 0.0;
   for (var i = start + li; i < end; i += 256u) { let v = X[i]; s = s + v * v; }
-  sh[li] = s;
-  workgroupBarrier();
-  for (var k = 128u; k > 0u; k = k >> 1u) {
-    if (li < k) { sh[li] = sh[li] + sh[li + k]; }
-    workgroupBarrier();
-  }
-  if (li == 0u) { PART[wid] = sh[0]; }`,
+  let total = tree_sum(li, s);
+  if (li == 0u) { PART[wid] = total; }`,
 };
 
 /** The global norm from the partial sums of squares: `STAT[1] = sqrt(sum PART)`. */
@@ -592,17 +602,12 @@ export const NORM: KernelSpec = {
   bindings: [r("PART"), w("STAT")],
   uniforms: ["parts"],
   workgroup: 256,
-  helpers: "var<workgroup> sh : array<f32, 256>;",
+  helpers: TREE_SUM,
   body: `
   var s = 0.0;
   for (var i = li; i < u.parts; i += 256u) { s = s + PART[i]; }
-  sh[li] = s;
-  workgroupBarrier();
-  for (var k = 128u; k > 0u; k = k >> 1u) {
-    if (li < k) { sh[li] = sh[li] + sh[li + k]; }
-    workgroupBarrier();
-  }
-  if (li == 0u) { STAT[1] = sqrt(sh[0]); }`,
+  let total = tree_sum(li, s);
+  if (li == 0u) { STAT[1] = sqrt(total); }`,
 };
 
 /**

@@ -11,7 +11,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { webgpu_util } from "@tensorflow/tfjs-backend-webgpu";
-import { ERF_A } from "./erf.ts";
+import { GELU_PAIR } from "../gpu/kernels.ts";
 import type { TensorInfo } from "./kernel.ts";
 
 /** The parts of tfjs-backend-webgpu's program interface these kernels use. */
@@ -91,33 +91,16 @@ function run(
 
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
-const [A1, A2, A3, A4, A5, A6] = ERF_A.map((a) => a.toPrecision(10));
-
 /** GELU (`d` false) or its derivative (`d` true), with the erf approximation of `erf.ts` (as on wasm and cpu). */
 function geluProgram(shape: number[], derivative: boolean): Program {
-  const n = sizeOf(shape);
   return program(
     derivative ? "ginoGeluD" : "ginoGelu",
     shape,
     ["x"],
-    n,
+    sizeOf(shape),
     ["threads"],
-    `
-      let v = x[index];
-      let z = abs(v) * 0.70710678118654752;
-      let p = 1.0 + z * (${A1} + z * (${A2} + z * (${A3} + z * (${A4} + z * (${A5} + z * ${A6})))));
-      var p16 = p * p;
-      p16 = p16 * p16;
-      p16 = p16 * p16;
-      p16 = p16 * p16;
-      let inv = 1.0 / p16;
-      let h = 0.5 * (1.0 + select(1.0 - inv, inv - 1.0, v < 0.0));
-      ${
-      derivative
-        ? `let dp = ${A1} + z * (2.0 * ${A2} + z * (3.0 * ${A3} + z * (4.0 * ${A4} + z * (5.0 * ${A5} + z * 6.0 * ${A6}))));
-      setOutputAtIndex(index, h + v * ((dp * inv) / p) * 8.0 * 0.70710678118654752);`
-        : `setOutputAtIndex(index, v * h);`
-    }`,
+    `setOutputAtIndex(index, gelu_pair(x[index]).${derivative ? "y" : "x"});`,
+    { helpers: GELU_PAIR },
   );
 }
 
