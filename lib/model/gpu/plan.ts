@@ -96,9 +96,32 @@ export interface MicroOptions {
 
 const MLP = (g: string, i: number) => `${g}_gno.integral_transform.channel_mlp.fcs.${i}`;
 
+/** A whole buffer as a row-major matrix. */
+const mat = (buf: GPUBuffer, rows: number, cols: number): Mat => ({ buf, off: 0, rows, cols });
+
 /** Builds plans into a recorder (see the module documentation). */
 export class PlanBuilder {
   constructor(readonly c: PlanContext) {}
+
+  /** The weight `name` [rows, cols] in the flat parameters. */
+  #weight(name: string, rows: number, cols: number): Mat {
+    return { buf: this.c.W, off: this.c.layout.at(name), rows, cols };
+  }
+
+  /** FNO layer l's output (`h`) or its GELU derivative (`d`), [m, Q, C]. */
+  #layer(kind: "h" | "d", l: number, m: number): GPUBuffer {
+    return this.#buf(`f.${kind}${l}`, m * this.c.dims.Q * this.c.dims.C);
+  }
+
+  /** The outer and inner sizes of the DFT stages along z, y and x for m windows. */
+  #stages(m: number) {
+    const [g1, g2] = this.c.dims.grid, [, my, mz] = this.c.dims.modes, C = this.c.dims.C;
+    return {
+      stZ: { outer: m * g1 * g2, inner: C },
+      stY: { outer: m * g1, inner: mz * C },
+      stX: { outer: m, inner: my * mz * C },
+    };
+  }
 
   #k(spec: KernelSpec): Kernel {
     return this.c.rt.kernel(spec);
@@ -384,13 +407,6 @@ export class PlanBuilder {
     const yOff = PARAMS + o.batch * N * d.Cin + o.s0 * N * d.Cout;
     const kIn = this.#buf(`in.h${d.wIn.length - 2}`, d.Ein * d.Cin);
     const kOut = this.#buf(`out.h${d.wOut.length - 2}`, d.Eout * C);
-    const mat = (buf: GPUBuffer, rows: number, cols: number): Mat => ({ buf, off: 0, rows, cols });
-    const W = (name: string, rows: number, cols: number): Mat => ({
-      buf: this.c.W,
-      off: layout.at(name),
-      rows,
-      cols,
-    });
     // input GNO: a[b, q] = mean over the points j near q of k(q, j) x[b, j]
     const a = this.#buf("x.a", m * Q * d.Cin);
     this.c.rec.add(
@@ -414,19 +430,18 @@ export class PlanBuilder {
     this.gemm(
       {
         a: mat(a, m * Q, d.Cin),
-        b: W("lifting.fcs.0.weight", d.Cin, d.Lc),
+        b: this.#weight("lifting.fcs.0.weight", d.Cin, d.Lc),
         c: lg,
         bias: layout.at("lifting.fcs.0.bias"),
         gelu: ld,
       },
       "lifting 0",
     );
-    const h = (l: number) => this.#buf(`f.h${l}`, m * Q * C);
-    const dl = (l: number) => this.#buf(`f.d${l}`, m * Q * C);
+    const h = (l: number) => this.#layer("h", l, m), dl = (l: number) => this.#layer("d", l, m);
     this.gemm(
       {
         a: mat(lg, m * Q, d.Lc),
-        b: W("lifting.fcs.1.weight", d.Lc, C),
+        b: this.#weight("lifting.fcs.1.weight", d.Lc, C),
         c: h(0),
         bias: layout.at("lifting.fcs.1.bias"),
       },
@@ -447,8 +462,7 @@ export class PlanBuilder {
       this.#buf(`s.x${l}i`, m * d.M * C),
     ];
     const spec = this.#buf("s.spec", m * Q * C);
-    const stZ = { outer: m * g1 * g2, inner: C }, stY = { outer: m * g1, inner: mz * C };
-    const stX = { outer: m, inner: my * mz * C };
+    const { stZ, stY, stX } = this.#stages(m);
     for (let l = 0; l < Lf; l++) {
       const conv = `fno_blocks.convs.${l}.weight.0.tensor`;
       this.dft([h(l)], sa, T.fz, { ...stZ, P: mz, Q: g3 }, `FNO ${l} DFT z`);
@@ -468,7 +482,7 @@ export class PlanBuilder {
       this.gemm(
         {
           a: mat(h(l), m * Q, C),
-          b: W(`fno_blocks.fno_skips.${l}.weight`, C, C),
+          b: this.#weight(`fno_blocks.fno_skips.${l}.weight`, C, C),
           c: h(l + 1),
           bias: layout.at(`fno_blocks.convs.${l}.bias`),
           add: spec,
@@ -502,7 +516,7 @@ export class PlanBuilder {
     this.gemm(
       {
         a: mat(out, m * N, C),
-        b: W("projection.fcs.0.weight", C, d.P),
+        b: this.#weight("projection.fcs.0.weight", C, d.P),
         c: pg,
         bias: layout.at("projection.fcs.0.bias"),
         gelu: pd,
@@ -525,7 +539,7 @@ export class PlanBuilder {
     this.gemm(
       {
         a: mat(pg, m * N, d.P),
-        b: W("projection.fcs.1.weight", d.P, d.Cout),
+        b: this.#weight("projection.fcs.1.weight", d.P, d.Cout),
         c: pred,
         bias: layout.at("projection.fcs.1.bias"),
         add: base,
@@ -593,15 +607,7 @@ export class PlanBuilder {
     const { m } = o;
     const [g1, g2, g3] = d.grid, [mx, my, mz] = d.modes;
     const Q = d.Q, N = d.N, C = d.C, Lf = d.layers;
-    const mat = (buf: GPUBuffer, rows: number, cols: number): Mat => ({ buf, off: 0, rows, cols });
-    const W = (name: string, rows: number, cols: number): Mat => ({
-      buf: this.c.W,
-      off: layout.at(name),
-      rows,
-      cols,
-    });
-    const h = (l: number) => this.#buf(`f.h${l}`, m * Q * C);
-    const dl = (l: number) => this.#buf(`f.d${l}`, m * Q * C);
+    const h = (l: number) => this.#layer("h", l, m), dl = (l: number) => this.#layer("d", l, m);
     // projection
     this.weightGrad(
       mat(b.pg, m * N, d.P),
@@ -614,7 +620,7 @@ export class PlanBuilder {
     this.gemm(
       {
         a: mat(b.dpred, m * N, d.Cout),
-        b: W("projection.fcs.1.weight", d.P, d.Cout),
+        b: this.#weight("projection.fcs.1.weight", d.P, d.Cout),
         bT: true,
         c: pdg,
         muld: b.pd,
@@ -630,7 +636,7 @@ export class PlanBuilder {
     );
     const pdo = this.#buf("p.do", m * N * C);
     this.gemm(
-      { a: mat(pdg, m * N, d.P), b: W("projection.fcs.0.weight", C, d.P), bT: true, c: pdo },
+      { a: mat(pdg, m * N, d.P), b: this.#weight("projection.fcs.0.weight", C, d.P), bT: true, c: pdo },
       "projection 0 input gradient",
     );
     // output GNO: kernel gradient (accumulated over micro-batches) and latent gradient
@@ -672,8 +678,7 @@ export class PlanBuilder {
     );
     // FNO layers, last to first
     const dx: [GPUBuffer, GPUBuffer] = [this.#buf("s.dxr", m * d.M * C), this.#buf("s.dxi", m * d.M * C)];
-    const stZ = { outer: m * g1 * g2, inner: C }, stY = { outer: m * g1, inner: mz * C };
-    const stX = { outer: m, inner: my * mz * C };
+    const { stZ, stY, stX } = this.#stages(m);
     let cur = 0;
     for (let l = Lf - 1; l >= 0; l--) {
       const dz = dh[cur];
@@ -710,7 +715,7 @@ export class PlanBuilder {
       this.gemm(
         {
           a: mat(dz, m * Q, C),
-          b: W(skip, C, C),
+          b: this.#weight(skip, C, C),
           bT: true,
           c: dh[1 - cur],
           add: b.spec,
@@ -731,7 +736,13 @@ export class PlanBuilder {
     );
     const ldg = this.#buf("l.dg", m * Q * d.Lc);
     this.gemm(
-      { a: mat(dh0, m * Q, C), b: W("lifting.fcs.1.weight", d.Lc, C), bT: true, c: ldg, muld: b.ld },
+      {
+        a: mat(dh0, m * Q, C),
+        b: this.#weight("lifting.fcs.1.weight", d.Lc, C),
+        bT: true,
+        c: ldg,
+        muld: b.ld,
+      },
       "lifting 1 input gradient",
     );
     this.weightGrad(
@@ -743,7 +754,7 @@ export class PlanBuilder {
     );
     const lda = this.#buf("l.da", m * Q * d.Cin);
     this.gemm(
-      { a: mat(ldg, m * Q, d.Lc), b: W("lifting.fcs.0.weight", d.Cin, d.Lc), bT: true, c: lda },
+      { a: mat(ldg, m * Q, d.Lc), b: this.#weight("lifting.fcs.0.weight", d.Cin, d.Lc), bT: true, c: lda },
       "lifting 0 input gradient",
     );
     // input GNO: kernel gradient (accumulated over micro-batches)
