@@ -1,4 +1,5 @@
 // Shared helpers of the test suites.
+import { readSafetensors } from "../lib/io/safetensors.ts";
 
 /** A fresh temporary folder, removed by the returned cleanup. */
 export async function tempDir(
@@ -10,6 +11,17 @@ export async function tempDir(
 
 /** Folder of this file's fixtures. */
 export const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
+
+/** A PyTorch reference fixture (`gino-golden-*`): its config, weights, inputs and outputs (gradients included). */
+export async function golden(name: string) {
+  const dir = `${FIXTURES}${name}`;
+  return {
+    cfg: JSON.parse(await Deno.readTextFile(`${dir}/config.json`)),
+    weights: (await readSafetensors(`${dir}/weights.safetensors`)).tensors,
+    inputs: (await readSafetensors(`${dir}/inputs.safetensors`)).tensors,
+    outputs: (await readSafetensors(`${dir}/outputs.safetensors`)).tensors,
+  };
+}
 
 /** Writes a raw CSV folder: an nx x ny x nz grid of nodes (slice = z layer), `steps` time steps. */
 export async function writeRawFolder(

@@ -6,19 +6,7 @@ import { radiusSearch } from "../lib/model/neighbors.ts";
 import { dftMatrices, keptFrequencies, spectralConv } from "../lib/model/spectral.ts";
 import { readSafetensors, writeSafetensors } from "../lib/io/safetensors.ts";
 import { Rng } from "../lib/data/rng.ts";
-import { FIXTURES, tempDir } from "./_helpers.ts";
-
-const FIX = FIXTURES;
-
-async function golden(name: string) {
-  const dir = `${FIX}${name}`;
-  return {
-    cfg: JSON.parse(await Deno.readTextFile(`${dir}/config.json`)),
-    weights: (await readSafetensors(`${dir}/weights.safetensors`)).tensors,
-    inputs: (await readSafetensors(`${dir}/inputs.safetensors`)).tensors,
-    outputs: (await readSafetensors(`${dir}/outputs.safetensors`)).tensors,
-  };
-}
+import { golden, tempDir } from "./_helpers.ts";
 
 function maxAbs(a: ArrayLike<number>) {
   let m = 0;

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { gpuAdapter, initBackend, tf } from "../lib/model/backend.ts";
 import { createGino, toTorch } from "../lib/model/gino.ts";
 import type { Gino } from "../lib/model/gino.ts";
-import { readSafetensors } from "../lib/io/safetensors.ts";
 import { GinoGpu } from "../lib/model/gpu/engine.ts";
 import { countTfjsWebGpu } from "../lib/model/gpu/counts.ts";
 import type { GpuCounters } from "../lib/model/gpu/runtime.ts";
@@ -11,7 +10,7 @@ import { Adam } from "../lib/train/adam.ts";
 import { trainStep } from "../lib/train/step.ts";
 import { benchPoints } from "../lib/bench/step.ts";
 import { Rng } from "../lib/data/rng.ts";
-import { FIXTURES } from "./_helpers.ts";
+import { FIXTURES, golden } from "./_helpers.ts";
 
 // The GPU engine on any WebGPU adapter, Mesa's software one (llvmpipe) included: correctness and the GPU work a
 // step costs (counts that are the same on every adapter), not speed.
@@ -28,11 +27,9 @@ const norm = (a: ArrayLike<number>) => Math.sqrt(Array.from(a).reduce((s, v) => 
 const relDiff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
   norm(Array.from(a, (v, i) => v - b[i])) / Math.max(norm(b), 1e-30);
 
-async function golden(name: string) {
-  const dir = `${FIXTURES}${name}`;
-  const cfg = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
-  const read = async (f: string) => (await readSafetensors(`${dir}/${f}.safetensors`)).tensors;
-  const [weights, inputs, outputs] = [await read("weights"), await read("inputs"), await read("outputs")];
+/** A reference fixture's model (weights loaded), geometry, batch and outputs. */
+async function goldenCase(name: string) {
+  const { cfg, weights, inputs, outputs } = await golden(name);
   const model = createGino(cfg.gino_kwargs);
   model.loadTorchStateDict(weights);
   const P = inputs.point_coords, L = inputs.latent_queries;
@@ -71,7 +68,7 @@ for (const name of ["gino-golden-small", "gino-golden-sparse"]) {
     ignore,
     async fn() {
       await initBackend("webgpu");
-      const { cfg, model, geom, outputs, B, x, y } = await golden(name);
+      const { cfg, model, geom, outputs, B, x, y } = await goldenCase(name);
       const engine = new GinoGpu(model);
       const out = await engine.forward(geom, x, B, B);
       const ref = outputs.out.data as Float32Array;

@@ -204,34 +204,33 @@ Deno.test({
     }
     try {
       const data = await tinyPatchData();
-      const jobEnv = (out: string, extra: Record<string, string>) => ({
-        GINO_DIR: ROOT,
-        DENO: Deno.execPath(),
-        SBATCH_OUTPUT: `${out}/job_%j.out`,
-        RESULTS_DIR: `${out}/results`,
-        ...extra,
-      });
+      /** Submits a job script (results and job outputs in `out`), waits until no job is left: the outputs. */
+      const runJobs = async (out: string, sbatch: string[], env: Record<string, string>, waitMs: number) => {
+        await Deno.mkdir(out);
+        const sub = await cluster.cmd("sbatch", ["--parsable", ...sbatch], {
+          GINO_DIR: ROOT,
+          DENO: Deno.execPath(),
+          SBATCH_OUTPUT: `${out}/job_%j.out`,
+          RESULTS_DIR: `${out}/results`,
+          ...env,
+        });
+        assert.equal(sub.code, 0, sub.stderr);
+        assert.ok(await cluster.idle(waitMs), "the jobs end");
+        return await jobOutputs(out);
+      };
 
       await t.step("a chain stopped by the time limit reaches the end of one uninterrupted run", async () => {
         const out = `${tmp.dir}/chain`, epochs = 250;
-        await Deno.mkdir(out);
         const args = `--base-data-dir ${data} --epochs ${epochs} ${TINY} --run-name s`;
-        const sub = await cluster.cmd(
-          "sbatch",
-          ["--parsable", `${ROOT}/hpc/train_gino.slurm`],
-          jobEnv(out, {
-            TRAIN_ARGS: args,
-            RESUBMIT: "1",
-            // a 2-minute job: the trainer's own clock stops it 100 s before the end (Slurm's warning signal, asked
-            // for 30 s before, comes later, or up to a minute earlier as Slurm may send it)
-            SBATCH_TIMELIMIT: "2",
-            SBATCH_SIGNAL: "B:USR1@30",
-            MARGIN_SEC: "100",
-          }),
-        );
-        assert.equal(sub.code, 0, sub.stderr);
-        assert.ok(await cluster.idle(8 * 60_000), "the chain finishes");
-        const outs = await jobOutputs(out);
+        const outs = await runJobs(out, [`${ROOT}/hpc/train_gino.slurm`], {
+          TRAIN_ARGS: args,
+          RESUBMIT: "1",
+          // a 2-minute job: the trainer's own clock stops it 100 s before the end (Slurm's warning signal, asked
+          // for 30 s before, comes later, or up to a minute earlier as Slurm may send it)
+          SBATCH_TIMELIMIT: "2",
+          SBATCH_SIGNAL: "B:USR1@30",
+          MARGIN_SEC: "100",
+        }, 8 * 60_000);
         const all = outs.join("\n-----\n");
         assert.ok(outs.length >= 2, `more than one job ran:\n${all}`);
         assert.match(outs[0], /walltime \d+:\d\d: training stops after \d+s/, all);
@@ -265,21 +264,13 @@ Deno.test({
         "Slurm's warning signal stops the trainer, which saves a resumable checkpoint",
         async () => {
           const out = `${tmp.dir}/signal`;
-          await Deno.mkdir(out);
-          const sub = await cluster.cmd(
-            "sbatch",
-            ["--parsable", `${ROOT}/hpc/train_gino.slurm`],
-            jobEnv(out, {
-              TRAIN_ARGS: `--base-data-dir ${data} --epochs 100000 ${TINY} --run-name g`,
-              RESUBMIT: "0",
-              SBATCH_TIMELIMIT: "2",
-              SBATCH_SIGNAL: "B:USR1@90",
-              MARGIN_SEC: "0",
-            }),
-          );
-          assert.equal(sub.code, 0, sub.stderr);
-          assert.ok(await cluster.idle(4 * 60_000), "the job ends");
-          const [o] = await jobOutputs(out);
+          const [o] = await runJobs(out, [`${ROOT}/hpc/train_gino.slurm`], {
+            TRAIN_ARGS: `--base-data-dir ${data} --epochs 100000 ${TINY} --run-name g`,
+            RESUBMIT: "0",
+            SBATCH_TIMELIMIT: "2",
+            SBATCH_SIGNAL: "B:USR1@90",
+            MARGIN_SEC: "0",
+          }, 4 * 60_000);
           assert.match(o, /USR1 received: asking the trainer to save and stop/, o);
           assert.match(o, /trainer exited with status 3/, o);
           const h = JSON.parse(await Deno.readTextFile(`${out}/results/g/loss_history.json`));
@@ -302,27 +293,13 @@ Deno.test({
           const mpich = find("mpiexec.mpich");
           if (!mpich) return console.error("MPI under Slurm skipped: no MPICH (apt-get install mpich)");
           const out = `${tmp.dir}/mpi`;
-          await Deno.mkdir(out);
           const args = `--base-data-dir ${data} --epochs 3 ${TINY} --run-name m`;
-          const sub = await cluster.cmd(
-            "sbatch",
-            [
-              "--parsable",
-              "--nodes=1",
-              "--ntasks-per-node=2",
-              "--cpus-per-task=1",
-              `${ROOT}/hpc/train_gino_mpi.slurm`,
-            ],
-            jobEnv(out, {
-              TRAIN_ARGS: args,
-              RESUBMIT: "0",
-              SBATCH_TIMELIMIT: "10",
-              GINO_GW_TEST_RANK_REPORT: "1",
-            }),
+          const [o] = await runJobs(
+            out,
+            ["--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1", `${ROOT}/hpc/train_gino_mpi.slurm`],
+            { TRAIN_ARGS: args, RESUBMIT: "0", SBATCH_TIMELIMIT: "10", GINO_GW_TEST_RANK_REPORT: "1" },
+            4 * 60_000,
           );
-          assert.equal(sub.code, 0, sub.stderr);
-          assert.ok(await cluster.idle(4 * 60_000), "the job ends");
-          const [o] = await jobOutputs(out);
           assert.match(o, /MPI: 2 rank\(s\) on 1 node\(s\)/, o);
           assert.match(o, /trainer exited with status 0/, o);
           const hashes = [...o.matchAll(/rank (\d) weights sha256 ([0-9a-f]{64})/g)].map((m) => m[2]);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describeAdapter, gpuAdapter, initBackend, tf } from "../lib/model/backend.ts";
 import { createGino, relativeL2Loss } from "../lib/model/gino.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
-import { FIXTURES, runScript, runTrain, tempDir } from "./_helpers.ts";
+import { golden, runScript, runTrain, tempDir } from "./_helpers.ts";
 
 // Runs on any WebGPU adapter, Mesa's software one (llvmpipe) included: correctness, not speed.
 const adapter = await gpuAdapter();
@@ -32,10 +32,7 @@ for (const name of ["gino-golden-small", "gino-golden-sparse"]) {
     async fn() {
       const info = await initBackend("webgpu");
       assert.equal(info.backend, "webgpu");
-      const dir = `${FIXTURES}${name}`;
-      const cfg = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
-      const read = async (f: string) => (await readSafetensors(`${dir}/${f}.safetensors`)).tensors;
-      const [weights, inputs, outputs] = [await read("weights"), await read("inputs"), await read("outputs")];
+      const { cfg, weights, inputs, outputs } = await golden(name);
       const model = createGino(cfg.gino_kwargs);
       model.loadTorchStateDict(weights);
       const P = inputs.point_coords, L = inputs.latent_queries;
