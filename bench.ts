@@ -4,6 +4,8 @@
  * - `data`: sampler, batch assembly, dataset memory, CSV ingest and `prepare`, each next to a simple baseline
  *   measured in the same run (ratios are what to compare; absolute times on shared machines are noisy).
  * - `mf6`: preparing a MODFLOW 6 model of a million cells and a thousand saved steps (time, rates, peak memory).
+ * - `gemm`: the GPU engine's matrix products at the shapes of a training step (`--backend webgpu`, `--case`):
+ *   GPU time, GFLOP/s, GB/s and error of each, beside the CPU path's product (system BLAS) on the same shape.
  * - `step`: one training step of the reference GINO (under `mpiexec -n K`: data-parallel over the ranks, with the
  *   all-reduce's time and size); `--mpi K` runs one process and K ranks alternately and gives the speed-up.
  *
@@ -16,6 +18,7 @@ import { runMain } from "./lib/cli/main.ts";
 import { backendCheck } from "./lib/train/settings.ts";
 import { benchAssembly, benchCsv, benchPrepare, benchSampler } from "./lib/bench/data.ts";
 import { benchStep } from "./lib/bench/step.ts";
+import { benchGemm } from "./lib/bench/gemm.ts";
 import { benchStepVsMpi } from "./lib/bench/mpi.ts";
 import { benchStepVsTorch, STEP_CASES } from "./lib/bench/torch.ts";
 import type { StepCase } from "./lib/bench/torch.ts";
@@ -112,7 +115,7 @@ const BENCH_FLAGS: FlagSpec[] = [
     name: "repeats",
     type: "int",
     default: 2,
-    help: "step --torch, --mpi: alternated runs",
+    help: "step --torch, --mpi: alternated runs; gemm: timed runs of each product",
     check: positiveInt,
   },
   {
@@ -139,6 +142,7 @@ const BENCH_FLAGS: FlagSpec[] = [
 
 const USAGE = `Usage: deno task bench data [--only sampler,assembly,csv,prepare] [--json]
        deno task bench mf6 [--cells 1000000 --mf6-steps 1000] [--json]
+       deno task bench gemm --backend webgpu [--case small,dense,large,real --repeats R] [--json]
        deno task bench step [--points N --batch B --latent G --radius R | --case small,dense,large,real]
                             [--backend X --micro-batch M --profile --torch [--device cuda] --mpi K --json]`;
 
@@ -149,11 +153,11 @@ async function main(): Promise<number> {
     return 0;
   }
   const [what, ...extra] = flags._;
-  if (what !== "data" && what !== "step" && what !== "mf6") {
+  if (what !== "data" && what !== "step" && what !== "mf6" && what !== "gemm") {
     throw new FlagError(
       what
-        ? `unknown benchmark '${what}': choose data, step or mf6`
-        : `name a benchmark: data, step or mf6\n${USAGE}`,
+        ? `unknown benchmark '${what}': choose data, step, gemm or mf6`
+        : `name a benchmark: data, step, gemm or mf6\n${USAGE}`,
     );
   }
   if (extra.length) throw new FlagError(`unexpected argument(s): ${extra.join(" ")} (see --help)`);
@@ -164,6 +168,15 @@ async function main(): Promise<number> {
         steps: flags["mf6-steps"] as number,
         json: flags.json as boolean,
       });}
+    return 0;
+  }
+  if (what === "gemm") {
+    const cases = (flags.case as string[] | undefined)?.map((c) => STEP_CASES[c]) ?? [STEP_CASES.small];
+    await benchGemm(cases, {
+      backend: flags.backend as string,
+      repeats: flags.repeats as number,
+      json: flags.json as boolean,
+    });
     return 0;
   }
   if (what === "step") {

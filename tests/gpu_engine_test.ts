@@ -97,13 +97,15 @@ for (const name of ["gino-golden-small", "gino-golden-sparse"]) {
 }
 
 Deno.test({
-  name: "GPU engine: a training step is one upload, one submission, one read-back and at least 4x fewer " +
-    "dispatches than tfjs ops, and follows the tfjs path's losses and weights (clipping, fitted residual, eps)",
+  name:
+    "GPU engine: a training step is one upload and one submission, reads nothing back and copies nothing " +
+    "(the losses come back at once), with at least 4x fewer dispatches than tfjs ops, and follows the tfjs " +
+    "path's losses and weights (clipping, fitted residual, eps)",
   ignore,
   async fn() {
     await initBackend("webgpu");
     const cfg = JSON.parse(await Deno.readTextFile(`${FIXTURES}gino-golden-small/config.json`)).gino_kwargs;
-    const B = 4, N = 300, core = 250;
+    const B = 4, N = 300, core = 250, steps = 3;
     const a = smallCase(N, 8, B, cfg), b = smallCase(N, 8, B, cfg);
     const cols = 1, tin = cfg.in_gno_out_channels, tout = cfg.out_channels;
     const rng = new Rng(9);
@@ -112,35 +114,45 @@ Deno.test({
     const o = { clipNorm: 0.05, lossEps: 1e-3, residual };
     const optA = new Adam(a.model.variables, 1e-2), optB = new Adam(b.model.variables, 1e-2);
     const xt = tf.tensor3d(a.x, [B, N, tin]), yt = tf.tensor3d(a.y, [B, N, tout]);
-    const engine = new GinoGpu(b.model);
     const tfjs: GpuCounters = { dispatches: 0, submits: 0, uploads: 0, readbacks: 0, copies: 0 };
-    for (let s = 0; s < 3; s++) {
+    const tfjsLosses: number[] = [], tfjsDispatches: number[] = [];
+    for (let s = 0; s < steps; s++) {
       const stop = countTfjsWebGpu(tfjs);
       const before = tfjs.dispatches;
-      const la = await trainStep(a.model, a.geom, xt, yt, core, 2, optA, o);
+      tfjsLosses.push(await trainStep(a.model, a.geom, xt, yt, core, 2, optA, o));
       stop();
-      const tfjsDispatches = tfjs.dispatches - before;
-      engine.rt.flushBackend(); // (the tfjs ops' own commands)
-      engine.rt.resetCounters();
-      const lb = await engine.trainStep(b.geom, b.x, b.y, B, core, 2, optB, o);
-      const c = engine.counters;
-      assert.ok(
-        Math.abs(la - lb) <= 1e-5 * Math.abs(la),
-        `step ${s}: loss ${lb} on the engine, ${la} on tfjs`,
-      );
-      assert.equal(c.readbacks, 1, "one read-back (the loss)");
-      // (the first step also uploads the patch's geometry, DFT tables, residual weights and the optimiser's
-      // new moments, once)
-      if (s > 0) {
-        assert.equal(c.uploads, 1, "one upload (the batch and the step's scalars)");
-        assert.equal(c.submits, 1, `one command buffer (${JSON.stringify(c)})`);
-      }
-      assert.ok(
-        4 * c.dispatches <= tfjsDispatches,
-        `step ${s}: ${c.dispatches} dispatches on the engine, ${tfjsDispatches} through tfjs ops`,
-      );
+      tfjsDispatches.push(tfjs.dispatches - before);
     }
-    assert.equal(optB.step, 3);
+    const engine = new GinoGpu(b.model);
+    await engine.trainStep(b.geom, b.x, b.y, B, core, 2, optB, o);
+    // (the first step also uploads the patch's geometry, DFT tables, residual weights and the optimiser's
+    // moments, once)
+    engine.rt.resetCounters();
+    for (let s = 1; s < steps; s++) await engine.trainStep(b.geom, b.x, b.y, B, core, 2, optB, o);
+    const c = { ...engine.counters }, queued = steps - 1;
+    assert.equal(c.readbacks, 0, "nothing read back while steps are queued");
+    assert.equal(c.copies, 0, `no buffer copies or clears (${JSON.stringify(c)})`);
+    assert.equal(c.uploads, queued, "one upload per step (the batch and the step's scalars)");
+    assert.equal(c.submits, queued, `one command buffer per step (${JSON.stringify(c)})`);
+    assert.ok(
+      4 * (c.dispatches / queued) <= tfjsDispatches[1],
+      `${c.dispatches / queued} dispatches per step on the engine, ${tfjsDispatches[1]} through tfjs ops`,
+    );
+    const { losses, gradNorms } = await engine.readLosses();
+    assert.equal(engine.counters.readbacks, 1, "the losses of all steps in one read-back");
+    assert.equal(losses.length, steps);
+    losses.forEach((l, s) =>
+      assert.ok(
+        Math.abs(tfjsLosses[s] - l) <= 1e-5 * Math.abs(tfjsLosses[s]),
+        `step ${s}: loss ${l} on the engine, ${tfjsLosses[s]} on tfjs`,
+      )
+    );
+    assert.ok(
+      gradNorms.every((g) => Number.isFinite(g) && g > 0),
+      `norms computed for clipping: ${gradNorms}`,
+    );
+    assert.equal(optB.step, steps);
+    await engine.sync();
     const [wa, wb] = [await weightsOf(a.model), await weightsOf(b.model)];
     wa.forEach((w, i) => assert.ok(relDiff(wb[i], w) <= 1e-4, `${a.model.variables[i].name} differs`));
     // the optimiser's moments were copied back into its tfjs variables too
@@ -148,6 +160,62 @@ Deno.test({
     assert.ok(relDiff(mb, ma) <= 1e-4);
     engine.dispose();
     tf.dispose([xt, yt]);
+  },
+});
+
+Deno.test({
+  name:
+    "GPU engine: steps queued without reading their losses give bitwise the losses and weights of steps " +
+    "read one by one; a non-finite loss stops the updates from that step on, and they resume after the read",
+  ignore,
+  async fn() {
+    await initBackend("webgpu");
+    const cfg = JSON.parse(await Deno.readTextFile(`${FIXTURES}gino-golden-small/config.json`)).gino_kwargs;
+    const B = 2, N = 240, core = 200, o = { clipNorm: 0.5 };
+    const mk = () => {
+      const c = smallCase(N, 8, B, cfg);
+      return { c, e: new GinoGpu(c.model), opt: new Adam(c.model.variables, 1e-2) };
+    };
+    const nan = smallCase(N, 8, B, cfg).y.map((v, i) => (i === 7 ? NaN : v));
+    // the batches of 6 steps: step 3 has a NaN target (its loss is NaN)
+    const ys = (c: ReturnType<typeof smallCase>) => [c.y, c.y.map((v) => 1.5 * v), c.y, nan, c.y, c.y];
+    // one by one, each loss read before the next step
+    const one = mk(), oneLosses: number[] = [], weightsAt: Float32Array[][] = [];
+    for (const [k, y] of ys(one.c).entries()) {
+      await one.e.trainStep(one.c.geom, one.c.x, y, B, core, 1, one.opt, o);
+      oneLosses.push(...(await one.e.readLosses()).losses);
+      await one.e.sync();
+      weightsAt[k] = await weightsOf(one.c.model);
+    }
+    assert.ok(Number.isNaN(oneLosses[3]) && oneLosses.filter(Number.isNaN).length === 1, `${oneLosses}`);
+    assert.deepEqual(weightsAt[3], weightsAt[2], "no update at a non-finite loss");
+    assert.equal(one.opt.step, 5);
+    // all queued, one read: the same losses up to the non-finite one, and no update after it until the read
+    const all = mk();
+    for (const y of ys(all.c).slice(0, 5)) {
+      await all.e.trainStep(all.c.geom, all.c.x, y, B, core, 1, all.opt, o);
+    }
+    assert.equal(all.opt.step, 5, "counted as if finite until read");
+    const read = (await all.e.readLosses()).losses;
+    assert.deepEqual(read.slice(0, 4).map(String), oneLosses.slice(0, 4).map(String));
+    assert.equal(all.opt.step, 3, "the step count is set back to the updates made");
+    await all.e.sync();
+    assert.deepEqual(
+      await weightsOf(all.c.model),
+      weightsAt[2],
+      "nothing applied from the non-finite step on",
+    );
+    // after the read, updates resume (the step count continues from the updates made)
+    await all.e.trainStep(all.c.geom, all.c.x, all.c.y, B, core, 1, all.opt, o);
+    assert.equal((await all.e.readLosses()).losses.length, 1);
+    assert.equal(all.opt.step, 4);
+    // queued steps without a non-finite loss: bitwise the one-by-one results
+    const q = mk();
+    for (const y of ys(q.c).slice(0, 3)) await q.e.trainStep(q.c.geom, q.c.x, y, B, core, 1, q.opt, o);
+    assert.deepEqual((await q.e.readLosses()).losses, oneLosses.slice(0, 3));
+    await q.e.sync();
+    assert.deepEqual(await weightsOf(q.c.model), weightsAt[2]);
+    for (const r of [one, all, q]) r.e.dispose();
   },
 });
 
@@ -180,10 +248,12 @@ Deno.test({
     const other = new GinoGpu(d.model);
     const [o1, o2] = [new Adam(c.model.variables, 1e-2), new Adam(d.model.variables, 1e-2)];
     for (let k = 0; k < 2; k++) {
-      const l1 = await plain.trainStep(c.geom, c.x, c.y, B, core, 2, o1);
-      const l2 = await other.trainStep(d.geom, d.x, d.y, B, core, 2, o2);
-      assert.equal(l2, l1);
+      await plain.trainStep(c.geom, c.x, c.y, B, core, 2, o1);
+      await other.trainStep(d.geom, d.x, d.y, B, core, 2, o2);
     }
+    assert.deepEqual((await other.readLosses()).losses, (await plain.readLosses()).losses);
+    await plain.sync();
+    await other.sync();
     const [w1, w2] = [await weightsOf(c.model), await weightsOf(d.model)];
     w1.forEach((w, i) => assert.deepEqual(w2[i], w));
     for (const e of [plain, spread, other]) e.dispose();

@@ -305,36 +305,43 @@ export function formatProfile(r: ProfileReport, sgemm?: { gflops: number; librar
 }
 
 /**
- * The GPU engine's profile: GPU time and dispatches per kind of dispatch (layer numbers merged), from timestamps
- * taken around every dispatch over `steps` steps, and what is left of the wall time (host: recording, upload,
- * waiting for the read-back).
+ * The engine's per-dispatch GPU profile as a table (per step): dispatches grouped by label (layer numbers as #),
+ * their GPU time and share, and the rates their shapes imply (GFLOP/s, GB/s of compulsory traffic), so the
+ * dispatches that fall short of the GPU's peak stand out.
  */
 export function formatGpuProfile(
-  rows: { label: string; ms: number }[],
+  rows: { label: string; ms: number; flops?: number; bytes?: number }[],
   steps: number,
   wallMs: number,
 ): string {
-  const by = new Map<string, { ms: number; n: number }>();
+  const by = new Map<string, { ms: number; n: number; flops: number; bytes: number }>();
   for (const r of rows) {
     const k = r.label.replace(/\b\d+\b/g, "#");
-    const e = by.get(k) ?? { ms: 0, n: 0 };
+    const e = by.get(k) ?? { ms: 0, n: 0, flops: 0, bytes: 0 };
     e.ms += r.ms;
     e.n++;
+    e.flops += r.flops ?? 0;
+    e.bytes += r.bytes ?? 0;
     by.set(k, e);
   }
   const gpu = rows.reduce((a, r) => a + r.ms, 0) / steps, wall = wallMs / steps;
-  const lines = [`${"dispatch (# = any layer)".padEnd(72)} per step   GPU ms   share`];
+  const rate = (x: number, ms: number) => (ms > 0 && x > 0 ? (x / (ms * 1e6)).toFixed(1) : "-").padStart(8);
+  const lines = [
+    `${"dispatch (# = any layer)".padEnd(72)} per step   GPU ms   share  GFLOP/s     GB/s`,
+  ];
   for (const [k, e] of [...by].sort((a, b) => b[1].ms - a[1].ms)) {
     lines.push(
       `${k.padEnd(72)} ${String(e.n / steps).padStart(8)} ${(e.ms / steps).toFixed(2).padStart(8)} ${
         (100 * e.ms / steps / wall).toFixed(1).padStart(6)
-      }%`,
+      }% ${rate(e.flops, e.ms)} ${rate(e.bytes, e.ms)}`,
     );
   }
+  const flops = rows.reduce((a, r) => a + (r.flops ?? 0), 0),
+    bytes = rows.reduce((a, r) => a + (r.bytes ?? 0), 0);
   lines.push(
     `${"GPU, all dispatches".padEnd(72)} ${String(rows.length / steps).padStart(8)} ${
       gpu.toFixed(2).padStart(8)
-    } ${(100 * gpu / wall).toFixed(1).padStart(6)}%`,
+    } ${(100 * gpu / wall).toFixed(1).padStart(6)}% ${rate(flops, gpu * steps)} ${rate(bytes, gpu * steps)}`,
   );
   lines.push(
     `${"host (recording, upload, read-back wait), and GPU idle".padEnd(72)} ${"".padStart(8)} ${

@@ -28,27 +28,46 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
   const epochStart = performance.now() - state.partial_epoch.seconds * 1000;
   const bar = new ProgressBar(Deno.stdout.isTerminal() && !ses.log.quiet);
   const signalAfter = testSignalStep();
-  for (let sb = sampler.next(); sb; sb = sampler.next()) {
-    const ts = performance.now();
-    const batch = ses.assembler.assemble("train", sb);
-    const loss = await step(ses, batch);
-    if (!Number.isFinite(loss)) return { diverged: loss };
-    state.partial_epoch.loss_sum += loss * batch.b;
-    state.partial_epoch.samples += batch.b;
-    state.step_in_epoch++;
-    state.global_step++;
+  const reads = new LossReads(ses);
+  /** Accounts for steps whose losses are known (batch sizes, losses, time each); a diverged loss ends the epoch. */
+  const account = (sizes: number[], losses: number[], ms: number): EpochEnd | undefined => {
+    for (let i = 0; i < sizes.length; i++) {
+      if (!Number.isFinite(losses[i])) return { diverged: losses[i] };
+      state.partial_epoch.loss_sum += losses[i] * sizes[i];
+      state.partial_epoch.samples += sizes[i];
+      state.step_in_epoch++;
+      state.global_step++;
+      stop.afterStep(ms);
+      if (signalAfter?.step === state.global_step) Deno.kill(Deno.pid, signalAfter.signal);
+    }
     state.partial_epoch.seconds = (performance.now() - epochStart) / 1000;
-    stop.afterStep(performance.now() - ts);
-    const running = state.partial_epoch.loss_sum / state.partial_epoch.samples;
     bar.update(
       state.epoch + 1,
       ses.policy.epochs,
       state.step_in_epoch,
       sampler.batchesPerEpoch,
-      running,
+      state.partial_epoch.loss_sum / state.partial_epoch.samples,
       stop.stepMs,
     );
-    if (signalAfter?.step === state.global_step) Deno.kill(Deno.pid, signalAfter.signal);
+    return undefined;
+  };
+  for (let sb = sampler.next(); sb; sb = sampler.next()) {
+    const ts = performance.now();
+    const batch = ses.assembler.assemble("train", sb);
+    if (ses.engine) {
+      // the step is queued on the GPU; its loss is read back with others' (every few steps, and before a stop)
+      await engineStep(ses, batch);
+      reads.queued(batch.b);
+      const last = sampler.position >= sampler.batchesPerEpoch;
+      if (!last && !reads.due() && !stop.reason) continue;
+      const r = await reads.read();
+      const end = account(r.sizes, r.losses, r.ms);
+      if (end) return end;
+    } else {
+      const loss = await step(ses, batch);
+      const end = account([batch.b], [loss], performance.now() - ts);
+      if (end) return end;
+    }
     // let a pending signal's handler run before the next step starts (the step reads only its loss back)
     await new Promise((r) => setTimeout(r, signalAfter !== undefined ? 20 : 0));
     if (stop.sync(ses.world)) break;
@@ -57,35 +76,78 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
   return sampler.position < sampler.batchesPerEpoch ? "stop" : "done";
 }
 
-/** One training step on a batch: on the GPU engine (webgpu), else through tfjs ops (`train/step.ts`). */
+/**
+ * When the GPU engine's training losses are read back: every `--log-every` steps, or (by default) about once a
+ * second at the measured step time (at most every 256 steps); every step in a data-parallel run (whose steps read
+ * their gradients back anyway, and whose ranks agree on stopping after each step).
+ */
+class LossReads {
+  #sizes: number[] = [];
+  #since = performance.now();
+  #every = 1;
+
+  constructor(readonly ses: Session) {
+    const given = ses.s.run.logEvery;
+    if (ses.world.size > 1) this.#every = 1;
+    else if (given) this.#every = given;
+  }
+
+  /** Notes a queued step of `size` windows. */
+  queued(size: number): void {
+    this.#sizes.push(size);
+  }
+
+  /** True when the queued steps' losses are to be read now. */
+  due(): boolean {
+    return this.#sizes.length >= this.#every;
+  }
+
+  /** Reads the queued steps' losses; with their sizes and the time per step since the last read. */
+  async read(): Promise<{ sizes: number[]; losses: number[]; ms: number }> {
+    const { losses } = await this.ses.engine!.readLosses();
+    const sizes = this.#sizes, now = performance.now();
+    const ms = (now - this.#since) / sizes.length;
+    this.#sizes = [];
+    this.#since = now;
+    if (this.ses.world.size === 1 && !this.ses.s.run.logEvery) {
+      this.#every = Math.max(1, Math.min(256, Math.floor(1000 / Math.max(ms, 1e-3))));
+    }
+    return { sizes, losses, ms };
+  }
+}
+
+/** One training step queued on the GPU engine. */
+async function engineStep(ses: Session, batch: Batch): Promise<void> {
+  const o = ses.s.optim;
+  await ses.engine!.trainStep(
+    ses.geometries[batch.patch],
+    batch.inputs,
+    batch.targets,
+    batch.b,
+    batch.nCore,
+    ses.micro,
+    ses.adam,
+    {
+      clipNorm: o.gradClipNorm,
+      lossEps: o.lossEps,
+      residual: ses.residual,
+      share: { index: ses.world.rank, count: ses.world.size },
+      world: ses.world,
+    },
+  );
+}
+
+/** One training step on a batch through tfjs ops (`train/step.ts`): its loss. */
 async function step(ses: Session, batch: Batch): Promise<number> {
   const o = ses.s.optim;
-  const options = {
-    clipNorm: o.gradClipNorm,
-    lossEps: o.lossEps,
-    residual: ses.residual,
-    share: { index: ses.world.rank, count: ses.world.size },
-  };
   const geom = ses.geometries[batch.patch];
-  if (ses.engine) {
-    return await ses.engine.trainStep(
-      geom,
-      batch.inputs,
-      batch.targets,
-      batch.b,
-      batch.nCore,
-      ses.micro,
-      ses.adam,
-      {
-        ...options,
-        world: ses.world,
-      },
-    );
-  }
   const [x, y] = tensorsOf(batch);
   try {
     return await trainStep(ses.model, geom, x, y, batch.nCore, ses.micro, ses.adam, {
-      ...options,
+      clipNorm: o.gradClipNorm,
+      lossEps: o.lossEps,
+      residual: ses.residual,
+      share: { index: ses.world.rank, count: ses.world.size },
       reduce: ses.reduce,
     });
   } finally {
@@ -112,7 +174,7 @@ export async function evaluate(p: SessionParts): Promise<Evaluation> {
   for (let sb = sampler.next(); sb; sb = sampler.next()) {
     const batch = assembler.assemble("val", sb);
     if (p.engine) {
-      const r = await p.engine.evaluate(
+      n += await p.engine.evaluate(
         p.geometries[sb.patch],
         batch.inputs,
         batch.targets,
@@ -127,9 +189,6 @@ export async function evaluate(p: SessionParts): Promise<Evaluation> {
           tout,
         },
       );
-      sum += r.sums[0];
-      for (let c = 0; c < cols.length; c++) perCol[c] += cols.length > 1 ? r.sums[c + 1] : r.sums[0];
-      n += r.windows;
       continue;
     }
     const [x, y] = tensorsOf(batch);
@@ -156,6 +215,13 @@ export async function evaluate(p: SessionParts): Promise<Evaluation> {
       n += m;
     }
     tf.dispose([x, y]);
+  }
+  if (p.engine) {
+    // the batches' sums, read back once for the whole pass and added in batch order
+    for (const sums of await p.engine.readEvaluation()) {
+      sum += sums[0];
+      for (let c = 0; c < cols.length; c++) perCol[c] += cols.length > 1 ? sums[c + 1] : sums[0];
+    }
   }
   if (size > 1) {
     const sums = Float64Array.from([sum, n, ...perCol]);

@@ -300,6 +300,7 @@ async function saveState(ses: Session): Promise<string[]> {
   if (!ses.writer) return [];
   const tw = performance.now();
   const { state } = ses;
+  await ses.engine?.sync(); // the GPU engine's weights and moments into the tfjs variables the checkpoint reads
   state.adam = ses.adam.getState();
   state.sampler = ses.sampler.getState();
   state.saved_at = new Date().toISOString();
@@ -323,6 +324,7 @@ async function finish(ses: Session, exit: number, t0: number): Promise<void> {
     if (ses.writer) await writeHistory(ses.layout, state, { html: true }).catch(() => {});
   }
   ses.lock.release();
+  await ses.engine?.sync().catch(() => {});
   await reportWeights(ses);
   disposeSession(ses);
   if (exit === EXIT.done && recorded) {

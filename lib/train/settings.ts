@@ -124,6 +124,11 @@ export interface RunSettings {
   timeLimit?: number;
   /** Compute backend. */
   backend: BackendName;
+  /**
+   * On the GPU engine, read the training losses back every this many steps (undefined: about once a second);
+   * the steps in between wait for nothing.
+   */
+  logEvery?: number;
 }
 
 /** Every setting of a training run. */
@@ -538,6 +543,16 @@ export const SETTING_SPECS: readonly SettingSpec[] = [
       "auto, tensorflow, webgpu, wasm or cpu (auto: tensorflow if installed, else a GPU through WebGPU, else wasm)",
     check: backendCheck,
     path: ["run", "backend"],
+    resume: "free",
+  },
+  {
+    name: "log-every",
+    type: "int",
+    help:
+      "webgpu: read the training losses back (progress bar, stop checks) every this many steps; the steps " +
+      "in between queue on the GPU without waiting (default: about once a second)",
+    check: positiveInt,
+    path: ["run", "logEvery"],
     resume: "free",
   },
 ];

@@ -1,14 +1,18 @@
 /**
  * The GPU training engine of the `webgpu` backend: a GINO training step as a fixed list of WGSL dispatches
  * recorded once per patch geometry and micro-batch size (pipelines, buffers and bind groups built once) and
- * replayed in one compute pass of one command buffer per step: one upload (the batch and the step's scalars),
- * one submission, one read-back (the loss). The weights, Adam's moments and the gradients live in flat GPU
- * buffers; the model's and the optimiser's tfjs variables (on the same device) are copied in when they changed
- * (a resume, an import) and out after every step, so checkpoints, validation through tfjs and prediction see the
- * trained values. The step does what `train/step.ts` does on the CPU backends: the reference loss on the core
- * points, micro-batches whose gradients are summed, optional clipping of the global gradient norm, Adam with
- * PyTorch's rule, no update when the loss is not finite, and in data-parallel runs one all-reduce of the flat
- * gradient between the backward pass and the update.
+ * replayed in one compute pass of one command buffer per step: one upload (the batch and the step's scalars), one
+ * submission, and nothing read back. Nothing waits for the GPU between steps: each step's loss (and gradient norm)
+ * goes into its slot of a training log on the GPU, read back for many steps at once
+ * ({@linkcode GinoGpu.readLosses}); validation batches likewise ({@linkcode GinoGpu.readEvaluation}). The weights,
+ * Adam's moments and the gradients live in flat GPU buffers; the model's and the optimiser's tfjs variables (on
+ * the same device) are copied in when they changed (a resume, an import) and out only when something is to read
+ * them ({@linkcode GinoGpu.sync}: a checkpoint, the end of a run). The step does what `train/step.ts` does on the
+ * CPU backends: the reference loss on the core points, micro-batches whose gradients are summed, optional clipping
+ * of the global gradient norm, Adam with PyTorch's rule, no update when the loss is not finite (nor after it until
+ * the log is read: see {@linkcode GinoGpu.readLosses}), and in data-parallel runs one all-reduce of the flat
+ * gradient between the backward pass and the update (which reads the gradient back: the all-reduce runs on the
+ * host).
  *
  * @module
  */
@@ -21,7 +25,8 @@ import { GpuRuntime, Recorder } from "./runtime.ts";
 import type { Dispatch, GpuCounters, GpuLimits } from "./runtime.ts";
 import { dftTables, dimsOf, packGeometry, paramLayout } from "./layout.ts";
 import type { DftTables, Dims, GeometryPack, ParamLayout } from "./layout.ts";
-import { normParts, PARAMS, PlanBuilder, updatePlan } from "./plan.ts";
+import { evalStride, normParts, PARAMS, PlanBuilder, updatePlan } from "./plan.ts";
+import { IN_SLOT, LOG_HEADER } from "./kernels.ts";
 import type { BufferSource, MicroOptions, PlanContext } from "./plan.ts";
 
 /** The optimiser state the engine updates (the `Adam` of `train/adam.ts`). */
@@ -50,8 +55,8 @@ export interface GpuStepOptions {
   lossEps?: number;
   /** Clip the global gradient norm to this value (off when undefined). */
   clipNorm?: number;
-  /** Called with the global gradient norm (computed on the GPU, read back with the loss). */
-  onGradNorm?: (norm: number) => void;
+  /** Compute the global gradient norm even without clipping (for {@linkcode StepLosses.gradNorms}). */
+  gradNorm?: boolean;
   /** This process's micro-batches (data-parallel): those with index % count === index. */
   share?: { index: number; count: number };
   /** The processes that sum their gradients (data-parallel); one process when absent. */
@@ -65,6 +70,27 @@ export interface GpuMemoryEstimate {
   /** Bytes per window of the largest of them (bounded by the adapter's largest binding). */
   largestPerWindowBytes: number;
 }
+
+/** The training steps' results read back by {@linkcode GinoGpu.readLosses}, in the order the steps were taken. */
+export interface StepLosses {
+  /** Each step's loss (mean over windows and core points); NaN or infinite where the step was not applied. */
+  losses: number[];
+  /** Each step's global gradient norm (NaN where the step computed none: no clipping, no `gradNorm`). */
+  gradNorms: number[];
+}
+
+/** A dispatch timed by the profile: label, GPU milliseconds, and FLOPs and bytes where known. */
+export interface ProfiledDispatch {
+  label: string;
+  ms: number;
+  flops?: number;
+  bytes?: number;
+}
+
+/** Steps (and validation batches) whose results the logs on the GPU hold before they are read back. */
+export const LOG_SLOTS = 1024;
+/** Floats of the validation log. */
+const EVAL_FLOATS = 16384;
 
 /** Raised when a micro-batch does not fit the adapter's buffer limits. */
 export class GpuMemoryError extends Error {}
@@ -148,7 +174,8 @@ export class GinoGpu {
   #G: GPUBuffer;
   #M: GPUBuffer;
   #V: GPUBuffer;
-  #STAT: GPUBuffer;
+  #LOG: GPUBuffer;
+  #ELOG: GPUBuffer;
   #NORM: GPUBuffer;
   #FIT: GPUBuffer;
   #fitOf?: ArrayLike<number>;
@@ -159,12 +186,25 @@ export class GinoGpu {
   #synced: [unknown[], unknown[], unknown[]] = [[], [], []];
   #optimizer?: GpuOptimizer;
   #staging = new Float32Array(0);
+  /** Steps taken since the training log was last read: whether each computed a norm, and its loss if known. */
+  #pending: { norm: boolean; loss?: number }[] = [];
+  /** Steps read from the log and not yet handed out by readLosses. */
+  #read: { loss: number; norm: number }[] = [];
+  /** Validation batches in the validation log (slots used), their slot size, and those already read back. */
+  #evalSlots = 0;
+  #evalStride = 1;
+  #evalRead: number[][] = [];
+  /** The flat gradient holds zeros (Adam zeroes it as it reads it). */
+  #gradsZero = true;
+  /** The flat weights and moments are newer than the tfjs variables (see sync). */
+  #ahead = false;
 
   /**
    * When set, single-process training steps time every dispatch with GPU timestamps (one compute pass each,
-   * where the adapter offers `timestamp-query`) and append (label, ms) here.
+   * where the adapter offers `timestamp-query`; each step then waits for its timestamps) and append its label,
+   * time and cost (FLOPs and bytes from its shape) here.
    */
-  profile?: { label: string; ms: number }[];
+  profile?: ProfiledDispatch[];
 
   /** Bytes of activations one GPU pass may use (a micro-batch runs in as many passes as that needs). */
   readonly memoryBudget: number;
@@ -183,7 +223,8 @@ export class GinoGpu {
     this.#G = this.rt.buffer(bytes, "gino gradients");
     this.#M = this.rt.buffer(bytes, "gino first moments");
     this.#V = this.rt.buffer(bytes, "gino second moments");
-    this.#STAT = this.rt.buffer(4 * 64, "gino step statistics");
+    this.#LOG = this.rt.buffer(4 * (LOG_HEADER + 2 * LOG_SLOTS), "gino training log");
+    this.#ELOG = this.rt.buffer(4 * EVAL_FLOATS, "gino validation log");
     this.#NORM = this.rt.buffer(4 * normParts(this.layout.size), "gino norm partials");
     this.#FIT = this.rt.buffer(16, "gino residual base");
   }
@@ -198,8 +239,12 @@ export class GinoGpu {
     return this.#pool.bytes + 4 * 4 * this.layout.size;
   }
 
-  /** One training step: the batch's loss (mean over windows and core points); see the module documentation. */
-  trainStep(
+  /**
+   * Enqueues one training step (see the module documentation) and returns once it is submitted: nothing waits
+   * for the GPU (except in data-parallel runs, whose all-reduce needs the gradient on the host). `opt.step` is
+   * advanced as if the step's loss were finite; {@linkcode GinoGpu.readLosses} gives the losses and corrects it.
+   */
+  async trainStep(
     geom: GinoGeometry,
     x: Float32Array,
     y: Float32Array,
@@ -208,12 +253,15 @@ export class GinoGpu {
     micro: number,
     opt: GpuOptimizer,
     o: GpuStepOptions = {},
-  ): Promise<number> {
-    return this.rt.checked("training step", async () => {
-      const t = opt.step + 1;
+  ): Promise<void> {
+    if (this.#pending.length >= LOG_SLOTS || (opt !== this.#optimizer && this.#pending.length)) {
+      await this.#drain();
+    }
+    await this.rt.checked("training step", async () => {
+      const t = opt.step + 1, slot = this.#pending.length;
       const world = o.world;
-      const norm = o.clipNorm !== undefined || o.onGradNorm !== undefined;
-      const enc = this.#gradientPass(geom, x, y, batch, coreLen, micro, o, opt, t);
+      const norm = o.clipNorm !== undefined || !!o.gradNorm;
+      const enc = this.#gradientPass(geom, x, y, batch, coreLen, micro, o, opt, t, slot);
       const update = this.#plan(
         `update:${norm}:${o.clipNorm !== undefined}`,
         (rec) => updatePlan(this.rt, rec, this.#flat(), this.layout.size, norm, o.clipNorm !== undefined),
@@ -222,33 +270,69 @@ export class GinoGpu {
         const all = [...enc.dispatches, ...update.dispatches];
         const timed = this.profile ? this.rt.encodeTimed(enc.encoder, all) : undefined;
         if (!timed) this.rt.encode(enc.encoder, all);
-        const loss = await this.#finishStep(enc.encoder, opt, t, o);
+        this.rt.submit(enc.encoder);
+        this.#stepTaken(opt, t, norm);
         if (timed && this.profile) {
           const ms = await timed();
-          all.forEach((d, i) => this.profile!.push({ label: d.label, ms: ms[i] }));
+          all.forEach((d, i) =>
+            this.profile!.push({ label: d.label, ms: ms[i], flops: d.cost?.flops, bytes: d.cost?.bytes })
+          );
         }
-        return loss;
+        return;
       }
       this.rt.encode(enc.encoder, enc.dispatches);
-      const read = this.#readGradients(enc.encoder);
+      const read = this.#readGradients(enc.encoder, slot);
       this.rt.submit(enc.encoder);
       const r = await read();
       const loss = new Float64Array([r.loss]);
       world.allreduceSum(r.grads);
       world.allreduceSum64(loss);
       this.rt.write(this.#G, 0, r.grads);
-      this.rt.write(this.#STAT, 0, new Float32Array([loss[0]]));
+      this.rt.write(this.#LOG, 4 * (LOG_HEADER + 2 * slot), new Float32Array([loss[0]]));
       const enc2 = this.rt.device.createCommandEncoder();
       this.rt.encode(enc2, update.dispatches);
-      return await this.#finishStep(enc2, opt, t, o, loss[0]);
+      this.rt.submit(enc2);
+      this.#stepTaken(opt, t, norm, loss[0]);
     });
+  }
+
+  /**
+   * The losses (and gradient norms) of the training steps taken since the last call, in order: one read-back for
+   * all of them. A step whose loss is not finite was not applied, and neither were the steps after it (they were
+   * already queued when its loss became known): `opt.step` is set back to the updates actually made, and the
+   * engine applies updates again from the next step on.
+   */
+  async readLosses(): Promise<StepLosses> {
+    await this.#drain();
+    const read = this.#read;
+    this.#read = [];
+    return { losses: read.map((r) => r.loss), gradNorms: read.map((r) => r.norm) };
+  }
+
+  /** Steps taken whose losses {@linkcode GinoGpu.readLosses} has not yet returned. */
+  get unreadSteps(): number {
+    return this.#pending.length + this.#read.length;
+  }
+
+  /**
+   * Brings the model's and the optimiser's tfjs variables up to date with the engine's weights and moments (and
+   * `opt.step` with the updates made): call it before anything reads them (a checkpoint, a prediction through
+   * tfjs, the end of a run). The copies are queued on the GPU, ahead of any read of the variables.
+   */
+  async sync(): Promise<void> {
+    await this.#drain();
+    if (!this.#ahead || !this.#optimizer) return;
+    const enc = this.rt.device.createCommandEncoder();
+    this.#push(enc, this.#optimizer);
+    this.rt.submit(enc);
+    this.#ahead = false;
   }
 
   /**
    * The gradients of a batch's loss (no update), per variable in `model.variables` order, and the loss: the
    * engine's backward pass, for tests and inspection.
    */
-  gradients(
+  async gradients(
     geom: GinoGeometry,
     x: Float32Array,
     y: Float32Array,
@@ -257,10 +341,12 @@ export class GinoGpu {
     micro: number,
     o: GpuStepOptions = {},
   ): Promise<{ loss: number; grads: Float32Array[] }> {
-    return this.rt.checked("gradients", async () => {
-      const enc = this.#gradientPass(geom, x, y, batch, coreLen, micro, o, undefined, 1);
+    if (this.#pending.length >= LOG_SLOTS) await this.#drain();
+    return await this.rt.checked("gradients", async () => {
+      const slot = this.#pending.length;
+      const enc = this.#gradientPass(geom, x, y, batch, coreLen, micro, o, undefined, 1, slot);
       this.rt.encode(enc.encoder, enc.dispatches);
-      const read = this.#readGradients(enc.encoder);
+      const read = this.#readGradients(enc.encoder, slot);
       this.rt.submit(enc.encoder);
       const { loss, grads } = await read();
       return {
@@ -280,10 +366,10 @@ export class GinoGpu {
   ): Promise<Float32Array> {
     return this.rt.checked("forward pass", async () => {
       const g = this.#geometry(geom), d = g.dims;
-      this.#upload(g, x, undefined, batch, 1, undefined, 1, { residual });
+      this.#upload(g, x, undefined, batch, 1, undefined, 1, { residual }, 0);
       const out = this.#pool.get("prediction", batch * d.N * d.Cout);
       const pred = this.#pool.get("pred", Math.min(micro, batch, this.passSize(geom)) * d.N * d.Cout);
-      const plans = this.#stepPlans(g, batch, 1, micro, { residual }, "forward");
+      const { plans } = this.#stepPlans(g, batch, 1, micro, { residual }, "forward");
       const enc = this.#begin(undefined);
       // one compute pass per GPU pass: its prediction is copied out before the next overwrites it
       this.rt.encode(enc, plans[0].dispatches);
@@ -298,10 +384,10 @@ export class GinoGpu {
   }
 
   /**
-   * Validation losses of a batch: for each group (the whole output, then each target column when there are
-   * `groups` > 1), the sum over this process's micro-batches of (mean loss x windows); and the windows counted.
+   * Enqueues the validation losses of a batch (nothing waits: they go into the batch's slot of the validation
+   * log, read back by {@linkcode GinoGpu.readEvaluation}); returns the windows this process evaluated.
    */
-  evaluate(
+  async evaluate(
     geom: GinoGeometry,
     x: Float32Array,
     y: Float32Array,
@@ -309,26 +395,85 @@ export class GinoGpu {
     coreLen: number,
     micro: number,
     o: GpuStepOptions & { groups: number; tout: number },
-  ): Promise<{ sums: number[]; windows: number }> {
-    return this.rt.checked("validation", async () => {
+  ): Promise<number> {
+    const stride = evalStride(o.groups);
+    if (this.#evalSlots && (stride !== this.#evalStride || (this.#evalSlots + 1) * stride > EVAL_FLOATS)) {
+      await this.#drainEvaluation();
+    }
+    this.#evalStride = stride;
+    const slot = this.#evalSlots;
+    return await this.rt.checked("validation", () => {
       const g = this.#geometry(geom);
-      this.#upload(g, x, y, batch, coreLen, undefined, 1, o);
-      const plans = this.#stepPlans(g, batch, coreLen, micro, o, "eval");
+      this.#upload(g, x, y, batch, coreLen, undefined, 1, o, slot);
+      const { plans, units } = this.#stepPlans(g, batch, coreLen, micro, o, "eval");
       const enc = this.#begin(undefined);
-      this.rt.clear(enc, this.#STAT);
+      // a process with no micro-batch of this batch (data-parallel) contributes zeros
+      if (!units.length) this.rt.clear(enc, this.#ELOG, 4 * slot * stride, 4 * stride);
       this.rt.encode(enc, plans.flatMap((p) => p.dispatches));
-      const n = 1 + (o.groups > 1 ? o.groups : 0);
-      const read = this.rt.readAfterSubmit(enc, this.#STAT, 8, 4 * n);
       this.rt.submit(enc);
-      const sums = Array.from(new Float32Array(await read()));
-      const windows = this.#units(g, batch, micro, o.share).reduce((a, [, m]) => a + m, 0);
-      return { sums, windows };
+      this.#evalSlots++;
+      return Promise.resolve(units.reduce((a, [, m]) => a + m, 0));
     });
   }
 
   /**
-   * The start of a step: the batch uploaded, the plans of its forward and backward passes, and an encoder whose
-   * gradients and accumulators are cleared (the dispatches are left to the caller to encode).
+   * The validation sums of the batches evaluated since the last call, in order (one read-back for all): for
+   * each batch, per group (the whole output, then each target column when there are `groups` > 1), the sum over
+   * this process's micro-batches of (mean loss x windows).
+   */
+  async readEvaluation(): Promise<number[][]> {
+    await this.#drainEvaluation();
+    const out = this.#evalRead;
+    this.#evalRead = [];
+    return out;
+  }
+
+  /** Reads the training log of the pending steps (see readLosses). */
+  async #drain(): Promise<void> {
+    const pending = this.#pending;
+    if (!pending.length) return;
+    this.#pending = [];
+    let log: Float32Array | undefined;
+    if (pending.some((p) => p.loss === undefined || p.norm)) {
+      const enc = this.rt.device.createCommandEncoder();
+      const read = this.rt.readAfterSubmit(enc, this.#LOG, 0, 4 * (LOG_HEADER + 2 * pending.length));
+      this.rt.submit(enc);
+      log = new Float32Array(await read());
+    }
+    let bad = -1;
+    pending.forEach((p, i) => {
+      const loss = p.loss ?? log![LOG_HEADER + 2 * i];
+      this.#read.push({ loss, norm: p.norm ? log![LOG_HEADER + 2 * i + 1] : NaN });
+      if (bad < 0 && !Number.isFinite(loss)) bad = i;
+    });
+    if (bad >= 0) {
+      // the updates stopped at step `bad`: the step count back to the updates made, and updates on again
+      if (this.#optimizer) this.#optimizer.step -= pending.length - bad;
+      this.rt.write(this.#LOG, 0, new Float32Array(1));
+    }
+  }
+
+  async #drainEvaluation(): Promise<void> {
+    const n = this.#evalSlots, stride = this.#evalStride;
+    if (!n) return;
+    this.#evalSlots = 0;
+    const enc = this.rt.device.createCommandEncoder();
+    const read = this.rt.readAfterSubmit(enc, this.#ELOG, 0, 4 * n * stride);
+    this.rt.submit(enc);
+    const log = new Float32Array(await read());
+    for (let i = 0; i < n; i++) this.#evalRead.push(Array.from(log.subarray(i * stride, (i + 1) * stride)));
+  }
+
+  #stepTaken(opt: GpuOptimizer, t: number, norm: boolean, loss?: number): void {
+    opt.step = t;
+    this.#pending.push({ norm, loss });
+    this.#gradsZero = true; // Adam zeroed the gradient
+    this.#ahead = true;
+  }
+
+  /**
+   * The start of a step: the batch uploaded, the plans of its forward and backward passes, and an encoder (the
+   * dispatches are left to the caller to encode). The gradient is zero already (Adam zeroes it), else cleared.
    */
   #gradientPass(
     geom: GinoGeometry,
@@ -340,22 +485,27 @@ export class GinoGpu {
     o: GpuStepOptions,
     opt: GpuOptimizer | undefined,
     t: number,
+    slot: number,
   ): { encoder: GPUCommandEncoder; dispatches: Dispatch[] } {
     const g = this.#geometry(geom);
-    this.#upload(g, x, y, batch, coreLen, opt, t, o);
-    const plans = this.#stepPlans(g, batch, coreLen, micro, o, "train");
+    this.#upload(g, x, y, batch, coreLen, opt, t, o, slot);
+    const { plans, units } = this.#stepPlans(g, batch, coreLen, micro, o, "train");
     const encoder = this.#begin(opt);
-    this.rt.clear(encoder, this.#G);
-    this.rt.clear(encoder, this.#STAT);
-    this.rt.clear(encoder, this.#pool.get("in.dk", g.dims.Ein * g.dims.Cin));
-    this.rt.clear(encoder, this.#pool.get("out.dk", g.dims.Eout * g.dims.C));
+    if (!this.#gradsZero) this.rt.clear(encoder, this.#G);
+    this.#gradsZero = false;
+    if (!units.length) {
+      // no micro-batch of this batch on this process (data-parallel): zero kernel gradients and loss
+      this.rt.clear(encoder, this.#pool.get("in.dk", g.dims.Ein * g.dims.Cin));
+      this.rt.clear(encoder, this.#pool.get("out.dk", g.dims.Eout * g.dims.C));
+      this.rt.clear(encoder, this.#LOG, 4 * (LOG_HEADER + 2 * slot), 8);
+    }
     return { encoder, dispatches: plans.flatMap((p) => p.dispatches) };
   }
 
-  /** Records read-backs of the flat gradient and the loss; the function (after submit) resolves to them. */
-  #readGradients(enc: GPUCommandEncoder): () => Promise<{ grads: Float32Array; loss: number }> {
+  /** Records read-backs of the flat gradient and a step's loss; the function (after submit) resolves to them. */
+  #readGradients(enc: GPUCommandEncoder, slot: number): () => Promise<{ grads: Float32Array; loss: number }> {
     const readG = this.rt.readAfterSubmit(enc, this.#G, 0, 4 * this.layout.size);
-    const readL = this.rt.readAfterSubmit(enc, this.#STAT, 0, 4);
+    const readL = this.rt.readAfterSubmit(enc, this.#LOG, 4 * (LOG_HEADER + 2 * slot), 4);
     return async () => ({ grads: new Float32Array(await readG()), loss: new Float32Array(await readL())[0] });
   }
 
@@ -371,7 +521,7 @@ export class GinoGpu {
       const sizer = new Sizer();
       const rec = new Recorder(this.rt, "sizing");
       const b = new PlanBuilder(this.#context(g, sizer, rec));
-      b.micro(this.#microOptions(g, m, 0, m, g.dims.N, o, "train"));
+      b.micro(this.#microOptions(g, m, 0, m, g.dims.N, o, "train", true));
       return sizer.floats;
     };
     const one = tally(1), two = tally(2);
@@ -447,7 +597,9 @@ export class GinoGpu {
     for (const t of this.#tables.values()) t.buf.destroy();
     this.#tables.clear();
     this.#pool.destroy();
-    for (const b of [this.#W, this.#G, this.#M, this.#V, this.#STAT, this.#NORM, this.#FIT]) b.destroy();
+    for (const b of [this.#W, this.#G, this.#M, this.#V, this.#LOG, this.#ELOG, this.#NORM, this.#FIT]) {
+      b.destroy();
+    }
   }
 
   // --- internals
@@ -458,29 +610,10 @@ export class GinoGpu {
       G: this.#G,
       MM: this.#M,
       VV: this.#V,
-      STAT: this.#STAT,
+      LOG: this.#LOG,
       IN: this.#pool.get("in", PARAMS),
       PART: this.#NORM,
     };
-  }
-
-  async #finishStep(
-    enc: GPUCommandEncoder,
-    opt: GpuOptimizer,
-    t: number,
-    o: GpuStepOptions,
-    knownLoss?: number,
-  ): Promise<number> {
-    this.#push(enc, opt);
-    const read = this.rt.readAfterSubmit(enc, this.#STAT, 0, 8);
-    this.rt.submit(enc);
-    const stat = new Float32Array(await read());
-    const loss = knownLoss ?? stat[0];
-    if (Number.isFinite(loss)) {
-      opt.step = t;
-      if (o.onGradNorm) o.onGradNorm(stat[1]);
-    }
-    return loss;
   }
 
   #microOptions(
@@ -491,6 +624,7 @@ export class GinoGpu {
     core: number,
     o: GpuStepOptions & { groups?: number; tout?: number },
     mode: MicroOptions["mode"],
+    first: boolean,
   ): MicroOptions {
     const r = o.residual;
     return {
@@ -499,6 +633,7 @@ export class GinoGpu {
       batch,
       core,
       mode,
+      first,
       eps: o.lossEps ?? 0,
       residual: r
         ? {
@@ -513,7 +648,10 @@ export class GinoGpu {
     };
   }
 
-  /** The plans of a step: the kernel MLPs' forward, this process's micro-batches, the kernel MLPs' backward. */
+  /**
+   * The plans of a step: the kernel MLPs' forward, this process's micro-batches (their GPU passes: `units`), the
+   * kernel MLPs' backward.
+   */
   #stepPlans(
     g: GeoGpu,
     batch: number,
@@ -521,20 +659,21 @@ export class GinoGpu {
     micro: number,
     o: GpuStepOptions & { groups?: number; tout?: number },
     mode: MicroOptions["mode"],
-  ): Plan[] {
+  ): { plans: Plan[]; units: [number, number][] } {
+    const units = this.#units(g, batch, micro, mode === "forward" ? undefined : o.share);
     // a buffer that grows while a later plan is built invalidates the earlier ones: build until none grows
     for (;;) {
       const gen = this.#pool.generation;
-      const plans = this.#buildStepPlans(g, batch, core, micro, o, mode);
-      if (this.#pool.generation === gen) return plans;
+      const plans = this.#buildStepPlans(g, units, batch, core, o, mode);
+      if (this.#pool.generation === gen) return { plans, units };
     }
   }
 
   #buildStepPlans(
     g: GeoGpu,
+    units: [number, number][],
     batch: number,
     core: number,
-    micro: number,
     o: GpuStepOptions & { groups?: number; tout?: number },
     mode: MicroOptions["mode"],
   ): Plan[] {
@@ -543,13 +682,13 @@ export class GinoGpu {
       b.kernelForward("in");
       b.kernelForward("out");
     })];
-    for (const [s0, m] of this.#units(g, batch, micro, mode === "forward" ? undefined : o.share)) {
-      const mo = this.#microOptions(g, m, s0, batch, core, o, mode);
+    units.forEach(([s0, m], i) => {
+      const mo = this.#microOptions(g, m, s0, batch, core, o, mode, i === 0);
       const key =
         `micro:${g.id}:${mode}:${mo.m}:${s0}:${batch}:${core}:${mo.eps}:${JSON.stringify(mo.residual)}:` +
-        `${mo.groups}:${mo.tout}`;
+        `${mo.groups}:${mo.tout}:${mo.first}`;
       plans.push(this.#plan(key, (rec) => new PlanBuilder(this.#context(g, this.#pool, rec)).micro(mo)));
-    }
+    });
     if (mode === "train") {
       plans.push(this.#plan(`kernels-backward:${g.id}`, (rec) => {
         const b = new PlanBuilder(this.#context(g, this.#pool, rec));
@@ -568,7 +707,8 @@ export class GinoGpu {
       W: this.#W,
       G: this.#G,
       IN: pool.get("in", PARAMS),
-      STAT: this.#STAT,
+      LOG: this.#LOG,
+      ELOG: this.#ELOG,
       GF: g.GF,
       GI: g.GI,
       TAB: g.TAB,
@@ -640,6 +780,7 @@ export class GinoGpu {
     opt: GpuOptimizer | undefined,
     t: number,
     o: GpuStepOptions,
+    slot: number,
   ): void {
     const d = g.dims;
     const nx = batch * d.N * d.Cin, ny = batch * d.N * d.Cout;
@@ -664,6 +805,7 @@ export class GinoGpu {
       s[7] = Math.sqrt(1 - Math.pow(opt.beta2, t));
       s[8] = o.clipNorm ?? 0;
     }
+    new Uint32Array(s.buffer, s.byteOffset, PARAMS)[IN_SLOT] = slot;
     s.set(x, PARAMS);
     if (y) s.set(y, PARAMS + nx);
     this.rt.write(this.#pool.get("in", total), 0, s.subarray(0, total));

@@ -1,6 +1,5 @@
 /**
- * The WGSL kernels of the GPU training engine, as {@linkcode KernelSpec}s: a tiled GEMM with fused epilogues
- * (bias, addend, GELU with its derivative, multiply by a stored derivative, accumulate, split-K partials), the
+ * The WGSL kernels of the GPU training engine, as {@linkcode KernelSpec}s (its matrix products are in `gemm.ts`): the
  * truncated DFT along one axis (complex or real in and out), the spectral mode mixing and its two adjoints, the
  * GNO edge reduction and its gradients (over CSR lists: no atomics, so every sum has a fixed order and a step is
  * bitwise repeatable), the kernel MLP's first layer (gather, add, bias, GELU), the residual base, the relative L2
@@ -15,6 +14,11 @@ import { ERF_A } from "../kernels/erf.ts";
 import type { BindingSpec, KernelSpec } from "./runtime.ts";
 
 const [A1, A2, A3, A4, A5, A6] = ERF_A.map((a) => a.toPrecision(10));
+
+/** Where in the input buffer's scalars the slot of a step (or validation batch) in its log is (a u32). */
+export const IN_SLOT = 9;
+/** Floats at the start of the training log before the steps' slots ([0]: updates stopped by a non-finite loss). */
+export const LOG_HEADER = 4;
 
 /**
  * WGSL `gelu_pair(v)`: GELU and its derivative (the erf approximation of `kernels/erf.ts`, as on the CPU
@@ -58,173 +62,6 @@ const w = (name: string, type: BindingSpec["type"] = "f32"): BindingSpec => ({
   access: "read_write",
   type,
 });
-
-/** Options of the GEMM kernel (see {@linkcode gemmKernel}). */
-export interface GemmVariant {
-  /** A's tile is loaded with m (true: A stored k-major, e.g. a transposed activation) or k fastest. */
-  aMFast: boolean;
-  /** B's tile is loaded with n (true: row-major [K, N]) or k fastest. */
-  bNFast: boolean;
-  /** Add `BIAS[biasOff + n]`. */
-  bias?: boolean;
-  /** Add `ADD[addOff + index of C]`. */
-  add?: boolean;
-  /** Apply GELU, writing its derivative to `DOUT[dOff + index]`. */
-  gelu?: boolean;
-  /** Multiply by `DM[dOff + index]` (a stored GELU derivative: the backward pass through an activation). */
-  muld?: boolean;
-  /** Add into C instead of overwriting it. */
-  accum?: boolean;
-  /** Write raw split-K partial sums `C[cOff + bz * M * N + m * N + n]` (no epilogue). */
-  partial?: boolean;
-}
-
-/**
- * `C[b][m, n] = epilogue(alpha * sum_k A_b(m, k) B_b(k, n))` with A(m, k) = `A[aOff + b sAb + m sAm + k sAk]`
- * (rows m >= aug read as 1: the column of ones that turns a bias gradient into one more row of a weight
- * gradient), B(k, n) = `B[bOff + b sBb + k sBk + n sBn]`, C at `cOff + b sCb + m sCm + n`. Tiles of 64 x 64, 16
- * deep, 256 threads with 4 x 4 outputs each; split-K: workgroup index = ((b * splits + s) * tilesM + tm) *
- * tilesN + tn, split s covering k in [s kChunk, (s + 1) kChunk).
- */
-export function gemmKernel(v: GemmVariant): KernelSpec {
-  const key = `gemm_${v.aMFast ? "am" : "ak"}_${v.bNFast ? "bn" : "bk"}` +
-    ["bias", "add", "gelu", "muld", "accum", "partial"].filter((f) => v[f as keyof GemmVariant]).map((f) =>
-      `_${f}`
-    )
-      .join("");
-  const bindings = [r("A"), r("B"), w("C")];
-  if (v.bias) bindings.push(r("BIAS"));
-  if (v.add) bindings.push(r("ADD"));
-  if (v.muld) bindings.push(r("DM"));
-  if (v.gelu) bindings.push(w("DOUT"));
-  const aIdx = v.aMFast
-    ? "let am = idx % 64u; let ak = idx / 64u;"
-    : "let am = idx / 16u; let ak = idx % 16u;";
-  const bIdx = v.bNFast
-    ? "let bn = idx % 64u; let bk = idx / 64u;"
-    : "let bn = idx / 16u; let bk = idx % 16u;";
-  let epilogue: string;
-  if (v.partial) epilogue = "C[u.cOff + bz * u.M * u.N + gm * u.N + gn] = val;";
-  else {
-    epilogue = "let o = bb * u.sCb + gm * u.sCm + gn;\n";
-    if (v.bias) epilogue += "val = val + BIAS[u.biasOff + gn];\n";
-    if (v.add) epilogue += "val = val + ADD[u.addOff + o];\n";
-    if (v.gelu) epilogue += "let gp = gelu_pair(val); DOUT[u.dOff + o] = gp.y; val = gp.x;\n";
-    if (v.muld) epilogue += "val = val * DM[u.dOff + o];\n";
-    epilogue += v.accum ? "C[u.cOff + o] = C[u.cOff + o] + val;" : "C[u.cOff + o] = val;";
-  }
-  const fma = Array.from({ length: 16 }, (_, i) => `acc[${i}] = acc[${i}] + a${i >> 2} * b${i & 3};`).join(
-    "\n      ",
-  );
-  return {
-    key,
-    bindings,
-    uniforms: [
-      "M",
-      "N",
-      "K",
-      "tilesM",
-      "tilesN",
-      "batches",
-      "splits",
-      "kChunk",
-      "aug",
-      "aOff",
-      "sAm",
-      "sAk",
-      "sAb",
-      "bOff",
-      "sBk",
-      "sBn",
-      "sBb",
-      "cOff",
-      "sCm",
-      "sCb",
-      "biasOff",
-      "addOff",
-      "dOff",
-      "alpha_f",
-    ],
-    workgroup: 256,
-    helpers: `var<workgroup> As : array<f32, 1024>;\nvar<workgroup> Bs : array<f32, 1024>;\n${
-      v.gelu ? GELU_PAIR : ""
-    }`,
-    body: `
-  let tiles = u.tilesM * u.tilesN;
-  if (wid >= tiles * u.batches * u.splits) { return; }
-  let bz = wid / tiles;
-  let rem = wid - bz * tiles;
-  let tm = rem / u.tilesN;
-  let tn = rem - tm * u.tilesN;
-  let bb = bz / u.splits;
-  let sp = bz - bb * u.splits;
-  let k0 = sp * u.kChunk;
-  let k1 = min(u.K, k0 + u.kChunk);
-  let aBase = u.aOff + bb * u.sAb;
-  let bBase = u.bOff + bb * u.sBb;
-  let tx = li % 16u;
-  let ty = li / 16u;
-  var acc : array<f32, 16>;
-  var kk = k0;
-  loop {
-    if (kk >= k1) { break; }
-    for (var q = 0u; q < 4u; q++) {
-      let idx = li + q * 256u;
-      ${aIdx}
-      let gm = tm * 64u + am;
-      let gk = kk + ak;
-      var av = 0.0;
-      if (gm < u.M && gk < k1) {
-        if (gm >= u.aug) { av = 1.0; } else { av = A[aBase + gm * u.sAm + gk * u.sAk]; }
-      }
-      As[ak * 64u + am] = av;
-      ${bIdx}
-      let gn = tn * 64u + bn;
-      let gk2 = kk + bk;
-      var bv = 0.0;
-      if (gn < u.N && gk2 < k1) { bv = B[bBase + gk2 * u.sBk + gn * u.sBn]; }
-      Bs[bk * 64u + bn] = bv;
-    }
-    workgroupBarrier();
-    for (var k = 0u; k < 16u; k++) {
-      let a0 = As[k * 64u + ty];
-      let a1 = As[k * 64u + ty + 16u];
-      let a2 = As[k * 64u + ty + 32u];
-      let a3 = As[k * 64u + ty + 48u];
-      let b0 = Bs[k * 64u + tx];
-      let b1 = Bs[k * 64u + tx + 16u];
-      let b2 = Bs[k * 64u + tx + 32u];
-      let b3 = Bs[k * 64u + tx + 48u];
-      ${fma}
-    }
-    workgroupBarrier();
-    kk = kk + 16u;
-  }
-  for (var i = 0u; i < 4u; i++) {
-    let gm = tm * 64u + ty + 16u * i;
-    if (gm >= u.M) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let gn = tn * 64u + tx + 16u * j;
-      if (gn >= u.N) { continue; }
-      var val = acc[i * 4u + j] * u.alpha_f;
-      ${epilogue}
-    }
-  }`,
-  };
-}
-
-/** `OUT[oOff + i] += sum_s P[s n + i]` for i < n: the second half of a split-K GEMM, in a fixed order. */
-export const SPLIT_REDUCE: KernelSpec = {
-  key: "split_reduce",
-  bindings: [r("P"), w("OUT")],
-  uniforms: ["n", "splits", "oOff"],
-  workgroup: 256,
-  body: `
-  if (t >= u.n) { return; }
-  var s = 0.0;
-  for (var k = 0u; k < u.splits; k++) { s = s + P[k * u.n + t]; }
-  OUT[u.oOff + t] = OUT[u.oOff + t] + s;`,
-};
 
 /**
  * Truncated DFT along one axis: `Y[o, p, i] = sum_q T[p, q] X[o, q, i]` with a complex table T (cos part at
@@ -414,12 +251,15 @@ export function edgeReduceKernel(mean: boolean): KernelSpec {
   };
 }
 
-/** Gradient of the edge reduction for the kernel values: `DK[e, c] += sum_b w dY[b, dst[e], c] F[b, src[e], c]`. */
-export function edgeGradKKernel(mean: boolean): KernelSpec {
+/**
+ * Gradient of the edge reduction for the kernel values: `DK[e, c] += sum_b w dY[b, dst[e], c] F[b, src[e], c]`
+ * (`first`: `=`, the first micro-batch of a step, so nothing has to clear DK before it).
+ */
+export function edgeGradKKernel(mean: boolean, first = false): KernelSpec {
   const bindings = [r("DY"), r("F"), r("IDX", "u32"), w("DK")];
   if (mean) bindings.push(r("INV"));
   return {
-    key: `edge_dk${mean ? "_mean" : ""}`,
+    key: `edge_dk${mean ? "_mean" : ""}${first ? "_first" : ""}`,
     bindings,
     uniforms: ["n", "S", "C", "nb", "batch", "fOff", "srcOff", "dstOff", "invOff"],
     workgroup: 256,
@@ -434,7 +274,7 @@ export function edgeGradKKernel(mean: boolean): KernelSpec {
     acc = acc + DY[(b * u.S + d) * u.C + c] * F[u.fOff + (b * u.nb + s) * u.C + c];
   }
   ${mean ? "acc = acc * INV[u.invOff + d];" : ""}
-  DK[t] = DK[t] + acc;`,
+  DK[t] = ${first ? "acc" : "DK[t] + acc"};`,
   };
 }
 
@@ -557,24 +397,26 @@ export function lossKernel(grad: boolean): KernelSpec {
 }
 
 /**
- * One workgroup sums `groups` runs of n partials in a fixed order: `ACC[accOff + g] += scale * sum` (times
- * `IN[0]` when `byParam`).
+ * One workgroup sums `groups` runs of n partials in a fixed order into the step's (or validation batch's) slot of a
+ * log: `ACC[accOff + slot * stride + g] (+)= scale * sum` (times `IN[0]` when `byParam`; `first`: overwrite, the
+ * first micro-batch of a step), slot = the u32 at `IN[IN_SLOT]`. The log stays on the GPU until it is read
+ * back, once for many steps.
  */
-export function sumKernel(byParam: boolean): KernelSpec {
-  const bindings = [r("PART"), w("ACC")];
-  if (byParam) bindings.push(r("IN"));
+export function sumKernel(byParam: boolean, first: boolean): KernelSpec {
   return {
-    key: `sum${byParam ? "_param" : ""}`,
-    bindings,
-    uniforms: ["n", "groups", "accOff", "scale_f"],
+    key: `sum${byParam ? "_param" : ""}${first ? "_first" : ""}`,
+    bindings: [r("PART"), w("ACC"), r("IN")],
+    uniforms: ["n", "groups", "accOff", "stride", "scale_f"],
     workgroup: 256,
     helpers: TREE_SUM,
     body: `
+  let at = u.accOff + bitcast<u32>(IN[${IN_SLOT}]) * u.stride;
   for (var g = 0u; g < u.groups; g++) {
     var s = 0.0;
     for (var i = li; i < u.n; i += 256u) { s = s + PART[g * u.n + i]; }
     let total = tree_sum(li, s);
-    if (li == 0u) { ACC[u.accOff + g] = ACC[u.accOff + g] + total * u.scale_f${byParam ? " * IN[0]" : ""}; }
+    let v = total * u.scale_f${byParam ? " * IN[0]" : ""};
+    if (li == 0u) { ACC[at + g] = ${first ? "v" : "ACC[at + g] + v"}; }
   }`,
   };
 }
@@ -596,10 +438,10 @@ export const SQUARES: KernelSpec = {
   if (li == 0u) { PART[wid] = total; }`,
 };
 
-/** The global norm from the partial sums of squares: `STAT[1] = sqrt(sum PART)`. */
+/** The global norm from the partial sums of squares, into the step's slot: `LOG[LOG_HEADER + 2 slot + 1]`. */
 export const NORM: KernelSpec = {
   key: "norm",
-  bindings: [r("PART"), w("STAT")],
+  bindings: [r("PART"), w("LOG"), r("IN")],
   uniforms: ["parts"],
   workgroup: 256,
   helpers: TREE_SUM,
@@ -607,27 +449,35 @@ export const NORM: KernelSpec = {
   var s = 0.0;
   for (var i = li; i < u.parts; i += 256u) { s = s + PART[i]; }
   let total = tree_sum(li, s);
-  if (li == 0u) { STAT[1] = sqrt(total); }`,
+  if (li == 0u) { LOG[${LOG_HEADER}u + 2u * bitcast<u32>(IN[${IN_SLOT}]) + 1u] = sqrt(total); }`,
 };
 
 /**
- * Adam (PyTorch's rule, the arithmetic of `train/adam.ts`) over the flat parameters, skipped when the step's loss
- * `STAT[0]` is not finite; with `clip`, the gradient is first scaled by maxNorm / (norm + 1e-6) when the norm
- * `STAT[1]` exceeds maxNorm. Hyper-parameters from `IN`: [1] beta1, [2] 1 - beta1, [3] beta2, [4] 1 - beta2,
- * [5] eps, [6] step size lr / (1 - beta1^t), [7] sqrt(1 - beta2^t), [8] maxNorm.
+ * Adam (PyTorch's rule, the arithmetic of `train/adam.ts`) over the flat parameters. The step's loss and gradient
+ * norm are in its slot of the training log (`LOG[LOG_HEADER + 2 slot]`, `+ 1`); the update is skipped when the
+ * loss is not finite, and then every later update too until the host has read the log (`LOG[0]` set: the host
+ * learns of the loss only then, and a step after a skipped one must not run with the step count it assumed).
+ * With `clip`, the gradient is first scaled by maxNorm / (norm + 1e-6) when the norm exceeds maxNorm. The
+ * gradient is zeroed as it is read, so the next step accumulates into zeros without a clear. Hyper-parameters
+ * from `IN`: [1] beta1, [2] 1 - beta1, [3] beta2, [4] 1 - beta2, [5] eps, [6] step size lr / (1 - beta1^t),
+ * [7] sqrt(1 - beta2^t), [8] maxNorm, [IN_SLOT] the slot (u32).
  */
 export function adamKernel(clip: boolean): KernelSpec {
   return {
     key: `adam${clip ? "_clip" : ""}`,
-    bindings: [w("W"), r("G"), w("MM"), w("VV"), r("STAT"), r("IN")],
+    bindings: [w("W"), w("G"), w("MM"), w("VV"), w("LOG"), r("IN")],
     uniforms: ["n"],
     workgroup: 256,
     body: `
+  let at = ${LOG_HEADER}u + 2u * bitcast<u32>(IN[${IN_SLOT}]);
+  let loss = LOG[at];
+  let finite = abs(loss) <= 3.4028234e38;
+  if (t == 0u && !finite) { LOG[0] = 1.0; }
   if (t >= u.n) { return; }
-  let loss = STAT[0];
-  if (!(abs(loss) <= 3.4028234e38)) { return; }
   var g = G[t];
-  ${clip ? "let nrm = STAT[1];\n  if (nrm > IN[8]) { g = g * (IN[8] / (nrm + 1e-6)); }" : ""}
+  G[t] = 0.0;
+  if (!finite || LOG[0] != 0.0) { return; }
+  ${clip ? "let nrm = LOG[at + 1u];\n  if (nrm > IN[8]) { g = g * (IN[8] / (nrm + 1e-6)); }" : ""}
   let m = MM[t] * IN[1] + g * IN[2];
   let v = VV[t] * IN[3] + (g * g) * IN[4];
   MM[t] = m;

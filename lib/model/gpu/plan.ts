@@ -23,7 +23,7 @@ import {
   edgeGradKKernel,
   edgeReduceKernel,
   gatherAddKernel,
-  gemmKernel,
+  LOG_HEADER,
   lossKernel,
   MIX_FORWARD,
   MIX_GRAD_W,
@@ -31,11 +31,18 @@ import {
   NORM,
   RESIDUAL_BASE,
   SEGMENT_ROWS,
-  SPLIT_REDUCE,
   SQUARES,
   sumKernel,
 } from "./kernels.ts";
-import type { GemmVariant } from "./kernels.ts";
+import {
+  gemmCost,
+  rowGemmGroups,
+  rowGemmKernel,
+  SPLIT_SUM,
+  weightGradKernel,
+  weightGradPlan,
+} from "./gemm.ts";
+import type { RowVariant } from "./gemm.ts";
 import type { DftTables, Dims, GeometryPack, ParamLayout } from "./layout.ts";
 
 /** Floats at the start of the input buffer for per-step scalars (loss scale, Adam's hyper-parameters). */
@@ -51,11 +58,13 @@ export interface PlanContext {
   rt: GpuRuntime;
   pool: BufferSource;
   rec: Recorder;
-  /** Flat parameters, gradients; the input buffer (per-step scalars, x, y); step statistics. */
+  /** Flat parameters, gradients; the input buffer (per-step scalars, x, y). */
   W: GPUBuffer;
   G: GPUBuffer;
   IN: GPUBuffer;
-  STAT: GPUBuffer;
+  /** The training log (a loss and a gradient norm per step) and the validation log (loss sums per batch). */
+  LOG: GPUBuffer;
+  ELOG: GPUBuffer;
   /** The geometry's floats and indices, the DFT tables, the residual-base weights. */
   GF: GPUBuffer;
   GI: GPUBuffer;
@@ -83,8 +92,10 @@ export interface MicroOptions {
   batch: number;
   /** Core points (the loss is taken over them). */
   core: number;
-  /** "train": loss and backward; "eval": loss groups into STAT[2..]; "forward": prediction only. */
+  /** "train": loss and backward; "eval": loss groups into the validation log; "forward": prediction only. */
   mode: "train" | "eval" | "forward";
+  /** The first micro-batch (GPU pass) of this process in the step: it writes the sums the others add to. */
+  first: boolean;
   /** Loss denominator epsilon. */
   eps: number;
   /** Residual base: 0 last, 1 linear, 2 fitted; undefined for none. */
@@ -131,11 +142,10 @@ export class PlanBuilder {
     return this.c.pool.get(name, floats);
   }
 
-  /** `C = epilogue(op(A) op(B))` (see `gemmKernel`); returns nothing (C is given). */
+  /** `C = epilogue(A op(B))`: a row product (see `gemm.ts`); C is given. */
   gemm(
     o: {
       a: Mat;
-      aT?: boolean;
       b: Mat;
       bT?: boolean;
       c: GPUBuffer;
@@ -145,109 +155,77 @@ export class PlanBuilder {
       gelu?: GPUBuffer;
       muld?: GPUBuffer;
       accum?: boolean;
-      aug?: boolean;
     },
     label: string,
   ): void {
-    const [M0, K] = o.aT ? [o.a.cols, o.a.rows] : [o.a.rows, o.a.cols];
+    const R = o.a.rows, K = o.a.cols;
     const [K2, N] = o.bT ? [o.b.cols, o.b.rows] : [o.b.rows, o.b.cols];
     if (K !== K2) throw new Error(`${label}: inner sizes ${K} and ${K2} differ`);
-    const M = M0 + (o.aug ? 1 : 0);
-    const v: GemmVariant = {
-      aMFast: !!o.aT,
-      bNFast: !o.bT,
-      bias: o.bias !== undefined,
-      add: !!o.add,
-      gelu: !!o.gelu,
-      muld: !!o.muld,
-      accum: !!o.accum,
-    };
-    const tilesM = Math.ceil(M / 64), tilesN = Math.ceil(N / 64);
+    if (R === 0) return;
+    const { groups, tn, tilesN } = rowGemmGroups(R, N);
+    const e = { bias: o.bias !== undefined, add: !!o.add, gelu: !!o.gelu, muld: !!o.muld, accum: !!o.accum };
+    const v: RowVariant = { tn, bT: !!o.bT, vecA: K % 4 === 0 && o.a.off % 4 === 0, ...e };
     const buffers: Record<string, GPUBuffer> = { A: o.a.buf, B: o.b.buf, C: o.c };
     if (o.bias !== undefined) buffers.BIAS = this.c.W;
     if (o.add) buffers.ADD = o.add;
     if (o.muld) buffers.DM = o.muld;
     if (o.gelu) buffers.DOUT = o.gelu;
     this.c.rec.add(
-      this.#k(gemmKernel(v)),
-      { groups: tilesM * tilesN },
+      this.#k(rowGemmKernel(v)),
+      { groups },
       {
-        M,
+        R,
         N,
         K,
-        tilesM,
         tilesN,
-        batches: 1,
-        splits: 1,
-        kChunk: Math.max(K, 1),
-        aug: o.aug ? M0 : M,
         aOff: o.a.off,
-        sAm: o.aT ? 1 : o.a.cols,
-        sAk: o.aT ? o.a.cols : 1,
         bOff: o.b.off,
-        sBk: o.bT ? 1 : o.b.cols,
-        sBn: o.bT ? o.b.cols : 1,
         cOff: o.cOff ?? 0,
-        sCm: N,
         biasOff: o.bias ?? 0,
-        alpha_f: 1,
       },
       buffers,
       label,
+      gemmCost(R, N, K, e),
     );
   }
 
   /**
-   * Adds `[x | 1]^T dy` (with `aug`; else `x^T dy`) to the gradient at `gOff`: a weight's gradient and, with the
-   * column of ones, its bias's right after it. The contraction runs over all rows (windows x nodes or edges), so
-   * it is split into chunks whose partial products are summed in a fixed order.
+   * Adds `x^T dy` to the gradient at `gOff` and, with `bias`, the column sums of dy right after it (a weight's
+   * gradient and its bias's). The contraction runs over all rows (windows x nodes or edges): split into chunks
+   * whose partial products are summed in a fixed order (see `gemm.ts`).
    */
-  weightGrad(x: Mat, dy: Mat, gOff: number, aug: boolean, label: string): void {
-    const K = x.rows;
-    if (K === 0) return;
-    const M = x.cols + (aug ? 1 : 0), N = dy.cols;
-    const tiles = Math.ceil(M / 64) * Math.ceil(N / 64);
-    let splits = Math.max(1, Math.min(Math.floor(2048 / tiles), Math.ceil(K / 256)));
-    const kChunk = Math.ceil(Math.ceil(K / splits) / 16) * 16;
-    splits = Math.ceil(K / kChunk);
-    if (splits === 1) {
-      this.gemm({ a: x, aT: true, b: dy, c: this.c.G, cOff: gOff, accum: true, aug }, label);
-      return;
-    }
-    const scratch = this.#buf("splitk", splits * M * N);
-    const tilesM = Math.ceil(M / 64), tilesN = Math.ceil(N / 64);
+  weightGrad(x: Mat, dy: Mat, gOff: number, bias: boolean, label: string): void {
+    const R = x.rows;
+    if (R === 0) return;
+    if (dy.rows !== R) throw new Error(`${label}: ${R} and ${dy.rows} rows`);
+    const M = x.cols, N = dy.cols, rowsP = M + (bias ? 1 : 0);
+    const sp = weightGradPlan(R, M, N, bias);
+    const scratch = this.#buf("splitk", sp.partials * rowsP * N);
     this.c.rec.add(
-      this.#k(gemmKernel({ aMFast: true, bNFast: true, partial: true })),
-      { groups: tilesM * tilesN * splits },
+      this.#k(weightGradKernel(sp.v)),
+      { groups: sp.tilesM * sp.tilesN * sp.splits },
       {
+        R,
         M,
         N,
-        K,
-        tilesM,
-        tilesN,
-        batches: 1,
-        splits,
-        kChunk,
-        aug: x.cols,
-        aOff: x.off,
-        sAm: 1,
-        sAk: x.cols,
-        bOff: dy.off,
-        sBk: dy.cols,
-        sBn: 1,
-        cOff: 0,
-        sCm: N,
-        alpha_f: 1,
+        tilesM: sp.tilesM,
+        tilesN: sp.tilesN,
+        chunk: sp.chunk,
+        xOff: x.off,
+        dOff: dy.off,
+        rowsP,
       },
-      { A: x.buf, B: dy.buf, C: scratch },
+      { X: x.buf, DY: dy.buf, P: scratch },
       `${label} (partial products)`,
+      { flops: 2 * R * M * N + (bias ? R * N : 0), bytes: 4 * (R * (M + N) + sp.partials * rowsP * N) },
     );
     this.c.rec.add(
-      this.#k(SPLIT_REDUCE),
-      { threads: M * N },
-      { n: M * N, splits, oOff: gOff },
+      this.#k(SPLIT_SUM),
+      { groups: Math.ceil((rowsP * N) / 16) },
+      { n: rowsP * N, splits: sp.partials, oOff: gOff },
       { P: scratch, OUT: this.c.G },
       `${label} (sum)`,
+      { flops: sp.partials * rowsP * N, bytes: 4 * (sp.partials + 2) * rowsP * N },
     );
   }
 
@@ -269,6 +247,10 @@ export class PlanBuilder {
       { ...s, tOff, xOff: 0 },
       buffers,
       label,
+      {
+        flops: s.outer * s.P * s.inner * s.Q * (ci ? 8 : 4),
+        bytes: 4 * (s.outer * s.inner * (s.Q * (ci ? 2 : 1) + s.P * (co ? 2 : 1)) + 2 * s.P * s.Q),
+      },
     );
   }
 
@@ -315,6 +297,7 @@ export class PlanBuilder {
       },
       buffers,
       `${g} GNO kernel 0 (edges)`,
+      { flops: E * w[1] * (L > 1 ? 24 : 2), bytes: 4 * E * w[1] * (L > 1 ? 4 : 3) + 8 * E },
     );
     for (let i = 1; i < L; i++) {
       const last = i === L - 1;
@@ -370,6 +353,7 @@ export class PlanBuilder {
         { n: n * w[1], C: w[1], rsOff: rs, permOff: perm },
         { SRC: cur, IDX: this.c.GI, OUT: out },
         label,
+        { flops: E * w[1], bytes: 4 * (E * w[1] + n * w[1] + E + n) },
       );
     const p = pack.i;
     if (g === "in") {
@@ -424,6 +408,7 @@ export class PlanBuilder {
       },
       { K: kIn, F: this.c.IN, IDX: this.c.GI, OUT: a, INV: this.c.GF },
       "in GNO reduction",
+      { flops: 2 * m * d.Ein * d.Cin, bytes: 4 * (d.Ein * d.Cin + m * (N + Q) * d.Cin + d.Ein) },
     );
     // lifting
     const lg = this.#buf("l.g", m * Q * d.Lc), ld = this.#buf("l.d", m * Q * d.Lc);
@@ -474,6 +459,7 @@ export class PlanBuilder {
         { n: m * d.M * C, M: d.M, C, O: C, wr: layout.at(conv, 0), wi: layout.at(conv, 1) },
         { XR: sx(l)[0], XI: sx(l)[1], W: this.c.W, YR: sy[0], YI: sy[1] },
         `FNO ${l} mode mixing`,
+        mixCost(m, d.M, C),
       );
       this.dft(sy, sb, T.ix, { ...stX, P: g1, Q: mx }, `FNO ${l} inverse DFT x`);
       this.dft(sb, sa, T.iy, { ...stY, P: g2, Q: my }, `FNO ${l} inverse DFT y`);
@@ -510,6 +496,7 @@ export class PlanBuilder {
       },
       outBufs,
       "out GNO reduction",
+      { flops: 2 * m * d.Eout * C, bytes: 4 * (d.Eout * C + m * (Q + N) * C + d.Eout) },
     );
     // projection (+ residual base)
     const pg = this.#buf("p.g", m * N * d.P), pd = this.#buf("p.d", m * N * d.P);
@@ -533,6 +520,7 @@ export class PlanBuilder {
         { n: m * N * d.Cout, cols: r.cols, tin: r.tin, tout: r.tout, xOff, mode: r.mode },
         { X: this.c.IN, FIT: this.c.FIT, BASE: base },
         "residual base",
+        { flops: 2 * m * N * d.Cout * r.tin, bytes: 4 * m * N * (d.Cin + d.Cout) },
       );
     }
     const pred = this.#buf("pred", m * N * d.Cout);
@@ -569,16 +557,22 @@ export class PlanBuilder {
       },
       lossBufs,
       "loss",
+      { flops: 6 * m * N * d.Cout * (train ? 2 : 1 + (o.groups > 1 ? 1 : 0)), bytes: 4 * m * N * d.Cout * 3 },
     );
-    const sums = train ? 1 : 1 + (o.groups > 1 ? o.groups : 0);
-    const sumBufs: Record<string, GPUBuffer> = { PART: part, ACC: this.c.STAT };
-    if (train) sumBufs.IN = this.c.IN;
+    const sums = train ? 1 : evalStride(o.groups);
     this.c.rec.add(
-      this.#k(sumKernel(train)),
+      this.#k(sumKernel(train, o.first)),
       { groups: 1 },
-      { n: np, groups: sums, accOff: train ? 0 : 2, scale_f: train ? 1 : 1 / o.core },
-      sumBufs,
+      {
+        n: np,
+        groups: sums,
+        accOff: train ? LOG_HEADER : 0,
+        stride: train ? 2 : sums,
+        scale_f: train ? 1 : 1 / o.core,
+      },
+      { PART: part, ACC: train ? this.c.LOG : this.c.ELOG, IN: this.c.IN },
       "loss sum",
+      { flops: np * sums, bytes: 4 * np * sums },
     );
     if (!train) return;
     this.#microBackward(o, { a, lg, ld, pg, pd, out, dpred: dpred!, kOut, sa, sb, sy, sx, spec, xOff });
@@ -643,7 +637,7 @@ export class PlanBuilder {
     const p = pack.i;
     const inv: Record<string, GPUBuffer> = d.outMean ? { INV: this.c.GF } : {};
     this.c.rec.add(
-      this.#k(edgeGradKKernel(d.outMean)),
+      this.#k(edgeGradKKernel(d.outMean, o.first)),
       { threads: d.Eout * C },
       {
         n: d.Eout * C,
@@ -658,6 +652,7 @@ export class PlanBuilder {
       },
       { DY: pdo, F: h(Lf), IDX: this.c.GI, DK: this.#buf("out.dk", d.Eout * C), ...inv },
       "out GNO reduction: kernel gradient",
+      { flops: 2 * m * d.Eout * C, bytes: 4 * (2 * d.Eout * C + m * (Q + N) * C + 2 * d.Eout) },
     );
     const dh = [this.#buf("f.dh0", m * Q * C), this.#buf("f.dh1", m * Q * C)];
     this.c.rec.add(
@@ -675,6 +670,7 @@ export class PlanBuilder {
       },
       { K: b.kOut, DY: pdo, IDX: this.c.GI, DF: dh[0], ...inv },
       "out GNO reduction: latent gradient",
+      { flops: 2 * m * d.Eout * C, bytes: 4 * (d.Eout * C + m * (Q + N) * C + 3 * d.Eout) },
     );
     // FNO layers, last to first
     const dx: [GPUBuffer, GPUBuffer] = [this.#buf("s.dxr", m * d.M * C), this.#buf("s.dxi", m * d.M * C)];
@@ -701,6 +697,7 @@ export class PlanBuilder {
         { n: d.M * C * C, ...wv, batch: m },
         { XR: sx[0], XI: sx[1], DR: b.sy[0], DI: b.sy[1], G: this.c.G },
         `FNO ${l} mode mixing: weight gradient`,
+        mixCost(m, d.M, C),
       );
       this.c.rec.add(
         this.#k(MIX_GRAD_X),
@@ -708,6 +705,7 @@ export class PlanBuilder {
         { n: m * d.M * C, ...wv },
         { DR: b.sy[0], DI: b.sy[1], W: this.c.W, XR: dx[0], XI: dx[1] },
         `FNO ${l} mode mixing: input gradient`,
+        mixCost(m, d.M, C),
       );
       this.dft(dx, b.sb, T.afx, { ...stX, P: g1, Q: mx }, `FNO ${l} DFT x, adjoint`);
       this.dft(b.sb, b.sa, T.afy, { ...stY, P: g2, Q: my }, `FNO ${l} DFT y, adjoint`);
@@ -759,7 +757,7 @@ export class PlanBuilder {
     );
     // input GNO: kernel gradient (accumulated over micro-batches)
     this.c.rec.add(
-      this.#k(edgeGradKKernel(true)),
+      this.#k(edgeGradKKernel(true, o.first)),
       { threads: d.Ein * d.Cin },
       {
         n: d.Ein * d.Cin,
@@ -774,11 +772,25 @@ export class PlanBuilder {
       },
       { DY: lda, F: this.c.IN, IDX: this.c.GI, DK: this.#buf("in.dk", d.Ein * d.Cin), INV: this.c.GF },
       "in GNO reduction: kernel gradient",
+      { flops: 2 * m * d.Ein * d.Cin, bytes: 4 * (2 * d.Ein * d.Cin + m * (Q + N) * d.Cin + 3 * d.Ein) },
     );
   }
 }
 
-/** The update: gradient norm (with `norm`) and Adam over the flat buffers `W`, `G`, `MM`, `VV`. */
+/** A spectral mode mixing (or either adjoint): m windows, M modes, C channels in and out, complex. */
+function mixCost(m: number, M: number, C: number) {
+  return { flops: 8 * m * M * C * C, bytes: 4 * 2 * (2 * m * M * C + M * C * C) };
+}
+
+/** Floats of a validation batch's slot in the validation log: the loss, then each group's when there are several. */
+export function evalStride(groups: number): number {
+  return 1 + (groups > 1 ? groups : 0);
+}
+
+/**
+ * The update: gradient norm (with `norm`) and Adam over the flat buffers `W`, `G`, `MM`, `VV`; the step's loss and
+ * norm are in its slot of the training log `LOG`.
+ */
 export function updatePlan(
   rt: GpuRuntime,
   rec: Recorder,
@@ -787,7 +799,7 @@ export function updatePlan(
     G: GPUBuffer;
     MM: GPUBuffer;
     VV: GPUBuffer;
-    STAT: GPUBuffer;
+    LOG: GPUBuffer;
     IN: GPUBuffer;
     PART: GPUBuffer;
   },
@@ -803,15 +815,27 @@ export function updatePlan(
       { n: size, chunk, parts },
       { X: b.G, PART: b.PART },
       "gradient norm (partial)",
+      { flops: 2 * size, bytes: 4 * size },
     );
-    rec.add(rt.kernel(NORM), { groups: 1 }, { parts }, { PART: b.PART, STAT: b.STAT }, "gradient norm");
+    rec.add(
+      rt.kernel(NORM),
+      { groups: 1 },
+      { parts },
+      { PART: b.PART, LOG: b.LOG, IN: b.IN },
+      "gradient norm",
+      {
+        flops: parts,
+        bytes: 4 * parts,
+      },
+    );
   }
   rec.add(
     rt.kernel(adamKernel(clip)),
     { threads: size },
     { n: size },
-    { W: b.W, G: b.G, MM: b.MM, VV: b.VV, STAT: b.STAT, IN: b.IN },
+    { W: b.W, G: b.G, MM: b.MM, VV: b.VV, LOG: b.LOG, IN: b.IN },
     "Adam",
+    { flops: 14 * size, bytes: 4 * 8 * size },
   );
 }
 

@@ -36,8 +36,8 @@ export interface BindingSpec {
   name: string;
   /** Storage access, or a uniform struct. */
   access: "read" | "read_write" | "uniform";
-  /** Element type of a storage array (f32, i32 or u32). */
-  type?: "f32" | "i32" | "u32";
+  /** Element type of a storage array (f32, i32, u32, or vec4 of f32 for loads four at a time). */
+  type?: "f32" | "i32" | "u32" | "vec4<f32>";
 }
 
 /** A WGSL compute kernel: its bindings (group 0, in order), its uniform fields and its body. */
@@ -67,6 +67,14 @@ export interface Kernel {
   pipeline: GPUComputePipeline;
 }
 
+/** FLOPs and bytes of memory traffic of a dispatch (from its shape), for the profile's rates. */
+export interface DispatchCost {
+  /** Floating-point operations (a multiply-add is 2). */
+  flops: number;
+  /** Bytes read and written at least once (compulsory traffic). */
+  bytes: number;
+}
+
 /** One recorded dispatch: pipeline, bind group and workgroup counts. */
 export interface Dispatch {
   /** The kernel run. */
@@ -77,6 +85,8 @@ export interface Dispatch {
   workgroups: [number, number, number];
   /** What it computes (for the profile). */
   label: string;
+  /** Its FLOPs and bytes, where known. */
+  cost?: DispatchCost;
 }
 
 /** The limits of the device the engine uses (a test may lower the dispatch limit to exercise splitting). */
@@ -331,6 +341,7 @@ interface Pending {
   floats: boolean[];
   buffers: Record<string, GPUBufferBinding | GPUBuffer>;
   label: string;
+  cost?: DispatchCost;
 }
 
 /**
@@ -350,6 +361,7 @@ export class Recorder {
     values: Record<string, number>,
     buffers: Record<string, GPUBufferBinding | GPUBuffer>,
     label: string,
+    cost?: DispatchCost,
   ): void {
     const s = kernel.spec;
     for (const k of Object.keys(values)) {
@@ -373,6 +385,7 @@ export class Recorder {
       floats: s.uniforms.map((n) => n.endsWith("_f")),
       buffers,
       label,
+      cost,
     });
   }
 
@@ -416,7 +429,13 @@ export class Recorder {
         entries,
         label: p.label,
       });
-      return { kernel: p.kernel, bindGroup, workgroups: rt.workgroups(p.groups), label: p.label };
+      return {
+        kernel: p.kernel,
+        bindGroup,
+        workgroups: rt.workgroups(p.groups),
+        label: p.label,
+        cost: p.cost,
+      };
     });
   }
 
