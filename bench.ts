@@ -190,6 +190,7 @@ async function main(): Promise<number> {
         backend: flags.backend as string,
         json: flags.json as boolean,
         device: flags.device as string,
+        profile: flags.profile as boolean,
       });
     } else if (flags.mpi) {
       for (const c of cases ?? [caseOf(flags)]) {

@@ -142,12 +142,25 @@ export { latentGrid, linspace32 } from "./lib/model/latent.ts";
 export { predictWindow, residualBase, residualOf, startAtBase } from "./lib/model/residual.ts";
 export type { ResidualBase, ResidualSpec } from "./lib/model/residual.ts";
 export { trainStep } from "./lib/train/step.ts";
-export { defaultGpuMemoryBudget, GinoGpu, gpuEngineFor, GpuMemoryError } from "./lib/model/gpu/engine.ts";
-export type { GpuMemoryEstimate, GpuOptimizer, GpuStepOptions } from "./lib/model/gpu/engine.ts";
+export {
+  defaultGpuMemoryBudget,
+  GinoGpu,
+  gpuEngineFor,
+  GpuMemoryError,
+  LOG_SLOTS,
+} from "./lib/model/gpu/engine.ts";
+export type {
+  GpuMemoryEstimate,
+  GpuOptimizer,
+  GpuStepOptions,
+  ProfiledDispatch,
+  StepLosses,
+} from "./lib/model/gpu/engine.ts";
 export { GpuDeviceError, GpuRuntime } from "./lib/model/gpu/runtime.ts";
 export type {
   BindingSpec,
   Dispatch,
+  DispatchCost,
   GpuCounters,
   GpuLimits,
   Kernel,

@@ -17,7 +17,6 @@ import { median } from "./timing.ts";
 import { formatGpuProfile, formatProfile, measureSgemm, StepProfiler } from "./profile.ts";
 import { gpuEngineFor } from "../model/gpu/engine.ts";
 import type { ProfiledDispatch } from "../model/gpu/engine.ts";
-import { countTfjsWebGpu } from "../model/gpu/counts.ts";
 import type { GpuCounters } from "../model/gpu/runtime.ts";
 import { SINGLE } from "../parallel/world.ts";
 import type { World } from "../parallel/world.ts";
@@ -58,9 +57,6 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
   const perStep: GpuCounters = { dispatches: 0, submits: 0, uploads: 0, readbacks: 0, copies: 0 };
   const profiler = flags.profile && !engine ? new StepProfiler() : undefined;
   const gpuProfile: ProfiledDispatch[] = [];
-  // GPU work per step, on either webgpu path (the engine's own counters, or tfjs's programs counted)
-  const counts: GpuCounters = { dispatches: 0, submits: 0, uploads: 0, readbacks: 0, copies: 0 };
-  const stopCounting = !engine && info.backend === "webgpu" ? countTfjsWebGpu(counts) : undefined;
   const stepTimes: number[] = [], fwdTimes: number[] = [], reduceTimes: number[] = [];
   let profileWall = 0;
   if (engine) {
@@ -112,7 +108,6 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
     const tf0 = performance.now() - ts;
     const t1 = performance.now(), r0 = reduction.ms;
     if (profiler && s === 1) profiler.install(); // after the warm-up step
-    const before = { ...counts };
     const run = () => trainStep(model, geom, x, y, N, micro, opt, { share, reduce });
     if (profiler && s > 0) await profiler.step(run);
     else await run();
@@ -122,12 +117,8 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
       stepTimes.push(dt);
       fwdTimes.push(tf0);
       reduceTimes.push(reduction.ms - r0);
-      for (const k of Object.keys(perStep) as (keyof GpuCounters)[]) {
-        perStep[k] += (counts[k] - before[k]) / steps;
-      }
     }
   }
-  stopCounting?.();
   const res = {
     backend: info.backend,
     blas: info.kernels?.blas ?? null,
@@ -154,7 +145,7 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
     gpu_memory_mb: engine ? (engine.bytes + (gpuMemoryMiB() ?? 0) * 2 ** 20) / 2 ** 20 : gpuMemoryMiB(),
     gpu_engine: engine !== undefined,
     gpu_pass: engine ? engine.passSize(geom) : null,
-    gpu_per_step: info.backend === "webgpu" ? perStep : null,
+    gpu_per_step: engine ? perStep : null,
   };
   if (world.rank !== 0) {
     // nothing printed by the other ranks
@@ -177,17 +168,14 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
     );
     if (res.adapter) {
       console.log(
-        `GPU: ${res.adapter}; ${
-          engine ? `engine (passes of up to ${res.gpu_pass} windows)` : "tfjs ops (GINO_GW_GPU_ENGINE=off)"
-        }; GPU memory held ${
+        `GPU: ${res.adapter}; engine (passes of up to ${res.gpu_pass} windows); GPU memory held ${
           res.gpu_memory_mb === null ? "not reported" : `${res.gpu_memory_mb.toFixed(0)} MiB`
         }`,
       );
       const c = perStep, f = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(3));
       console.log(
         `GPU work per step: ${f(c.dispatches)} dispatches, ${f(c.submits)} submissions, ` +
-          `${f(c.uploads)} uploads, ${f(c.readbacks)} read-backs` +
-          (engine ? `, ${f(c.copies)} buffer copies/clears` : ""),
+          `${f(c.uploads)} uploads, ${f(c.readbacks)} read-backs, ${f(c.copies)} buffer copies/clears`,
       );
     }
     if (world.size > 1) {
@@ -206,7 +194,7 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
     if (flags.json) {
       const rate = (x: number | undefined, ms: number) => (x && ms > 0 ? x / (ms * 1e6) : null);
       const rows = gpuProfile.map((d) => ({ ...d, gflops: rate(d.flops, d.ms), gbs: rate(d.bytes, d.ms) }));
-      console.log(JSON.stringify({ gpu_profile: rows }));
+      console.log(JSON.stringify({ gpu_profile: rows, steps, wall_ms: profileWall }));
     }
   }
   engine?.dispose();
@@ -215,7 +203,7 @@ export async function benchStep(flags: Record<string, unknown>, world: World = S
     const report = profiler.report();
     if (world.rank === 0) {
       console.log(formatProfile(report, measureSgemm()));
-      if (flags.json) console.log(JSON.stringify({ profile: report }));
+      if (flags.json) console.log(JSON.stringify({ profile: report, steps }));
     }
   }
   geom.dispose();

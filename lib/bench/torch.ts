@@ -14,6 +14,9 @@ import { benchPoints } from "./step.ts";
 import type { StepReport } from "./step.ts";
 import { ToolError } from "../errors.ts";
 import { BENCH_RUN, jsonChild } from "./child.ts";
+import { formatGpuProfile, formatProfile } from "./profile.ts";
+import type { ProfileReport } from "./profile.ts";
+import type { ProfiledDispatch } from "../model/gpu/engine.ts";
 
 /** A benchmark case: points, batch, latent grid, radius. */
 export interface StepCase {
@@ -69,6 +72,8 @@ export async function benchStepVsTorch(
     json: boolean;
     /** PyTorch's device: cpu, or cuda (compare with `--backend webgpu` on the same GPU). */
     device?: string;
+    /** Then our side's profile of each case (per dispatch on webgpu), each in a run of its own. */
+    profile?: boolean;
   },
 ): Promise<TorchComparison[]> {
   // beside the sources, or (run from the bundle in dist/) in the project's bench/ folder
@@ -130,6 +135,26 @@ export async function benchStepVsTorch(
       results.push(r);
       console.log(row(r));
     }
+    for (const c of o.profile ? cases : []) {
+      // a run of its own: timing every dispatch slows the step
+      const p = await jsonChild([
+        ...BENCH_RUN,
+        "step",
+        "--json",
+        "--profile",
+        ...caseArgs(c),
+        "--steps",
+        String(o.steps),
+        "--backend",
+        o.backend,
+      ], { OPENBLAS_NUM_THREADS: String(o.threads) });
+      console.log(`\n# ${c.name}: our step, profiled`);
+      if (p.gpu_profile) {
+        console.log(
+          formatGpuProfile(p.gpu_profile as ProfiledDispatch[], p.steps as number, p.wall_ms as number),
+        );
+      } else if (p.profile) console.log(formatProfile(p.profile as ProfileReport));
+    }
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
@@ -182,8 +207,8 @@ function row(r: TorchComparison): string {
     `${c.latent}^3`.padEnd(7),
     String(c.radius).padEnd(5),
     edges.padEnd(15),
-    r.ours_ms.toFixed(0).padStart(7),
-    r.torch_ms.toFixed(0).padStart(9),
+    r.ours_ms.toFixed(r.ours_ms < 100 ? 1 : 0).padStart(7),
+    r.torch_ms.toFixed(r.torch_ms < 100 ? 1 : 0).padStart(9),
     `${r.speedup.toFixed(2)}x`.padStart(9),
     `${r.ours_rss_mb.toFixed(0)} MiB`.padStart(9),
     `${r.torch_rss_mb.toFixed(0)} MiB`.padStart(10),

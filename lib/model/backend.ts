@@ -1,8 +1,9 @@
 /**
  * TensorFlow.js and compute backends: `tensorflow` (tfjs-node-gpu or tfjs-node, when installed; loaded
  * dynamically), `webgpu` (any GPU through Deno's WebGPU: Vulkan, Metal or Direct3D 12), `wasm` (the CPU default),
- * `cpu` (the slow reference). On wasm and cpu the kernels that matter are replaced by faster ones, on webgpu by
- * WGSL kernels (see `kernels/register.ts`).
+ * `cpu` (the slow reference). On wasm and cpu the kernels that matter are replaced by faster ones (see
+ * `kernels/register.ts`); on webgpu, training, validation and prediction run on the GPU engine (`gpu/engine.ts`),
+ * and tfjs's own webgpu kernels serve only the rest (creating and restoring variables).
  *
  * @module
  */

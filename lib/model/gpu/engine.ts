@@ -81,9 +81,13 @@ export interface StepLosses {
 
 /** A dispatch timed by the profile: label, GPU milliseconds, and FLOPs and bytes where known. */
 export interface ProfiledDispatch {
+  /** What the dispatch computes. */
   label: string;
+  /** Its GPU time, ms. */
   ms: number;
+  /** Its floating-point operations, from its shape. */
   flops?: number;
+  /** Its compulsory memory traffic, bytes. */
   bytes?: number;
 }
 
@@ -889,13 +893,11 @@ export function defaultGpuMemoryBudget(): number {
 }
 
 /**
- * The engine for `model` when the current backend is `webgpu` (undefined otherwise, or when
- * `GINO_GW_GPU_ENGINE=off` asks for the tfjs-op path, which is kept as the reference).
+ * The engine for `model` when the current backend is `webgpu` (undefined otherwise): on webgpu, training,
+ * validation and prediction run on it.
  */
 export function gpuEngineFor(model: Gino): GinoGpu | undefined {
   if (tf.getBackend() !== "webgpu") return undefined;
-  const env = envVar("GINO_GW_GPU_ENGINE");
-  if (env === "off" || env === "0") return undefined;
   return new GinoGpu(model);
 }
 

@@ -10,7 +10,6 @@ import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../../data/rng.ts";
 import { io } from "./kernel.ts";
 import type { FastKernel, TensorInfo } from "./kernel.ts";
-import { edgeReduceGradKWebGpu, edgeReduceWebGpu } from "./webgpu.ts";
 
 /** Name of the fused edge-reduction kernel. */
 export const EDGE_REDUCE_KERNEL = "GinoEdgeReduce";
@@ -20,11 +19,10 @@ export const EDGE_REDUCE_GRAD_K_KERNEL = "GinoEdgeReduceGradK";
 /** The edge reduction: k [E, C], feats [M, B, C], src/dst [E] int32 -> [numSegments, B, C]. */
 export const edgeReduceKernel: FastKernel = {
   name: EDGE_REDUCE_KERNEL,
-  backends: ["wasm", "cpu", "webgpu"],
+  backends: ["wasm", "cpu"],
   forward: (backendName) => ({ inputs, backend, attrs }) => {
     const { k, feats, src, dst } = inputs as Record<string, TensorInfo>;
     const numSegments = (attrs as { numSegments: number }).numSegments;
-    if (backendName === "webgpu") return edgeReduceWebGpu(k, feats, src, dst, numSegments, backend);
     const rio = io(backendName, backend);
     const [, B, C] = feats.shape;
     const o = rio.out([numSegments, B, C], "float32");
@@ -99,10 +97,9 @@ export const edgeReduceKernel: FastKernel = {
 /** dk[e, c] = sum over b of dy[dst[e], b, c] * feats[src[e], b, c]. */
 export const edgeReduceGradKKernel: FastKernel = {
   name: EDGE_REDUCE_GRAD_K_KERNEL,
-  backends: ["wasm", "cpu", "webgpu"],
+  backends: ["wasm", "cpu"],
   forward: (backendName) => ({ inputs, backend }) => {
     const { dy, feats, src, dst } = inputs as Record<string, TensorInfo>;
-    if (backendName === "webgpu") return edgeReduceGradKWebGpu(dy, feats, src, dst, backend);
     const rio = io(backendName, backend);
     const [, B, C] = feats.shape;
     const E = src.shape[0];

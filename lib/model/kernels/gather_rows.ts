@@ -9,7 +9,6 @@ import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../../data/rng.ts";
 import { io, sizeOf } from "./kernel.ts";
 import type { FastKernel, TensorInfo } from "./kernel.ts";
-import { gatherRowsWebGpu } from "./webgpu.ts";
 
 /** Name of the row-gather kernel. */
 export const GATHER_ROWS_KERNEL = "GinoGatherRows";
@@ -17,10 +16,9 @@ export const GATHER_ROWS_KERNEL = "GinoGatherRows";
 /** Row gather: x [M, ...], indices [E] int32 -> [E, ...]. */
 export const gatherRowsKernel: FastKernel = {
   name: GATHER_ROWS_KERNEL,
-  backends: ["wasm", "cpu", "webgpu"],
+  backends: ["wasm", "cpu"],
   forward: (backendName) => ({ inputs, backend }) => {
     const { x, indices } = inputs as Record<string, TensorInfo>;
-    if (backendName === "webgpu") return gatherRowsWebGpu(x, indices, backend);
     const rio = io(backendName, backend);
     const row = sizeOf(x.shape.slice(1));
     const n = indices.shape[0];

@@ -10,7 +10,6 @@ import * as tf from "@tensorflow/tfjs";
 import { customOp, io, sizeOf } from "./kernel.ts";
 import { geluScalar, simdLoops } from "./simd.ts";
 import type { FastKernel, TensorInfo } from "./kernel.ts";
-import { geluGradWebGpu, geluWebGpu } from "./webgpu.ts";
 
 /** Name of the fused GELU kernel. */
 export const GELU_KERNEL = "GinoGelu";
@@ -23,10 +22,9 @@ export const GELU_GRAD_KERNEL = "GinoGeluGrad";
  */
 export const geluKernel: FastKernel = {
   name: GELU_KERNEL,
-  backends: ["wasm", "cpu", "webgpu"],
+  backends: ["wasm", "cpu"],
   forward: (backendName) => ({ inputs, backend }) => {
     const { x } = inputs as { x: TensorInfo };
-    if (backendName === "webgpu") return geluWebGpu(x, backend);
     const rio = io(backendName, backend);
     const y = rio.out(x.shape, "float32"), d = rio.out(x.shape, "float32");
     const n = sizeOf(x.shape);
@@ -71,10 +69,9 @@ export const geluOp: (x: tf.Tensor) => tf.Tensor = customOp(([x], save) => {
 /** GELU's gradient from x (for callers that kept x rather than the derivative). */
 export const geluGradKernel: FastKernel = {
   name: GELU_GRAD_KERNEL,
-  backends: ["wasm", "cpu", "webgpu"],
+  backends: ["wasm", "cpu"],
   forward: (backendName) => ({ inputs, backend }) => {
     const { dy, x } = inputs as { dy: TensorInfo; x: TensorInfo };
-    if (backendName === "webgpu") return geluGradWebGpu(dy, x, backend);
     const rio = io(backendName, backend);
     const o = rio.out(x.shape, "float32");
     const out = o.values, xs = rio.read(x), g = rio.read(dy);

@@ -1,5 +1,5 @@
 /**
- * The fast kernels of the wasm, cpu and webgpu backends, in one table ({@linkcode FAST_KERNELS}), and their registration:
+ * The fast kernels of the wasm and cpu backends, in one table ({@linkcode FAST_KERNELS}), and their registration:
  * each kernel a backend implements replaces the stock one of the same name (or is added under its own name); its
  * gradient is registered once. Where a kernel is missing (another backend, or no BLAS), the stock kernel stays and
  * the model composes stock ops (see `ops.ts`).
@@ -78,7 +78,7 @@ export function registerFastKernels(
   if (seen) return seen.report;
   let blas: Blas | undefined;
   try {
-    // only where a kernel of this backend would use it (not on webgpu)
+    // only where a kernel of this backend would use it
     if (FAST_KERNELS.some((k) => k.usesBlas && k.backends.includes(backendName))) blas = openBlas();
   } catch (e) {
     log(

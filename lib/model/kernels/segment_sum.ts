@@ -9,19 +9,15 @@ import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../../data/rng.ts";
 import { io, sizeOf } from "./kernel.ts";
 import type { FastKernel, TensorInfo } from "./kernel.ts";
-import { segmentSumWebGpu } from "./webgpu.ts";
 
 /** out[s, ...] = sum of the rows x[e, ...] with segmentIds[e] = s (ids outside [0, numSegments) are skipped). */
 export const segmentSumKernel: FastKernel = {
   name: "UnsortedSegmentSum",
-  backends: ["wasm", "cpu", "webgpu"],
-  forward: (backendName, { stock }) => (args) => {
+  backends: ["wasm", "cpu"],
+  forward: (backendName) => (args) => {
     const { inputs, backend, attrs } = args;
     const { x, segmentIds } = inputs as { x: TensorInfo; segmentIds: TensorInfo };
     const numSegments = (attrs as { numSegments: number }).numSegments;
-    if (backendName === "webgpu") {
-      return segmentSumWebGpu(x, segmentIds, numSegments, backend) ?? (stock!(args) as TensorInfo);
-    }
     const rio = io(backendName, backend);
     const nIds = sizeOf(segmentIds.shape);
     const row = nIds === 0 ? 0 : sizeOf(x.shape) / nIds;
