@@ -31,7 +31,7 @@ Deno.test("GPU engine plans: every dispatch of a step has a cost (FLOPs and byte
     assert.ok(d.cost && d.cost.bytes > 0 && d.cost.flops >= 0, `${d.label}: no cost`);
   }
   // the products' FLOPs are what their shapes say
-  const skip = list.find((d) => d.label === "FNO 0 skip, bias, spectral sum, GELU")!;
+  const skip = list.find((d) => d.label === "FNO 0 skip, bias, inverse DFT z, spectral sum, GELU")!;
   assert.ok(skip.cost!.flops >= 2 * 2 * 512 * 64 * 64);
   geom.dispose();
   model.dispose();
@@ -40,8 +40,8 @@ Deno.test("GPU engine plans: every dispatch of a step has a cost (FLOPs and byte
 Deno.test({
   name:
     "GPU matrix products: every shape a training step runs (row products in each tile width, transposed, " +
-    "vec4 and scalar, every epilogue; weight gradients with their bias rows, split and summed) equals a float64 " +
-    "product",
+    "vec4 and scalar, every epilogue, the inverse DFT along z in it; weight gradients with their bias rows, " +
+    "split and summed) equals a float64 product",
   ignore,
   async fn() {
     await initBackend("webgpu");
@@ -49,14 +49,14 @@ Deno.test({
     const golden =
       JSON.parse(await Deno.readTextFile(`${FIXTURES}gino-golden-small/config.json`)).gino_kwargs;
     const kernels = new Set<string>();
-    const cases: [Record<string, unknown>, number, number, number][] = [
-      [{ ...REFERENCE_GINO, in_gno_radius: 0.3, out_gno_radius: 0.3 }, 300, 8, 3],
-      [{ ...REFERENCE_GINO, in_gno_radius: 0.2, out_gno_radius: 0.2 }, 333, 10, 1],
-      [golden, 241, 8, 2],
+    const cases: [Record<string, unknown>, number, number, number, boolean][] = [
+      [{ ...REFERENCE_GINO, in_gno_radius: 0.3, out_gno_radius: 0.3 }, 300, 8, 3, false],
+      [{ ...REFERENCE_GINO, in_gno_radius: 0.2, out_gno_radius: 0.2 }, 333, 10, 1, true],
+      [golden, 241, 8, 2, true],
     ];
-    for (const [cfg, n, g, m] of cases) {
+    for (const [cfg, n, g, m, residual] of cases) {
       const { model, geom } = caseOf(cfg, n, g);
-      for (const shape of engineGemms(stepDispatches(model, geom, m))) {
+      for (const shape of engineGemms(stepDispatches(model, geom, m, { residual }))) {
         kernels.add(shape.spec.key);
         const run = await runGemm(rt, shape, 1);
         assert.ok(

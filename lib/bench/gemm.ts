@@ -101,12 +101,16 @@ export async function runGemm(rt: GpuRuntime, shape: GemmShape, repeats = 5, see
     const bT = f("bt");
     const a = rand(R * K), b = rand(K * N), c0 = rand(R * N);
     const bias = rand(N), add = rand(R * N), dm = rand(R * N);
+    // the spectral addend: modes of R / g3 columns, and a table [g3, mz] (cos, then sin)
+    const { g3, mz } = shape.values;
+    const sr = rand(f("spec") ? (R / g3) * mz * N : 0), si = rand(sr.length), tab = rand(2 * g3 * mz);
     const buffers: Record<string, GPUBuffer> = { A: upload(a), B: upload(b), C: upload(c0) };
     if (f("bias")) buffers.BIAS = upload(bias);
     if (f("add")) buffers.ADD = upload(add);
+    if (f("spec")) Object.assign(buffers, { SR: upload(sr), SI: upload(si), TAB: upload(tab) });
     if (f("muld")) buffers.DM = upload(dm);
     if (f("gelu")) buffers.DOUT = upload(new Float32Array(R * N));
-    const values = { ...shape.values, aOff: 0, bOff: 0, cOff: 0, biasOff: 0, addOff: 0, dOff: 0 };
+    const values = { ...shape.values, aOff: 0, bOff: 0, cOff: 0, biasOff: 0, addOff: 0, dOff: 0, tOff: 0 };
     rec.add(rt.kernel(shape.spec), { groups: rowGemmGroups(R, N).groups }, values, buffers, "gemm");
     expect = new Float64Array(R * N);
     for (let m = 0; m < R; m++) {
@@ -116,6 +120,13 @@ export async function runGemm(rt: GpuRuntime, shape: GemmShape, repeats = 5, see
         const o = m * N + n;
         if (f("bias")) s += bias[n];
         if (f("add")) s += add[o];
+        if (f("spec")) {
+          const col = Math.floor(m / g3), z = m % g3;
+          for (let q = 0; q < mz; q++) {
+            const at = (col * mz + q) * N + n;
+            s += tab[z * mz + q] * sr[at] - tab[(g3 + z) * mz + q] * si[at];
+          }
+        }
         if (f("gelu")) s = 0.5 * s * (1 + erf32(s / Math.SQRT2));
         if (f("muld")) s *= dm[o];
         expect[o] = s;

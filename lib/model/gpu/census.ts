@@ -29,9 +29,14 @@ export interface ListedDispatch {
 /**
  * The dispatches of one training step of `model` on `geom` with `m` windows in one pass (the kernel MLPs'
  * forward, the micro-batch's forward, loss and backward, the kernel MLPs' backward, the update with clipping),
- * in the order the engine runs them.
+ * in the order the engine runs them; with `residual`, a model that predicts the change from a fitted base.
  */
-export function stepDispatches(model: Gino, geom: GinoGeometry, m: number): ListedDispatch[] {
+export function stepDispatches(
+  model: Gino,
+  geom: GinoGeometry,
+  m: number,
+  o: { residual?: boolean } = {},
+): ListedDispatch[] {
   const list: ListedDispatch[] = [];
   const rt = {
     kernel: (spec: KernelSpec): Kernel => ({ spec, pipeline: undefined as unknown as GPUComputePipeline }),
@@ -80,6 +85,7 @@ export function stepDispatches(model: Gino, geom: GinoGeometry, m: number): List
     eps: 0,
     groups: 1,
     tout: dims.Cout,
+    residual: o.residual ? { mode: 2, cols: 1, tin: dims.Cin, tout: dims.Cout } : undefined,
   };
   b.kernelForward("in");
   b.kernelForward("out");

@@ -37,6 +37,14 @@ export interface Epilogue {
   bias?: boolean;
   /** Add `ADD[addOff + index]`. */
   add?: boolean;
+  /**
+   * Add the inverse DFT along z of a mode buffer (an FNO layer's spectral part, or in the backward pass the
+   * adjoint of its forward DFT along z): for row m = (column, z) and channel n, `sum_q Tc[z, q] SR[(column mz + q)
+   * N + n] - Ts[z, q] SI[...]` with the table's cos part at `tOff` (`[g3, mz]`) and its sin part after it. The
+   * full-grid result is never stored. An invocation's 4 rows lie in one column (g3 a multiple of 4), so each mode
+   * value is read once for them.
+   */
+  spec?: boolean;
   /** Apply GELU, writing its derivative to `DOUT[dOff + index]`. */
   gelu?: boolean;
   /** Multiply by `DM[dOff + index]` (a stored GELU derivative: the backward pass through an activation). */
@@ -80,15 +88,19 @@ export function rowGemmKernel(v: RowVariant): KernelSpec {
   const { ct, colThreads, tm } = tileOf(v.tn);
   const cv = ct / 4; // vec4 columns per invocation
   const key = `rgemm_${v.tn}${v.bT ? "_bt" : ""}${v.vecA ? "_v4" : ""}` +
-    (["bias", "add", "gelu", "muld", "accum"] as const).filter((f) => v[f]).map((f) => `_${f}`).join("");
+    (["bias", "add", "spec", "gelu", "muld", "accum"] as const).filter((f) => v[f]).map((f) => `_${f}`).join(
+      "",
+    );
   const bindings = [v.vecA ? r("A", "vec4<f32>") : r("A"), r("B"), w("C")];
   if (v.bias) bindings.push(r("BIAS"));
   if (v.add) bindings.push(r("ADD"));
+  if (v.spec) bindings.push(r("SR"), r("SI"), r("TAB"));
   if (v.muld) bindings.push(r("DM"));
   if (v.gelu) bindings.push(w("DOUT"));
   let epi = "var val = accv[q];\n";
   if (v.bias) epi += "        val = val + BIAS[u.biasOff + n];\n";
   if (v.add) epi += "        val = val + ADD[u.addOff + o];\n";
+  if (v.spec) epi += "        val = val + spv[q];\n";
   if (v.gelu) {
     epi += "        let gp = gelu_pair(val);\n        DOUT[u.dOff + o] = gp.y;\n        val = gp.x;\n";
   }
@@ -126,7 +138,21 @@ export function rowGemmKernel(v: RowVariant): KernelSpec {
   return {
     key,
     bindings,
-    uniforms: ["R", "N", "K", "tilesN", "aOff", "bOff", "cOff", "biasOff", "addOff", "dOff"],
+    uniforms: [
+      "R",
+      "N",
+      "K",
+      "tilesN",
+      "aOff",
+      "bOff",
+      "cOff",
+      "biasOff",
+      "addOff",
+      "dOff",
+      "g3",
+      "mz",
+      "tOff",
+    ],
     workgroup: 256,
     helpers: `var<workgroup> Bs : array<vec4<f32>, ${(KC * v.tn) / 4}>;\n${v.gelu ? GELU_PAIR : ""}`,
     body: `
@@ -156,11 +182,14 @@ export function rowGemmKernel(v: RowVariant): KernelSpec {
     ${inner}
     workgroupBarrier();
   }
+  if (row0 >= u.R) { return; }
+  ${v.spec ? specPrologue(cv) : ""}
   for (var i = 0u; i < ${RT}u; i = i + 1u) {
     let m = row0 + i;
     if (m >= u.R) { break; }
     for (var c = 0u; c < ${cv}u; c = c + 1u) {
       let accv = acc[i * ${cv}u + c];
+      ${v.spec ? `let spv = sp[i * ${cv}u + c];` : ""}
       for (var q = 0u; q < 4u; q = q + 1u) {
         let n = col0 + 4u * c + q;
         if (n >= u.N) { break; }
@@ -170,6 +199,32 @@ export function rowGemmKernel(v: RowVariant): KernelSpec {
     }
   }`,
   };
+}
+
+/** The spectral addends of an invocation's rows and columns (see {@linkcode Epilogue.spec}), into `sp`. */
+function specPrologue(cv: number): string {
+  return `
+  let colz = row0 / u.g3;
+  let z0 = row0 - colz * u.g3;
+  var sp : array<vec4<f32>, ${RT * cv}>;
+  for (var c = 0u; c < ${cv}u; c = c + 1u) {
+    for (var qq = 0u; qq < 4u; qq = qq + 1u) {
+      let n = col0 + 4u * c + qq;
+      if (n < u.N) {
+        let xb = colz * u.mz * u.N + n;
+        for (var q = 0u; q < u.mz; q = q + 1u) {
+          let xr = SR[xb + q * u.N];
+          let xi = SI[xb + q * u.N];
+          for (var i = 0u; i < ${RT}u; i = i + 1u) {
+            let z = z0 + i;
+            let tc = TAB[u.tOff + z * u.mz + q];
+            let ts = TAB[u.tOff + (u.g3 + z) * u.mz + q];
+            sp[i * ${cv}u + c][qq] = sp[i * ${cv}u + c][qq] + tc * xr - ts * xi;
+          }
+        }
+      }
+    }
+  }`;
 }
 
 /** Work of a row product of `R` rows: workgroups, and the tile width. */
@@ -320,11 +375,22 @@ export function weightGradPlan(
 }
 
 /** Cost of a row product: 2 R N K FLOPs; A, B and C (and an addend, derivatives) moved once. */
-export function gemmCost(R: number, N: number, K: number, e: Epilogue = {}): DispatchCost {
+export function gemmCost(
+  R: number,
+  N: number,
+  K: number,
+  e: Epilogue = {},
+  spec?: { g3: number; mz: number },
+): DispatchCost {
   const out = R * N;
   let floats = R * K + K * N + out;
   if (e.accum) floats += out;
   if (e.add) floats += out;
   if (e.gelu || e.muld) floats += out;
-  return { flops: 2 * R * N * K + (e.gelu ? 20 * out : 0), bytes: 4 * floats };
+  let flops = 2 * R * N * K + (e.gelu ? 20 * out : 0);
+  if (e.spec && spec) {
+    floats += (2 * out * spec.mz) / spec.g3;
+    flops += 4 * out * spec.mz;
+  }
+  return { flops, bytes: 4 * floats };
 }

@@ -65,41 +65,44 @@ const w = (name: string, type: BindingSpec["type"] = "f32"): BindingSpec => ({
 
 /**
  * Truncated DFT along one axis: `Y[o, p, i] = sum_q T[p, q] X[o, q, i]` with a complex table T (cos part at
- * `tOff`, sin part `P * Q` after it): complex or real input (`XI` absent), complex output or its real part.
+ * `tOff`, sin part `P * Q` after it): complex or real input (`XI` absent), complex output or its real part. One
+ * invocation per column (o, i) computes all P outputs of it, so each input value is read once; P is part of the
+ * kernel (at most 64), Q a uniform.
  */
-export function dftKernel(complexIn: boolean, complexOut: boolean): KernelSpec {
+export function dftKernel(complexIn: boolean, complexOut: boolean, P: number): KernelSpec {
   const bindings = [r("TAB"), r("XR")];
   if (complexIn) bindings.push(r("XI"));
   bindings.push(w("YR"));
   if (complexOut) bindings.push(w("YI"));
+  const step = complexIn
+    ? "sr[p] = sr[p] + c * xr - s * xi;\n      si[p] = si[p] + s * xr + c * xi;"
+    : "sr[p] = sr[p] + c * xr;\n      si[p] = si[p] + s * xr;";
   return {
-    key: `dft_${complexIn ? "c" : "r"}${complexOut ? "c" : "r"}`,
+    key: `dft_${complexIn ? "c" : "r"}${complexOut ? "c" : "r"}_${P}`,
     bindings,
-    uniforms: ["outer", "P", "Q", "inner", "tOff", "xOff"],
+    uniforms: ["outer", "Q", "inner", "tOff", "xOff"],
     workgroup: 256,
     body: `
-  if (t >= u.outer * u.P * u.inner) { return; }
+  if (t >= u.outer * u.inner) { return; }
   let i = t % u.inner;
-  let rest = t / u.inner;
-  let p = rest % u.P;
-  let o = rest / u.P;
-  let tc = u.tOff + p * u.Q;
-  let ts = tc + u.P * u.Q;
+  let o = t / u.inner;
   let xb = u.xOff + o * u.Q * u.inner + i;
-  var sr = 0.0;
-  var si = 0.0;
+  var sr : array<f32, ${P}>;
+  var si : array<f32, ${P}>;
   for (var q = 0u; q < u.Q; q++) {
-    let c = TAB[tc + q];
-    let s = TAB[ts + q];
     let xr = XR[xb + q * u.inner];
-    ${
-      complexIn
-        ? "let xi = XI[xb + q * u.inner];\n    sr = sr + c * xr - s * xi;\n    si = si + s * xr + c * xi;"
-        : "sr = sr + c * xr;\n    si = si + s * xr;"
+    ${complexIn ? "let xi = XI[xb + q * u.inner];" : ""}
+    for (var p = 0u; p < ${P}u; p++) {
+      let c = TAB[u.tOff + p * u.Q + q];
+      let s = TAB[u.tOff + (${P}u + p) * u.Q + q];
+      ${step}
     }
   }
-  YR[t] = sr;
-  ${complexOut ? "YI[t] = si;" : ""}`,
+  let yb = o * ${P}u * u.inner + i;
+  for (var p = 0u; p < ${P}u; p++) {
+    YR[yb + p * u.inner] = sr[p];
+    ${complexOut ? "YI[yb + p * u.inner] = si[p];" : ""}
+  }`,
   };
 }
 

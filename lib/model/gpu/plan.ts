@@ -152,6 +152,8 @@ export class PlanBuilder {
       cOff?: number;
       bias?: number;
       add?: GPUBuffer;
+      /** A mode buffer whose inverse DFT along z (table at `tOff`) is added (see `gemm.ts`). */
+      spec?: { re: GPUBuffer; im: GPUBuffer; tOff: number };
       gelu?: GPUBuffer;
       muld?: GPUBuffer;
       accum?: boolean;
@@ -163,11 +165,19 @@ export class PlanBuilder {
     if (K !== K2) throw new Error(`${label}: inner sizes ${K} and ${K2} differ`);
     if (R === 0) return;
     const { groups, tn, tilesN } = rowGemmGroups(R, N);
-    const e = { bias: o.bias !== undefined, add: !!o.add, gelu: !!o.gelu, muld: !!o.muld, accum: !!o.accum };
+    const e = {
+      bias: o.bias !== undefined,
+      add: !!o.add,
+      spec: !!o.spec,
+      gelu: !!o.gelu,
+      muld: !!o.muld,
+      accum: !!o.accum,
+    };
     const v: RowVariant = { tn, bT: !!o.bT, vecA: K % 4 === 0 && o.a.off % 4 === 0, ...e };
     const buffers: Record<string, GPUBuffer> = { A: o.a.buf, B: o.b.buf, C: o.c };
     if (o.bias !== undefined) buffers.BIAS = this.c.W;
     if (o.add) buffers.ADD = o.add;
+    if (o.spec) Object.assign(buffers, { SR: o.spec.re, SI: o.spec.im, TAB: this.c.TAB });
     if (o.muld) buffers.DM = o.muld;
     if (o.gelu) buffers.DOUT = o.gelu;
     this.c.rec.add(
@@ -182,10 +192,11 @@ export class PlanBuilder {
         bOff: o.b.off,
         cOff: o.cOff ?? 0,
         biasOff: o.bias ?? 0,
+        ...(o.spec ? { g3: this.c.dims.grid[2], mz: this.c.dims.modes[2], tOff: o.spec.tOff } : {}),
       },
       buffers,
       label,
-      gemmCost(R, N, K, e),
+      gemmCost(R, N, K, e, { g3: this.c.dims.grid[2], mz: this.c.dims.modes[2] }),
     );
   }
 
@@ -242,9 +253,9 @@ export class PlanBuilder {
     if (ci) buffers.XI = x[1]!;
     if (co) buffers.YI = y[1]!;
     this.c.rec.add(
-      this.#k(dftKernel(ci, co)),
-      { threads: s.outer * s.P * s.inner },
-      { ...s, tOff, xOff: 0 },
+      this.#k(dftKernel(ci, co, s.P)),
+      { threads: s.outer * s.inner },
+      { outer: s.outer, Q: s.Q, inner: s.inner, tOff, xOff: 0 },
       buffers,
       label,
       {
@@ -252,6 +263,24 @@ export class PlanBuilder {
         bytes: 4 * (s.outer * s.inner * (s.Q * (ci ? 2 : 1) + s.P * (co ? 2 : 1)) + 2 * s.P * s.Q),
       },
     );
+  }
+
+  /**
+   * The last (real-output) DFT stage along z, from the complex mode buffer `x` with table `tOff`, as the addend
+   * of the matrix product that consumes it: in that product's epilogue where the grid allows (g3 a multiple of 4),
+   * else as a stage of its own into a full-grid buffer.
+   */
+  #zStage(
+    x: [GPUBuffer, GPUBuffer],
+    tOff: number,
+    m: number,
+    label: string,
+  ): { spec?: { re: GPUBuffer; im: GPUBuffer; tOff: number }; add?: GPUBuffer } {
+    const [, , g3] = this.c.dims.grid, [, , mz] = this.c.dims.modes;
+    if (g3 % 4 === 0) return { spec: { re: x[0], im: x[1], tOff } };
+    const full = this.#buf("s.spec", m * this.c.dims.Q * this.c.dims.C);
+    this.dft(x, [full], tOff, { ...this.#stages(m).stZ, P: g3, Q: mz }, label);
+    return { add: full };
   }
 
   /** The kernel MLP of GNO `g` on its edges (once per step): k = `${g}.h{L-1}`. */
@@ -446,7 +475,6 @@ export class PlanBuilder {
       this.#buf(`s.x${l}r`, m * d.M * C),
       this.#buf(`s.x${l}i`, m * d.M * C),
     ];
-    const spec = this.#buf("s.spec", m * Q * C);
     const { stZ, stY, stX } = this.#stages(m);
     for (let l = 0; l < Lf; l++) {
       const conv = `fno_blocks.convs.${l}.weight.0.tensor`;
@@ -463,18 +491,19 @@ export class PlanBuilder {
       );
       this.dft(sy, sb, T.ix, { ...stX, P: g1, Q: mx }, `FNO ${l} inverse DFT x`);
       this.dft(sb, sa, T.iy, { ...stY, P: g2, Q: my }, `FNO ${l} inverse DFT y`);
-      this.dft(sa, [spec], T.iz, { ...stZ, P: g3, Q: mz }, `FNO ${l} inverse DFT z`);
       const last = l === Lf - 1;
+      // the inverse DFT along z in the epilogue: the full-grid spectral part is never stored
+      const spectral = this.#zStage(sa, T.iz, m, `FNO ${l} inverse DFT z`);
       this.gemm(
         {
           a: mat(h(l), m * Q, C),
           b: this.#weight(`fno_blocks.fno_skips.${l}.weight`, C, C),
           c: h(l + 1),
           bias: layout.at(`fno_blocks.convs.${l}.bias`),
-          add: spec,
+          ...spectral,
           gelu: last ? undefined : dl(l + 1),
         },
-        `FNO ${l} skip, bias, spectral sum${last ? "" : ", GELU"}`,
+        `FNO ${l} skip, bias${spectral.spec ? ", inverse DFT z" : ""}, spectral sum${last ? "" : ", GELU"}`,
       );
     }
     // output GNO: o[b, n] = sum over the latent nodes q near n of k(n, q) h[b, q]
@@ -575,7 +604,7 @@ export class PlanBuilder {
       { flops: np * sums, bytes: 4 * np * sums },
     );
     if (!train) return;
-    this.#microBackward(o, { a, lg, ld, pg, pd, out, dpred: dpred!, kOut, sa, sb, sy, sx, spec, xOff });
+    this.#microBackward(o, { a, lg, ld, pg, pd, out, dpred: dpred!, kOut, sa, sb, sy, sx, xOff });
   }
 
   #microBackward(
@@ -593,7 +622,6 @@ export class PlanBuilder {
       sb: [GPUBuffer, GPUBuffer];
       sy: [GPUBuffer, GPUBuffer];
       sx: (l: number) => [GPUBuffer, GPUBuffer];
-      spec: GPUBuffer;
       xOff: number;
     },
   ): void {
@@ -709,17 +737,18 @@ export class PlanBuilder {
       );
       this.dft(dx, b.sb, T.afx, { ...stX, P: g1, Q: mx }, `FNO ${l} DFT x, adjoint`);
       this.dft(b.sb, b.sa, T.afy, { ...stY, P: g2, Q: my }, `FNO ${l} DFT y, adjoint`);
-      this.dft(b.sa, [b.spec], T.afz, { ...stZ, P: g3, Q: mz }, `FNO ${l} DFT z, adjoint`);
+      // the adjoint of the DFT along z in the epilogue
+      const spectral = this.#zStage(b.sa, T.afz, m, `FNO ${l} DFT z, adjoint`);
       this.gemm(
         {
           a: mat(dz, m * Q, C),
           b: this.#weight(skip, C, C),
           bT: true,
           c: dh[1 - cur],
-          add: b.spec,
+          ...spectral,
           muld: l > 0 ? dl(l) : undefined,
         },
-        `FNO ${l} input gradient${l > 0 ? " (through GELU)" : ""}`,
+        `FNO ${l} input gradient${spectral.spec ? ", DFT z adjoint" : ""}${l > 0 ? " (through GELU)" : ""}`,
       );
       cur = 1 - cur;
     }
