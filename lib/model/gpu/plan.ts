@@ -4,10 +4,9 @@
  *
  * - the kernel MLPs of both GNOs (they depend on the weights and the geometry only, not on the windows), forward
  *   once per step, backward once per step on the kernel gradients accumulated over the micro-batches;
- * - one micro-batch: input-GNO reduction, lifting, FNO layers (DFT stages, mode mixing, inverse stages, skip GEMM
- *   with bias, spectral addend and GELU in its epilogue), output-GNO reduction, projection (plus the residual
- *   base), then the loss and, for training, the whole backward pass with every weight gradient accumulated into
- *   one flat gradient buffer;
+ * - one micro-batch: a chain of operations (input-GNO reduction, lifting, FNO layers, output-GNO reduction,
+ *   projection plus the residual base), each with its forward and its backward recording, run forward, then the
+ *   loss, and for training the chain backward, every weight gradient accumulated into one flat gradient buffer;
  * - the update: gradient norm (when clipping) and Adam over the flat buffers.
  *
  * Activations are channels last (`[windows, rows, channels]`), so no pass transposes anything.
@@ -107,8 +106,8 @@ export interface MicroOptions {
 
 const MLP = (g: string, i: number) => `${g}_gno.integral_transform.channel_mlp.fcs.${i}`;
 
-/** A whole buffer as a row-major matrix. */
-const mat = (buf: GPUBuffer, rows: number, cols: number): Mat => ({ buf, off: 0, rows, cols });
+/** A buffer (from element `off`) as a row-major matrix. */
+const mat = (buf: GPUBuffer, rows: number, cols: number, off = 0): Mat => ({ buf, off, rows, cols });
 
 /** Builds plans into a recorder (see the module documentation). */
 export class PlanBuilder {
@@ -117,11 +116,6 @@ export class PlanBuilder {
   /** The weight `name` [rows, cols] in the flat parameters. */
   #weight(name: string, rows: number, cols: number): Mat {
     return { buf: this.c.W, off: this.c.layout.at(name), rows, cols };
-  }
-
-  /** FNO layer l's output (`h`) or its GELU derivative (`d`), [m, Q, C]. */
-  #layer(kind: "h" | "d", l: number, m: number): GPUBuffer {
-    return this.#buf(`f.${kind}${l}`, m * this.c.dims.Q * this.c.dims.C);
   }
 
   /** The outer and inner sizes of the DFT stages along z, y and x for m windows. */
@@ -410,165 +404,44 @@ export class PlanBuilder {
     );
   }
 
-  /** One micro-batch: forward, loss, and (training) backward. */
+  /**
+   * One micro-batch: the chain of operations forward (each saving what its backward pass needs), the loss, and
+   * (training) the same chain backward, last to first: each operation adds its weights' gradients and writes the
+   * gradient of its input, which the operation before it takes as its output's. Input gradients alternate between
+   * two buffers.
+   */
   micro(o: MicroOptions): void {
-    const { dims: d, layout, pack, tables: T } = this.c;
+    const { dims: d } = this.c;
     const { m } = o;
-    const [g1, g2, g3] = d.grid, [mx, my, mz] = d.modes;
-    const Q = d.Q, N = d.N, C = d.C, Lf = d.layers;
+    const N = d.N;
     const xOff = PARAMS + o.s0 * N * d.Cin;
     const yOff = PARAMS + o.batch * N * d.Cin + o.s0 * N * d.Cout;
-    const kIn = this.#buf(`in.h${d.wIn.length - 2}`, d.Ein * d.Cin);
-    const kOut = this.#buf(`out.h${d.wOut.length - 2}`, d.Eout * C);
-    // input GNO: a[b, q] = mean over the points j near q of k(q, j) x[b, j]
-    const a = this.#buf("x.a", m * Q * d.Cin);
-    this.c.rec.add(
-      this.#k(edgeReduceKernel(true)),
-      { threads: m * Q * d.Cin },
-      {
-        n: m * Q * d.Cin,
-        S: Q,
-        C: d.Cin,
-        nb: N,
-        fOff: xOff,
-        rsOff: pack.i.inRs,
-        srcOff: pack.i.inSrc,
-        invOff: pack.f.inInv,
-      },
-      { K: kIn, F: this.c.IN, IDX: this.c.GI, OUT: a, INV: this.c.GF },
-      "in GNO reduction",
-      { flops: 2 * m * d.Ein * d.Cin, bytes: 4 * (d.Ein * d.Cin + m * (N + Q) * d.Cin + d.Ein) },
-    );
-    // lifting
-    const lg = this.#buf("l.g", m * Q * d.Lc), ld = this.#buf("l.d", m * Q * d.Lc);
-    this.gemm(
-      {
-        a: mat(a, m * Q, d.Cin),
-        b: this.#weight("lifting.fcs.0.weight", d.Cin, d.Lc),
-        c: lg,
-        bias: layout.at("lifting.fcs.0.bias"),
-        gelu: ld,
-      },
-      "lifting 0",
-    );
-    const h = (l: number) => this.#layer("h", l, m), dl = (l: number) => this.#layer("d", l, m);
-    this.gemm(
-      {
-        a: mat(lg, m * Q, d.Lc),
-        b: this.#weight("lifting.fcs.1.weight", d.Lc, C),
-        c: h(0),
-        bias: layout.at("lifting.fcs.1.bias"),
-      },
-      "lifting 1",
-    );
-    // FNO layers
-    const sa: [GPUBuffer, GPUBuffer] = [
-      this.#buf("s.ar", m * g1 * g2 * mz * C),
-      this.#buf("s.ai", m * g1 * g2 * mz * C),
-    ];
-    const sb: [GPUBuffer, GPUBuffer] = [
-      this.#buf("s.br", m * g1 * my * mz * C),
-      this.#buf("s.bi", m * g1 * my * mz * C),
-    ];
-    const sy: [GPUBuffer, GPUBuffer] = [this.#buf("s.yr", m * d.M * C), this.#buf("s.yi", m * d.M * C)];
-    const sx = (l: number): [GPUBuffer, GPUBuffer] => [
-      this.#buf(`s.x${l}r`, m * d.M * C),
-      this.#buf(`s.x${l}i`, m * d.M * C),
-    ];
-    const { stZ, stY, stX } = this.#stages(m);
-    for (let l = 0; l < Lf; l++) {
-      const conv = `fno_blocks.convs.${l}.weight.0.tensor`;
-      this.dft([h(l)], sa, T.fz, { ...stZ, P: mz, Q: g3 }, `FNO ${l} DFT z`);
-      this.dft(sa, sb, T.fy, { ...stY, P: my, Q: g2 }, `FNO ${l} DFT y`);
-      this.dft(sb, sx(l), T.fx, { ...stX, P: mx, Q: g1 }, `FNO ${l} DFT x`);
-      this.c.rec.add(
-        this.#k(MIX_FORWARD),
-        { threads: m * d.M * C },
-        { n: m * d.M * C, M: d.M, C, O: C, wr: layout.at(conv, 0), wi: layout.at(conv, 1) },
-        { XR: sx(l)[0], XI: sx(l)[1], W: this.c.W, YR: sy[0], YI: sy[1] },
-        `FNO ${l} mode mixing`,
-        mixCost(m, d.M, C),
-      );
-      this.dft(sy, sb, T.ix, { ...stX, P: g1, Q: mx }, `FNO ${l} inverse DFT x`);
-      this.dft(sb, sa, T.iy, { ...stY, P: g2, Q: my }, `FNO ${l} inverse DFT y`);
-      const last = l === Lf - 1;
-      // the inverse DFT along z in the epilogue: the full-grid spectral part is never stored
-      const spectral = this.#zStage(sa, T.iz, m, `FNO ${l} inverse DFT z`);
-      this.gemm(
-        {
-          a: mat(h(l), m * Q, C),
-          b: this.#weight(`fno_blocks.fno_skips.${l}.weight`, C, C),
-          c: h(l + 1),
-          bias: layout.at(`fno_blocks.convs.${l}.bias`),
-          ...spectral,
-          gelu: last ? undefined : dl(l + 1),
-        },
-        `FNO ${l} skip, bias${spectral.spec ? ", inverse DFT z" : ""}, spectral sum${last ? "" : ", GELU"}`,
-      );
+    const chain = this.#chain(o, xOff);
+    let act: Act = { buf: this.c.IN, off: xOff, rows: m * N, cols: d.Cin };
+    const inputs: Act[] = [];
+    for (const op of chain) {
+      inputs.push(act);
+      act = op.forward(act);
     }
-    // output GNO: o[b, n] = sum over the latent nodes q near n of k(n, q) h[b, q]
-    const out = this.#buf("o", m * N * C);
-    const outBufs: Record<string, GPUBuffer> = { K: kOut, F: h(Lf), IDX: this.c.GI, OUT: out };
-    if (d.outMean) outBufs.INV = this.c.GF;
-    this.c.rec.add(
-      this.#k(edgeReduceKernel(d.outMean)),
-      { threads: m * N * C },
-      {
-        n: m * N * C,
-        S: N,
-        C,
-        nb: Q,
-        fOff: 0,
-        rsOff: pack.i.outRs,
-        srcOff: pack.i.outSrc,
-        invOff: pack.f.outInv,
-      },
-      outBufs,
-      "out GNO reduction",
-      { flops: 2 * m * d.Eout * C, bytes: 4 * (d.Eout * C + m * (Q + N) * C + d.Eout) },
-    );
-    // projection (+ residual base)
-    const pg = this.#buf("p.g", m * N * d.P), pd = this.#buf("p.d", m * N * d.P);
-    this.gemm(
-      {
-        a: mat(out, m * N, C),
-        b: this.#weight("projection.fcs.0.weight", C, d.P),
-        c: pg,
-        bias: layout.at("projection.fcs.0.bias"),
-        gelu: pd,
-      },
-      "projection 0",
-    );
-    let base: GPUBuffer | undefined;
-    if (o.residual) {
-      base = this.#buf("base", m * N * d.Cout);
-      const r = o.residual;
-      this.c.rec.add(
-        this.#k(RESIDUAL_BASE),
-        { threads: m * N * d.Cout },
-        { n: m * N * d.Cout, cols: r.cols, tin: r.tin, tout: r.tout, xOff, mode: r.mode },
-        { X: this.c.IN, FIT: this.c.FIT, BASE: base },
-        "residual base",
-        { flops: 2 * m * N * d.Cout * r.tin, bytes: 4 * m * N * (d.Cin + d.Cout) },
-      );
-    }
-    const pred = this.#buf("pred", m * N * d.Cout);
-    this.gemm(
-      {
-        a: mat(pg, m * N, d.P),
-        b: this.#weight("projection.fcs.1.weight", d.P, d.Cout),
-        c: pred,
-        bias: layout.at("projection.fcs.1.bias"),
-        add: base,
-      },
-      "projection 1",
-    );
     if (o.mode === "forward") return;
-    // loss
     const train = o.mode === "train";
+    const dpred = train ? this.#buf("dpred", m * N * d.Cout) : undefined;
+    this.#loss(o, act.buf, dpred, yOff);
+    if (!dpred) return;
+    let dy: Act = { buf: dpred, off: 0, rows: m * N, cols: d.Cout };
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const x = inputs[i];
+      const dx = i > 0 ? this.#buf(`grad${i % 2}`, x.rows * x.cols) : undefined;
+      chain[i].backward(x, dy, dx);
+      if (dx) dy = { buf: dx, off: 0, rows: x.rows, cols: x.cols };
+    }
+  }
+
+  /** The loss per core point and its sum into the step's (or validation batch's) slot; with `dpred`, its gradient. */
+  #loss(o: MicroOptions, pred: GPUBuffer, dpred: GPUBuffer | undefined, yOff: number): void {
+    const d = this.c.dims, m = o.m, N = d.N, train = dpred !== undefined;
     const np = m * o.core;
     const part = this.#buf("loss.part", (1 + o.groups) * np);
-    const dpred = train ? this.#buf("dpred", m * N * d.Cout) : undefined;
     const lossBufs: Record<string, GPUBuffer> = { P: pred, IN: this.c.IN, PART: part };
     if (dpred) lossBufs.DP = dpred;
     this.c.rec.add(
@@ -603,207 +476,318 @@ export class PlanBuilder {
       "loss sum",
       { flops: np * sums, bytes: 4 * np * sums },
     );
-    if (!train) return;
-    this.#microBackward(o, { a, lg, ld, pg, pd, out, dpred: dpred!, kOut, sa, sb, sy, sx, xOff });
   }
 
-  #microBackward(
-    o: MicroOptions,
-    b: {
-      a: GPUBuffer;
-      lg: GPUBuffer;
-      ld: GPUBuffer;
-      pg: GPUBuffer;
-      pd: GPUBuffer;
-      out: GPUBuffer;
-      dpred: GPUBuffer;
-      kOut: GPUBuffer;
-      sa: [GPUBuffer, GPUBuffer];
-      sb: [GPUBuffer, GPUBuffer];
-      sy: [GPUBuffer, GPUBuffer];
-      sx: (l: number) => [GPUBuffer, GPUBuffer];
-      xOff: number;
-    },
-  ): void {
-    const { dims: d, layout, pack, tables: T } = this.c;
-    const { m } = o;
-    const [g1, g2, g3] = d.grid, [mx, my, mz] = d.modes;
-    const Q = d.Q, N = d.N, C = d.C, Lf = d.layers;
-    const h = (l: number) => this.#layer("h", l, m), dl = (l: number) => this.#layer("d", l, m);
-    // projection
-    this.weightGrad(
-      mat(b.pg, m * N, d.P),
-      mat(b.dpred, m * N, d.Cout),
-      layout.at("projection.fcs.1.weight"),
-      true,
-      "projection 1 weight gradient",
+  /**
+   * The micro-batch's chain: input GNO, lifting (2 dense layers), the FNO layers, output GNO, projection (2 dense
+   * layers, the residual base added by the last).
+   */
+  #chain(o: MicroOptions, xOff: number): Op[] {
+    const d = this.c.dims, m = o.m;
+    const Q = d.Q, N = d.N, C = d.C;
+    const chain: Op[] = [this.#inGno(o, xOff)];
+    chain.push(this.#dense("lifting.fcs.0", "lifting 0", m * Q, d.Cin, d.Lc, { out: "l", gelu: true }));
+    chain.push(this.#dense("lifting.fcs.1", "lifting 1", m * Q, d.Lc, C, { out: "f.h0" }));
+    for (let l = 0; l < d.layers; l++) chain.push(this.#fnoLayer(l, m));
+    chain.push(this.#outGno(o));
+    chain.push(this.#dense("projection.fcs.0", "projection 0", m * N, C, d.P, { out: "p", gelu: true }));
+    chain.push(
+      this.#dense("projection.fcs.1", "projection 1", m * N, d.P, d.Cout, {
+        out: "pred",
+        base: o.residual && (() => this.#residualBase(o, xOff)),
+      }),
     );
-    const pdg = this.#buf("p.dg", m * N * d.P);
-    this.gemm(
-      {
-        a: mat(b.dpred, m * N, d.Cout),
-        b: this.#weight("projection.fcs.1.weight", d.P, d.Cout),
-        bT: true,
-        c: pdg,
-        muld: b.pd,
-      },
-      "projection 1 input gradient",
-    );
-    this.weightGrad(
-      mat(b.out, m * N, C),
-      mat(pdg, m * N, d.P),
-      layout.at("projection.fcs.0.weight"),
-      true,
-      "projection 0 weight gradient",
-    );
-    const pdo = this.#buf("p.do", m * N * C);
-    this.gemm(
-      { a: mat(pdg, m * N, d.P), b: this.#weight("projection.fcs.0.weight", C, d.P), bT: true, c: pdo },
-      "projection 0 input gradient",
-    );
-    // output GNO: kernel gradient (accumulated over micro-batches) and latent gradient
-    const p = pack.i;
-    const inv: Record<string, GPUBuffer> = d.outMean ? { INV: this.c.GF } : {};
-    this.c.rec.add(
-      this.#k(edgeGradKKernel(d.outMean, o.first)),
-      { threads: d.Eout * C },
-      {
-        n: d.Eout * C,
-        S: N,
-        C,
-        nb: Q,
-        batch: m,
-        fOff: 0,
-        srcOff: p.outSrc,
-        dstOff: p.outDst,
-        invOff: pack.f.outInv,
-      },
-      { DY: pdo, F: h(Lf), IDX: this.c.GI, DK: this.#buf("out.dk", d.Eout * C), ...inv },
-      "out GNO reduction: kernel gradient",
-      { flops: 2 * m * d.Eout * C, bytes: 4 * (2 * d.Eout * C + m * (Q + N) * C + 2 * d.Eout) },
-    );
-    const dh = [this.#buf("f.dh0", m * Q * C), this.#buf("f.dh1", m * Q * C)];
-    this.c.rec.add(
-      this.#k(edgeGradFKernel(d.outMean)),
-      { threads: m * Q * C },
-      {
-        n: m * Q * C,
-        S: N,
-        C,
-        nb: Q,
-        rsOff: p.outBySrcRs,
-        permOff: p.outBySrcPerm,
-        dstOff: p.outDst,
-        invOff: pack.f.outInv,
-      },
-      { K: b.kOut, DY: pdo, IDX: this.c.GI, DF: dh[0], ...inv },
-      "out GNO reduction: latent gradient",
-      { flops: 2 * m * d.Eout * C, bytes: 4 * (d.Eout * C + m * (Q + N) * C + 3 * d.Eout) },
-    );
-    // FNO layers, last to first
-    const dx: [GPUBuffer, GPUBuffer] = [this.#buf("s.dxr", m * d.M * C), this.#buf("s.dxi", m * d.M * C)];
-    const { stZ, stY, stX } = this.#stages(m);
-    let cur = 0;
-    for (let l = Lf - 1; l >= 0; l--) {
-      const dz = dh[cur];
-      const skip = `fno_blocks.fno_skips.${l}.weight`, conv = `fno_blocks.convs.${l}.weight.0.tensor`;
-      this.weightGrad(
-        mat(h(l), m * Q, C),
-        mat(dz, m * Q, C),
-        layout.at(skip),
-        true,
-        `FNO ${l} skip and bias gradient`,
-      );
-      this.dft([dz], b.sa, T.aiz, { ...stZ, P: mz, Q: g3 }, `FNO ${l} inverse DFT z, adjoint`);
-      this.dft(b.sa, b.sb, T.aiy, { ...stY, P: my, Q: g2 }, `FNO ${l} inverse DFT y, adjoint`);
-      this.dft(b.sb, b.sy, T.aix, { ...stX, P: mx, Q: g1 }, `FNO ${l} inverse DFT x, adjoint`);
-      const sx = b.sx(l);
-      const wv = { M: d.M, C, O: C, wr: layout.at(conv, 0), wi: layout.at(conv, 1) };
-      this.c.rec.add(
-        this.#k(MIX_GRAD_W),
-        { threads: d.M * C * C },
-        { n: d.M * C * C, ...wv, batch: m },
-        { XR: sx[0], XI: sx[1], DR: b.sy[0], DI: b.sy[1], G: this.c.G },
-        `FNO ${l} mode mixing: weight gradient`,
-        mixCost(m, d.M, C),
-      );
-      this.c.rec.add(
-        this.#k(MIX_GRAD_X),
-        { threads: m * d.M * C },
-        { n: m * d.M * C, ...wv },
-        { DR: b.sy[0], DI: b.sy[1], W: this.c.W, XR: dx[0], XI: dx[1] },
-        `FNO ${l} mode mixing: input gradient`,
-        mixCost(m, d.M, C),
-      );
-      this.dft(dx, b.sb, T.afx, { ...stX, P: g1, Q: mx }, `FNO ${l} DFT x, adjoint`);
-      this.dft(b.sb, b.sa, T.afy, { ...stY, P: g2, Q: my }, `FNO ${l} DFT y, adjoint`);
-      // the adjoint of the DFT along z in the epilogue
-      const spectral = this.#zStage(b.sa, T.afz, m, `FNO ${l} DFT z, adjoint`);
-      this.gemm(
-        {
-          a: mat(dz, m * Q, C),
-          b: this.#weight(skip, C, C),
-          bT: true,
-          c: dh[1 - cur],
-          ...spectral,
-          muld: l > 0 ? dl(l) : undefined,
-        },
-        `FNO ${l} input gradient${spectral.spec ? ", DFT z adjoint" : ""}${l > 0 ? " (through GELU)" : ""}`,
-      );
-      cur = 1 - cur;
-    }
-    // lifting
-    const dh0 = dh[cur];
-    this.weightGrad(
-      mat(b.lg, m * Q, d.Lc),
-      mat(dh0, m * Q, C),
-      layout.at("lifting.fcs.1.weight"),
-      true,
-      "lifting 1 weight gradient",
-    );
-    const ldg = this.#buf("l.dg", m * Q * d.Lc);
-    this.gemm(
-      {
-        a: mat(dh0, m * Q, C),
-        b: this.#weight("lifting.fcs.1.weight", d.Lc, C),
-        bT: true,
-        c: ldg,
-        muld: b.ld,
-      },
-      "lifting 1 input gradient",
-    );
-    this.weightGrad(
-      mat(b.a, m * Q, d.Cin),
-      mat(ldg, m * Q, d.Lc),
-      layout.at("lifting.fcs.0.weight"),
-      true,
-      "lifting 0 weight gradient",
-    );
-    const lda = this.#buf("l.da", m * Q * d.Cin);
-    this.gemm(
-      { a: mat(ldg, m * Q, d.Lc), b: this.#weight("lifting.fcs.0.weight", d.Cin, d.Lc), bT: true, c: lda },
-      "lifting 0 input gradient",
-    );
-    // input GNO: kernel gradient (accumulated over micro-batches)
-    this.c.rec.add(
-      this.#k(edgeGradKKernel(true, o.first)),
-      { threads: d.Ein * d.Cin },
-      {
-        n: d.Ein * d.Cin,
-        S: Q,
-        C: d.Cin,
-        nb: N,
-        batch: m,
-        fOff: b.xOff,
-        srcOff: p.inSrc,
-        dstOff: p.inDst,
-        invOff: pack.f.inInv,
-      },
-      { DY: lda, F: this.c.IN, IDX: this.c.GI, DK: this.#buf("in.dk", d.Ein * d.Cin), INV: this.c.GF },
-      "in GNO reduction: kernel gradient",
-      { flops: 2 * m * d.Ein * d.Cin, bytes: 4 * (2 * d.Ein * d.Cin + m * (Q + N) * d.Cin + 3 * d.Ein) },
-    );
+    return chain;
   }
+
+  /** The input GNO: a[b, q] = mean over the points j near q of k(q, j) x[b, j]; backward: its kernel's gradient. */
+  #inGno(o: MicroOptions, xOff: number): Op {
+    const { dims: d, pack } = this.c, m = o.m, Q = d.Q, N = d.N;
+    const kIn = this.#buf(`in.h${d.wIn.length - 2}`, d.Ein * d.Cin);
+    return {
+      forward: () => {
+        const a = this.#buf("x.a", m * Q * d.Cin);
+        this.c.rec.add(
+          this.#k(edgeReduceKernel(true)),
+          { threads: m * Q * d.Cin },
+          {
+            n: m * Q * d.Cin,
+            S: Q,
+            C: d.Cin,
+            nb: N,
+            fOff: xOff,
+            rsOff: pack.i.inRs,
+            srcOff: pack.i.inSrc,
+            invOff: pack.f.inInv,
+          },
+          { K: kIn, F: this.c.IN, IDX: this.c.GI, OUT: a, INV: this.c.GF },
+          "in GNO reduction",
+          { flops: 2 * m * d.Ein * d.Cin, bytes: 4 * (d.Ein * d.Cin + m * (N + Q) * d.Cin + d.Ein) },
+        );
+        return { buf: a, off: 0, rows: m * Q, cols: d.Cin };
+      },
+      // the kernel's gradient, accumulated over the micro-batches (the kernel MLP's backward runs once per step)
+      backward: (_x, dy) => {
+        this.c.rec.add(
+          this.#k(edgeGradKKernel(true, o.first)),
+          { threads: d.Ein * d.Cin },
+          {
+            n: d.Ein * d.Cin,
+            S: Q,
+            C: d.Cin,
+            nb: N,
+            batch: m,
+            fOff: xOff,
+            srcOff: pack.i.inSrc,
+            dstOff: pack.i.inDst,
+            invOff: pack.f.inInv,
+          },
+          { DY: dy.buf, F: this.c.IN, IDX: this.c.GI, DK: this.#buf("in.dk", d.Ein * d.Cin), INV: this.c.GF },
+          "in GNO reduction: kernel gradient",
+          { flops: 2 * m * d.Ein * d.Cin, bytes: 4 * (2 * d.Ein * d.Cin + m * (Q + N) * d.Cin + 3 * d.Ein) },
+        );
+      },
+    };
+  }
+
+  /**
+   * A dense layer `y = x W + b` of the weight `name` ([K, N]) on `rows` rows, optionally through GELU (its
+   * derivative kept with the output) or plus a base (`base` records it); backward: the weight's and bias's
+   * gradients, and the input's (times the input's own GELU derivative, where it has one).
+   */
+  #dense(
+    name: string,
+    label: string,
+    rows: number,
+    K: number,
+    N: number,
+    o: { out: string; gelu?: boolean; base?: () => GPUBuffer },
+  ): Op {
+    const W = this.c.layout.at(`${name}.weight`);
+    return {
+      forward: (x) => {
+        const y = this.#buf(o.out === "f.h0" || o.out === "pred" ? o.out : `${o.out}.g`, rows * N);
+        const dout = o.gelu ? this.#buf(`${o.out}.d`, rows * N) : undefined;
+        const add = o.base?.();
+        this.gemm(
+          {
+            a: mat(x.buf, rows, K, x.off),
+            b: this.#weight(`${name}.weight`, K, N),
+            c: y,
+            bias: this.c.layout.at(`${name}.bias`),
+            gelu: dout,
+            add,
+          },
+          label,
+        );
+        return { buf: y, off: 0, rows, cols: N, d: dout };
+      },
+      backward: (x, dy, dx) => {
+        this.weightGrad(
+          mat(x.buf, rows, K, x.off),
+          mat(dy.buf, rows, N),
+          W,
+          true,
+          `${label} weight gradient`,
+        );
+        if (!dx) return;
+        this.gemm(
+          { a: mat(dy.buf, rows, N), b: this.#weight(`${name}.weight`, K, N), bT: true, c: dx, muld: x.d },
+          `${label} input gradient`,
+        );
+      },
+    };
+  }
+
+  /** The residual base forecast of the micro-batch's windows (added to the projection's output). */
+  #residualBase(o: MicroOptions, xOff: number): GPUBuffer {
+    const d = this.c.dims, m = o.m, N = d.N, r = o.residual!;
+    const base = this.#buf("base", m * N * d.Cout);
+    this.c.rec.add(
+      this.#k(RESIDUAL_BASE),
+      { threads: m * N * d.Cout },
+      { n: m * N * d.Cout, cols: r.cols, tin: r.tin, tout: r.tout, xOff, mode: r.mode },
+      { X: this.c.IN, FIT: this.c.FIT, BASE: base },
+      "residual base",
+      { flops: 2 * m * N * d.Cout * r.tin, bytes: 4 * m * N * (d.Cin + d.Cout) },
+    );
+    return base;
+  }
+
+  /**
+   * FNO layer l: `y = skip(x) + b + spectral(x)`, through GELU but in the last layer. Forward: the DFT stages
+   * along z, y and x (the kept modes saved for the mixing's weight gradient), the mode mixing, the inverse stages
+   * along x and y, and the skip product whose epilogue adds the bias and the inverse stage along z. Backward: the
+   * skip's and bias's gradients, the adjoint stages, the mixing's weight and input gradients, the adjoints of the
+   * forward stages, and the input's gradient (skip product, plus the adjoint stage along z in its epilogue, times
+   * the input's GELU derivative).
+   */
+  #fnoLayer(l: number, m: number): Op {
+    const { dims: d, layout, tables: T } = this.c;
+    const [g1, g2, g3] = d.grid, [mx, my, mz] = d.modes;
+    const Q = d.Q, C = d.C, last = l === d.layers - 1;
+    const skip = `fno_blocks.fno_skips.${l}.weight`, conv = `fno_blocks.convs.${l}.weight.0.tensor`;
+    const wv = { M: d.M, C, O: C, wr: layout.at(conv, 0), wi: layout.at(conv, 1) };
+    // scratch shared by every layer, forward and backward; the kept modes are each layer's own
+    const pair = (name: string, floats: number): [GPUBuffer, GPUBuffer] => [
+      this.#buf(`${name}r`, floats),
+      this.#buf(`${name}i`, floats),
+    ];
+    const sa = pair("s.a", m * g1 * g2 * mz * C), sb = pair("s.b", m * g1 * my * mz * C);
+    const sy = pair("s.y", m * d.M * C), sx = pair(`s.x${l}`, m * d.M * C);
+    const { stZ, stY, stX } = this.#stages(m);
+    return {
+      forward: (x) => {
+        const h = this.#buf(`f.h${l + 1}`, m * Q * C);
+        const dout = last ? undefined : this.#buf(`f.d${l + 1}`, m * Q * C);
+        this.dft([x.buf], sa, T.fz, { ...stZ, P: mz, Q: g3 }, `FNO ${l} DFT z`);
+        this.dft(sa, sb, T.fy, { ...stY, P: my, Q: g2 }, `FNO ${l} DFT y`);
+        this.dft(sb, sx, T.fx, { ...stX, P: mx, Q: g1 }, `FNO ${l} DFT x`);
+        this.c.rec.add(
+          this.#k(MIX_FORWARD),
+          { threads: m * d.M * C },
+          { n: m * d.M * C, ...wv },
+          { XR: sx[0], XI: sx[1], W: this.c.W, YR: sy[0], YI: sy[1] },
+          `FNO ${l} mode mixing`,
+          mixCost(m, d.M, C),
+        );
+        this.dft(sy, sb, T.ix, { ...stX, P: g1, Q: mx }, `FNO ${l} inverse DFT x`);
+        this.dft(sb, sa, T.iy, { ...stY, P: g2, Q: my }, `FNO ${l} inverse DFT y`);
+        // the inverse DFT along z in the epilogue: the full-grid spectral part is never stored
+        const spectral = this.#zStage(sa, T.iz, m, `FNO ${l} inverse DFT z`);
+        this.gemm(
+          {
+            a: mat(x.buf, m * Q, C),
+            b: this.#weight(skip, C, C),
+            c: h,
+            bias: layout.at(`fno_blocks.convs.${l}.bias`),
+            ...spectral,
+            gelu: dout,
+          },
+          `FNO ${l} skip, bias${spectral.spec ? ", inverse DFT z" : ""}, spectral sum${last ? "" : ", GELU"}`,
+        );
+        return { buf: h, off: 0, rows: m * Q, cols: C, d: dout };
+      },
+      backward: (x, dz, dx) => {
+        this.weightGrad(
+          mat(x.buf, m * Q, C),
+          mat(dz.buf, m * Q, C),
+          layout.at(skip),
+          true,
+          `FNO ${l} skip and bias gradient`,
+        );
+        this.dft([dz.buf], sa, T.aiz, { ...stZ, P: mz, Q: g3 }, `FNO ${l} inverse DFT z, adjoint`);
+        this.dft(sa, sb, T.aiy, { ...stY, P: my, Q: g2 }, `FNO ${l} inverse DFT y, adjoint`);
+        this.dft(sb, sy, T.aix, { ...stX, P: mx, Q: g1 }, `FNO ${l} inverse DFT x, adjoint`);
+        this.c.rec.add(
+          this.#k(MIX_GRAD_W),
+          { threads: d.M * C * C },
+          { n: d.M * C * C, ...wv, batch: m },
+          { XR: sx[0], XI: sx[1], DR: sy[0], DI: sy[1], G: this.c.G },
+          `FNO ${l} mode mixing: weight gradient`,
+          mixCost(m, d.M, C),
+        );
+        const dm = pair("s.dx", m * d.M * C);
+        this.c.rec.add(
+          this.#k(MIX_GRAD_X),
+          { threads: m * d.M * C },
+          { n: m * d.M * C, ...wv },
+          { DR: sy[0], DI: sy[1], W: this.c.W, XR: dm[0], XI: dm[1] },
+          `FNO ${l} mode mixing: input gradient`,
+          mixCost(m, d.M, C),
+        );
+        this.dft(dm, sb, T.afx, { ...stX, P: g1, Q: mx }, `FNO ${l} DFT x, adjoint`);
+        this.dft(sb, sa, T.afy, { ...stY, P: g2, Q: my }, `FNO ${l} DFT y, adjoint`);
+        // the adjoint of the DFT along z in the epilogue
+        const spectral = this.#zStage(sa, T.afz, m, `FNO ${l} DFT z, adjoint`);
+        this.gemm(
+          { a: mat(dz.buf, m * Q, C), b: this.#weight(skip, C, C), bT: true, c: dx!, ...spectral, muld: x.d },
+          `FNO ${l} input gradient${spectral.spec ? ", DFT z adjoint" : ""}${x.d ? " (through GELU)" : ""}`,
+        );
+      },
+    };
+  }
+
+  /**
+   * The output GNO: o[b, n] = sum over the latent nodes q near n of k(n, q) h[b, q]; backward: its kernel's
+   * gradient (accumulated over the micro-batches) and the latent nodes'.
+   */
+  #outGno(o: MicroOptions): Op {
+    const { dims: d, pack } = this.c, m = o.m, Q = d.Q, N = d.N, C = d.C, p = pack.i;
+    const kOut = this.#buf(`out.h${d.wOut.length - 2}`, d.Eout * C);
+    const inv: Record<string, GPUBuffer> = d.outMean ? { INV: this.c.GF } : {};
+    return {
+      forward: (h) => {
+        const out = this.#buf("o", m * N * C);
+        this.c.rec.add(
+          this.#k(edgeReduceKernel(d.outMean)),
+          { threads: m * N * C },
+          { n: m * N * C, S: N, C, nb: Q, fOff: 0, rsOff: p.outRs, srcOff: p.outSrc, invOff: pack.f.outInv },
+          { K: kOut, F: h.buf, IDX: this.c.GI, OUT: out, ...inv },
+          "out GNO reduction",
+          { flops: 2 * m * d.Eout * C, bytes: 4 * (d.Eout * C + m * (Q + N) * C + d.Eout) },
+        );
+        return { buf: out, off: 0, rows: m * N, cols: C };
+      },
+      backward: (h, dy, dx) => {
+        if (h.d) throw new Error("the output GNO's input has no GELU in the reference GINO");
+        this.c.rec.add(
+          this.#k(edgeGradKKernel(d.outMean, o.first)),
+          { threads: d.Eout * C },
+          {
+            n: d.Eout * C,
+            S: N,
+            C,
+            nb: Q,
+            batch: m,
+            fOff: 0,
+            srcOff: p.outSrc,
+            dstOff: p.outDst,
+            invOff: pack.f.outInv,
+          },
+          { DY: dy.buf, F: h.buf, IDX: this.c.GI, DK: this.#buf("out.dk", d.Eout * C), ...inv },
+          "out GNO reduction: kernel gradient",
+          { flops: 2 * m * d.Eout * C, bytes: 4 * (2 * d.Eout * C + m * (Q + N) * C + 2 * d.Eout) },
+        );
+        this.c.rec.add(
+          this.#k(edgeGradFKernel(d.outMean)),
+          { threads: m * Q * C },
+          {
+            n: m * Q * C,
+            S: N,
+            C,
+            nb: Q,
+            rsOff: p.outBySrcRs,
+            permOff: p.outBySrcPerm,
+            dstOff: p.outDst,
+            invOff: pack.f.outInv,
+          },
+          { K: kOut, DY: dy.buf, IDX: this.c.GI, DF: dx!, ...inv },
+          "out GNO reduction: latent gradient",
+          { flops: 2 * m * d.Eout * C, bytes: 4 * (d.Eout * C + m * (Q + N) * C + 3 * d.Eout) },
+        );
+      },
+    };
+  }
+}
+
+/** An activation of the micro-batch: `[rows, cols]` from `off` in `buf`; `d`: its GELU derivative, if a GELU made it. */
+interface Act {
+  buf: GPUBuffer;
+  off: number;
+  rows: number;
+  cols: number;
+  d?: GPUBuffer;
+}
+
+/**
+ * One operation of a micro-batch's chain: `forward` records its dispatches from its input to its output (saving what
+ * `backward` needs); `backward` records, for the same input and its output's gradient `dy`, its weights' gradients
+ * (added to the flat gradient) and its input's gradient into `dx` (none for the first operation).
+ */
+interface Op {
+  forward(x: Act): Act;
+  backward(x: Act, dy: Act, dx: GPUBuffer | undefined): void;
 }
 
 /** A spectral mode mixing (or either adjoint): m windows, M modes, C channels in and out, complex. */
