@@ -161,7 +161,8 @@ Deno.test({
 Deno.test({
   name:
     "GPU engine: steps queued without reading their losses give bitwise the losses and weights of steps " +
-    "read one by one; a non-finite loss stops the updates from that step on, and they resume after the read",
+    "read one by one (also when each step waits for the GPU to catch up); a non-finite loss stops the updates " +
+    "from that step on, and they resume after the read",
   ignore,
   async fn() {
     await initBackend("webgpu");
@@ -204,13 +205,22 @@ Deno.test({
     await all.e.trainStep(all.c.geom, all.c.x, all.c.y, B, core, 1, all.opt, o);
     assert.equal((await all.e.readLosses()).losses.length, 1);
     assert.equal(all.opt.step, 4);
-    // queued steps without a non-finite loss: bitwise the one-by-one results
-    const q = mk();
-    for (const y of ys(q.c).slice(0, 3)) await q.e.trainStep(q.c.geom, q.c.x, y, B, core, 1, q.opt, o);
-    assert.deepEqual((await q.e.readLosses()).losses, oneLosses.slice(0, 3));
-    await q.e.sync();
-    assert.deepEqual(await weightsOf(q.c.model), weightsAt[2]);
-    for (const r of [one, all, q]) r.e.dispose();
+    // queued steps without a non-finite loss: bitwise the one-by-one results; also when each step first waits
+    // for the GPU to catch up (a bound on the uploads of queued work)
+    const q = mk(), c = smallCase(N, 8, B, cfg);
+    const waits = {
+      c,
+      e: new GinoGpu(c.model, { maxQueuedBytes: 1 }),
+      opt: new Adam(c.model.variables, 1e-2),
+    };
+    for (const r of [q, waits]) {
+      for (const y of ys(r.c).slice(0, 3)) await r.e.trainStep(r.c.geom, r.c.x, y, B, core, 1, r.opt, o);
+      assert.equal(r.e.counters.readbacks, 0);
+      assert.deepEqual((await r.e.readLosses()).losses, oneLosses.slice(0, 3));
+      await r.e.sync();
+      assert.deepEqual(await weightsOf(r.c.model), weightsAt[2]);
+    }
+    for (const r of [one, all, q, waits]) r.e.dispose();
   },
 });
 

@@ -202,6 +202,8 @@ export class GinoGpu {
   #gradsZero = true;
   /** The flat weights and moments are newer than the tfjs variables (see sync). */
   #ahead = false;
+  /** Bytes uploaded for work queued since the GPU was last known to be idle. */
+  #queued = 0;
 
   /**
    * When set, single-process training steps time every dispatch with GPU timestamps (one compute pass each,
@@ -214,12 +216,24 @@ export class GinoGpu {
   readonly memoryBudget: number;
 
   /**
-   * An engine for `model` on tfjs's webgpu device. `memoryBudget`: bytes of activations per pass (default
-   * {@linkcode defaultGpuMemoryBudget}); `limits` lowers the device limits (tests).
+   * Bytes of batches uploaded for queued work after which a step or validation batch first waits for the GPU to
+   * catch up (without reading anything back): the host may run ahead of the GPU, but the uploads it queues are
+   * held in memory until the GPU has taken them.
    */
-  constructor(readonly model: Gino, o: { memoryBudget?: number; limits?: Partial<GpuLimits> } = {}) {
+  readonly maxQueuedBytes: number;
+
+  /**
+   * An engine for `model` on tfjs's webgpu device. `memoryBudget`: bytes of activations per pass (default
+   * {@linkcode defaultGpuMemoryBudget}); `limits` lowers the device limits (tests); `maxQueuedBytes` (default
+   * 256 MiB): see {@linkcode GinoGpu.maxQueuedBytes}.
+   */
+  constructor(
+    readonly model: Gino,
+    o: { memoryBudget?: number; limits?: Partial<GpuLimits>; maxQueuedBytes?: number } = {},
+  ) {
     this.rt = GpuRuntime.fromBackend(o.limits);
     this.memoryBudget = o.memoryBudget ?? defaultGpuMemoryBudget();
+    this.maxQueuedBytes = o.maxQueuedBytes ?? 256 * 2 ** 20;
     this.layout = paramLayout(model);
     this.#pool = new Pool(this.rt);
     const bytes = 4 * this.layout.size;
@@ -261,6 +275,7 @@ export class GinoGpu {
     if (this.#pending.length >= LOG_SLOTS || (opt !== this.#optimizer && this.#pending.length)) {
       await this.#drain();
     }
+    await this.#catchUp();
     await this.rt.checked("training step", async () => {
       const t = opt.step + 1, slot = this.#pending.length;
       const world = o.world;
@@ -405,6 +420,7 @@ export class GinoGpu {
       await this.#drainEvaluation();
     }
     this.#evalStride = stride;
+    await this.#catchUp();
     const slot = this.#evalSlots;
     return await this.rt.checked("validation", () => {
       const g = this.#geometry(geom);
@@ -432,6 +448,13 @@ export class GinoGpu {
     return out;
   }
 
+  /** Waits for the GPU to finish its queued work when their uploads exceed maxQueuedBytes. */
+  async #catchUp(): Promise<void> {
+    if (this.#queued <= this.maxQueuedBytes) return;
+    await this.rt.device.queue.onSubmittedWorkDone();
+    this.#queued = 0;
+  }
+
   /** Reads the training log of the pending steps (see readLosses). */
   async #drain(): Promise<void> {
     const pending = this.#pending;
@@ -443,6 +466,7 @@ export class GinoGpu {
       const read = this.rt.readAfterSubmit(enc, this.#LOG, 0, 4 * (LOG_HEADER + 2 * pending.length));
       this.rt.submit(enc);
       log = new Float32Array(await read());
+      this.#queued = 0;
     }
     let bad = -1;
     pending.forEach((p, i) => {
@@ -465,6 +489,7 @@ export class GinoGpu {
     const read = this.rt.readAfterSubmit(enc, this.#ELOG, 0, 4 * n * stride);
     this.rt.submit(enc);
     const log = new Float32Array(await read());
+    this.#queued = 0;
     for (let i = 0; i < n; i++) this.#evalRead.push(Array.from(log.subarray(i * stride, (i + 1) * stride)));
   }
 
@@ -813,6 +838,7 @@ export class GinoGpu {
     s.set(x, PARAMS);
     if (y) s.set(y, PARAMS + nx);
     this.rt.write(this.#pool.get("in", total), 0, s.subarray(0, total));
+    this.#queued += 4 * total;
     const fit = o.residual?.base === "fitted" ? o.residual.fit : undefined;
     if (fit && fit !== this.#fitOf) {
       const f = Float32Array.from(fit);
