@@ -2,7 +2,16 @@
 // mf6-binary, from FloPy's examples), the Henry generator's MODFLOW 6 files against its CSV files, bad input, and
 // the whole path MODFLOW 6 files -> prepare -> train -> predict --vtu, read back with VTK itself.
 import assert from "node:assert/strict";
-import { disItems, encodeGrb, Mf6Error, Mf6OutputFile, readGrbItems, readMf6Grid } from "../lib/io/mf6.ts";
+import {
+  disItems,
+  encodeGrb,
+  Mf6Error,
+  Mf6OutputFile,
+  Mf6OutputWriter,
+  readGrbItems,
+  readMf6Grid,
+} from "../lib/io/mf6.ts";
+import type { GrbItem, Mf6Grid } from "../lib/io/mf6.ts";
 import { prismCells, vertexCells, VTK } from "../lib/io/vtu.ts";
 import { encodeVtu } from "../lib/io/vtu.ts";
 import { readNpy } from "../lib/io/npy.ts";
@@ -227,7 +236,54 @@ Deno.test("bad MODFLOW 6 input: one error naming the file and record, exit 2, no
       /freyberg\.hds is not a MODFLOW 6 binary grid file/,
     ],
     ["no model folder", ["--mf6-dir", `${t.dir}/nowhere`], /--mf6-dir .*nowhere: folder not found/],
+    [
+      "a heads file given as concentrations",
+      [
+        "--mf6-grid",
+        `${t.dir}/a/henry.dis.grb`,
+        "--mf6-heads",
+        `${t.dir}/a/henry.hds`,
+        "--mf6-conc",
+        `${t.dir}/a/henry.hds`,
+      ],
+      /henry\.hds holds HEAD records, not CONCENTRATION: it is not a concentration file; give --mf6-conc the transport/,
+    ],
+    [
+      "a concentration file given as heads",
+      ["--mf6-grid", `${t.dir}/a/henry.dis.grb`, "--mf6-heads", `${t.dir}/a/henry.ucn`],
+      /henry\.ucn holds CONCENTRATION records, not HEAD: it is not a heads file; pass it as --mf6-conc/,
+    ],
+    [
+      "a grid file given as heads",
+      ["--mf6-grid", `${MF6}/freyberg.dis.grb`, "--mf6-heads", `${MF6}/freyberg.dis.grb`],
+      /freyberg\.dis\.grb is a MODFLOW 6 binary grid file \(GRID DIS\), not a heads or concentration file: give it to --mf6-grid/,
+    ],
+    [
+      "records of another shape than the grid's layers",
+      ["--mf6-grid", `${t.dir}/sq.dis.grb`, "--mf6-heads", `${t.dir}/sq.hds`],
+      /sq\.hds: time step 1 of period 1 .*: the record of layer 1 is 100 columns x 1 rows, but the DIS grid .*sq\.dis\.grb has 10 x 10 cells per layer/,
+    ],
   ];
+  // a 10 x 10 grid of one layer, and heads written as 100 x 1 records
+  const sq = {
+    nlay: 1,
+    nrow: 10,
+    ncol: 10,
+    delr: new Float64Array(10).fill(1),
+    delc: new Float64Array(10).fill(1),
+  };
+  await Deno.writeFile(
+    `${t.dir}/sq.dis.grb`,
+    encodeGrb("DIS", disItems(sq, new Float64Array(100), new Float64Array(100).fill(-1))),
+  );
+  const w = await Mf6OutputWriter.create(`${t.dir}/sq.hds`, "HEAD");
+  for (let k = 1; k <= 3; k++) {
+    await w.record(
+      { kstp: k, kper: 1, pertim: k, totim: k, ncol: 100, nrow: 1, ilay: 1 },
+      new Float64Array(100),
+    );
+  }
+  await w.close();
   for (const [what, args, msg] of cases) {
     const out = `${t.dir}/out`;
     const r = await runScript("prepare.ts", [
@@ -245,6 +301,128 @@ Deno.test("bad MODFLOW 6 input: one error naming the file and record, exit 2, no
     assert.match(lines[0], msg, what);
     assert.ok(!(await exists(out)), `${what}: nothing written`);
   }
+});
+
+/** The items of a grid file, as MODFLOW 6 wrote them, with a CRS item after ANGROT (as MODFLOW 6 writes one). */
+async function withCrs(
+  path: string,
+  crs: string,
+): Promise<{ type: "DIS" | "DISV" | "DISU"; bytes: Uint8Array }> {
+  const { type, items } = await readGrbItems(path);
+  const list: GrbItem[] = [];
+  for (const [name, v] of items) {
+    if (typeof v === "string") list.push([name, "CHARACTER", v]);
+    else if (typeof v === "number") {
+      list.push([
+        name,
+        Number.isInteger(v) && name !== "ANGROT" && !/ORIGIN/.test(name) ? "INTEGER" : "DOUBLE",
+        v,
+      ]);
+    } else list.push([name, v instanceof Float64Array ? "DOUBLE" : "INTEGER", v]);
+    if (name === "ANGROT") list.push(["CRS", "CHARACTER", crs]);
+  }
+  return { type: type as "DIS" | "DISV" | "DISU", bytes: encodeGrb(type as "DIS", list) };
+}
+
+/** True when (x, y) lies inside cell c's outline. */
+function insideOutline(g: Mf6Grid, c: number, x: number, y: number): boolean {
+  const o = g.outline!, vs = o.vert.subarray(o.vstart[c], o.vstart[c + 1]);
+  let inside = false;
+  for (let i = 0, j = vs.length - 1; i < vs.length; j = i++) {
+    const [xi, yi, xj, yj] = [o.vx[vs[i]], o.vy[vs[i]], o.vx[vs[j]], o.vy[vs[j]]];
+    if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
+}
+
+Deno.test("a real DISU grid with vertices and no NVERT, and grid files with a CRS item (DIS, DISV, DISU), are read; the CRS goes to patches.json and the ParaView files", async () => {
+  await using t = await tempDir();
+  const keating = `${FIXTURES}mf6-disu-vertices/keating.disu.grb`;
+  const { items } = await readGrbItems(keating);
+  assert.ok(!items.has("NVERT") && items.has("VERTICES"), "as MODFLOW 6 writes a DISU grid file");
+  const g = await readMf6Grid(keating);
+  assert.equal(g.type, "DISU");
+  assert.equal(g.ncells, 324);
+  assert.equal(g.outline!.vx.length, (items.get("VERTICES") as Float64Array).length / 2);
+  for (let c = 0; c < g.ncells; c++) {
+    assert.ok(insideOutline(g, c, g.x[c], g.y[c]), `cell ${c + 1}'s centre in its outline`);
+  }
+  // a CRS item, as MODFLOW 6 writes it when the model names one: read, kept, and nothing else changes
+  for (const file of [`${MF6}/freyberg.dis.grb`, `${MF6}/tri_model.disv.grb`, keating]) {
+    const c = await withCrs(file, "EPSG:26916");
+    const path = `${t.dir}/crs.${c.type.toLowerCase()}.grb`;
+    await Deno.writeFile(path, c.bytes);
+    const [a, b] = [await readMf6Grid(file), await readMf6Grid(path)];
+    assert.equal(b.crs, "EPSG:26916", file);
+    assert.equal(a.crs, undefined);
+    for (const k of ["x", "y", "z", "active", "top", "bot"] as const) {
+      assert.deepEqual(b[k], a[k], `${file}: ${k}`);
+    }
+    assert.deepEqual(b.outline, a.outline);
+  }
+  // the DISU model with a CRS, heads made for it (one record of all nodes per step) -> prepare -> train ->
+  // predict --vtu: the CRS in patches.json, in every .vtu (field data, read back by VTK) and in the .pvd
+  const grid = `${t.dir}/crs.disu.grb`;
+  const w = await Mf6OutputWriter.create(`${t.dir}/keating.hds`, "HEAD");
+  for (let k = 1; k <= 16; k++) {
+    const h = Float64Array.from(
+      { length: g.ncells },
+      (_, c) => 10 + Math.sin(g.x[c] / 500 + 0.3 * k) + g.y[c] / 1e4,
+    );
+    await w.record({ kstp: k, kper: 1, pertim: k, totim: k, ncol: g.ncells, nrow: 1, ilay: 1 }, h);
+  }
+  await w.close();
+  let r = await runScript("prepare.ts", [
+    "--base-data-dir",
+    `${t.dir}/k`,
+    "--mf6-grid",
+    grid,
+    "--mf6-heads",
+    `${t.dir}/keating.hds`,
+    "--n-patches",
+    "2",
+    "--slice-split",
+    "1",
+    "--quiet",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const meta = JSON.parse(await Deno.readTextFile(`${t.dir}/k/filter_patch/patches.json`));
+  assert.equal(meta.source.crs, "EPSG:26916");
+  assert.equal(meta.source.grid_type, "DISU");
+  r = await runScript("train.ts", [
+    "--base-data-dir",
+    `${t.dir}/k`,
+    ...TINY_TRAIN_ARGS,
+    "--epochs",
+    "1",
+    "--results-dir",
+    `${t.dir}/runs`,
+    "--run-name",
+    "k",
+    "--target-cols",
+    "head",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = `${t.dir}/pred`;
+  r = await runScript("predict.ts", [
+    `${t.dir}/runs/k/checkpoints/final_checkpoint.safetensors`,
+    "--vtu",
+    "--no-figures",
+    "--out",
+    out,
+    "--json",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const pvd = await Deno.readTextFile(`${out}/prediction.pvd`);
+  assert.match(pvd, /coordinate reference system: EPSG:26916/);
+  const first = `${out}/${/file="([^"]+)"/.exec(pvd)![1]}`;
+  assert.match(await Deno.readTextFile(first), /<FieldData>/);
+  const v = await vtkRead([first]);
+  if (!v) return vtkMissing();
+  const cells = v[first] as { cells: number; field_data: Record<string, string>; volumes: number[] };
+  assert.equal(cells.field_data.CRS, "EPSG:26916");
+  assert.equal(cells.cells, 324, "every cell once");
+  assert.ok(cells.volumes.every((vol) => vol > 0));
 });
 
 Deno.test("henry --format mf6 and prepare: the same patch values as the CSV path, cell by cell", async () => {

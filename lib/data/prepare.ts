@@ -274,12 +274,23 @@ async function mf6Series(o: Prepared, m: Mf6Source): Promise<RawSeries> {
   const heads = await Mf6OutputFile.open(m.heads, grid);
   const conc = m.conc ? await Mf6OutputFile.open(m.conc, grid) : undefined;
   try {
-    if (conc) matchSteps(heads, conc);
-    if (/CONC/i.test(heads.text)) {
+    // the record label says what a file holds (MODFLOW 6 writes HEAD and CONCENTRATION)
+    if (!/^HEAD/i.test(heads.text)) {
       throw new Mf6Error(
-        `${m.heads} holds ${heads.text}, not heads: pass it as --mf6-conc, and the .hds as --mf6-heads`,
+        `${m.heads} holds ${heads.text} records, not HEAD: it is not a heads file` +
+          (/CONC/i.test(heads.text) ? `; pass it as --mf6-conc, and the .hds as --mf6-heads` : ""),
       );
     }
+    if (conc && !/^CONC/i.test(conc.text)) {
+      throw new Mf6Error(
+        `${m.conc} holds ${conc.text} records, not CONCENTRATION: it is not a concentration file` +
+          (/^HEAD/i.test(conc.text)
+            ? `; give --mf6-conc the transport model's concentration file (.ucn), or leave it out to train on ` +
+              `heads`
+            : ""),
+      );
+    }
+    if (conc) matchSteps(heads, conc);
   } catch (e) {
     heads.close();
     conc?.close();
@@ -308,7 +319,13 @@ async function mf6Series(o: Prepared, m: Mf6Source): Promise<RawSeries> {
     xyz,
     steps: heads.steps.length,
     meta: {
-      source: { mf6_grid: m.grid, mf6_heads: m.heads, mf6_conc: m.conc ?? null, grid_type: grid.type },
+      source: {
+        mf6_grid: m.grid,
+        mf6_heads: m.heads,
+        mf6_conc: m.conc ?? null,
+        grid_type: grid.type,
+        crs: grid.crs ?? null,
+      },
       times: heads.steps.map((s) => s.totim),
       kstp_kper: heads.steps.map((s) => [s.kstp, s.kper]),
       pressure: {

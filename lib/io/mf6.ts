@@ -32,6 +32,8 @@ export interface Mf6Grid {
   path: string;
   /** Discretisation type. */
   type: "DIS" | "DISV" | "DISU";
+  /** The model's coordinate reference system (the grid file's CRS item, e.g. `EPSG:26916`), where it names one. */
+  crs?: string;
   /** Cells (MODFLOW 6 user node numbers are 1 ... ncells). */
   ncells: number;
   /** Layers (1 for DISU). */
@@ -64,8 +66,8 @@ export interface Mf6Grid {
   outline?: { vx: Float64Array; vy: Float64Array; vstart: Int32Array; vert: Int32Array };
 }
 
-/** A grid file item: a scalar, or an array of integers or doubles. */
-export type GrbValue = number | Int32Array | Float64Array;
+/** A grid file item: a scalar, an array of integers or doubles, or a character string (e.g. the CRS). */
+export type GrbValue = number | Int32Array | Float64Array | string;
 
 /** The named items of a grid file, as stored. */
 export async function readGrbItems(path: string): Promise<{ type: string; items: Map<string, GrbValue> }> {
@@ -95,9 +97,15 @@ export async function readGrbItems(path: string): Promise<{ type: string; items:
     const [name, kind, , ndimS, ...dims] = def;
     const ndim = Number(ndimS);
     const count = ndim === 0 ? 1 : dims.slice(0, ndim).reduce((a, d) => a * Number(d), 1);
-    const size = kind === "DOUBLE" ? 8 : 4;
-    if (!(count >= 0) || (kind !== "DOUBLE" && kind !== "INTEGER")) {
-      throw new Mf6Error(`${path}: definition line ${i + 1} ('${def.join(" ")}') is not understood`);
+    // the item types MODFLOW 6 writes: 4-byte integers, 8-byte doubles, characters (one byte each)
+    const size = kind === "DOUBLE" ? 8 : kind === "INTEGER" ? 4 : kind === "CHARACTER" ? 1 : 0;
+    if (!(count >= 0) || !Number.isInteger(count) || size === 0) {
+      throw new Mf6Error(
+        `${path}: definition line ${i + 1} ('${def.join(" ")}') is not understood` +
+          (size === 0 && kind
+            ? ` (item type ${kind}; MODFLOW 6 grid files hold INTEGER, DOUBLE and CHARACTER items)`
+            : ""),
+      );
     }
     if (at + count * size > bytes.length) {
       throw new Mf6Error(
@@ -105,8 +113,10 @@ export async function readGrbItems(path: string): Promise<{ type: string; items:
           `the grid file is truncated`,
       );
     }
-    if (ndim === 0) items.set(name, kind === "DOUBLE" ? view.getFloat64(at, true) : view.getInt32(at, true));
-    else if (kind === "DOUBLE") {
+    if (kind === "CHARACTER") items.set(name, text(at, count).trim());
+    else if (ndim === 0) {
+      items.set(name, kind === "DOUBLE" ? view.getFloat64(at, true) : view.getInt32(at, true));
+    } else if (kind === "DOUBLE") {
       const a = new Float64Array(count);
       for (let k = 0; k < count; k++) a[k] = view.getFloat64(at + 8 * k, true);
       items.set(name, a);
@@ -135,7 +145,7 @@ export async function readMf6Grid(path: string): Promise<Mf6Grid> {
   ): T | undefined => {
     const v = items.get(k);
     if (v === undefined && optional) return undefined;
-    if (typeof v === "number" || v === undefined) {
+    if (typeof v === "number" || typeof v === "string" || v === undefined) {
       throw new Mf6Error(`${path}: the ${type} grid file has no ${k}`);
     }
     if (v.length !== n) throw new Mf6Error(`${path}: ${k} holds ${v.length} values, the grid needs ${n}`);
@@ -190,7 +200,7 @@ export async function readMf6Grid(path: string): Promise<Mf6Grid> {
     botm = arr<Float64Array>("BOTM", ncells)!;
     cx = arr<Float64Array>("CELLX", ncpl)!;
     cy = arr<Float64Array>("CELLY", ncpl)!;
-    outline = outlineOf(path, items, num("NVERT"), ncpl, world);
+    outline = outlineOf(path, items, ncpl, world);
   } else if (type === "DISU") {
     ncells = num("NODES");
     nlay = 1;
@@ -206,14 +216,16 @@ export async function readMf6Grid(path: string): Promise<Mf6Grid> {
     }
     cx = ux;
     cy = uy;
-    if (items.has("VERTICES")) outline = outlineOf(path, items, num("NVERT"), ncells, world);
+    if (items.has("VERTICES")) outline = outlineOf(path, items, ncells, world);
   } else {
     throw new Mf6Error(`${path}: grid type '${type}' is not supported (DIS, DISV and DISU are)`);
   }
   const idomain = arr<Int32Array>("IDOMAIN", ncells, true);
+  const crs = items.get("CRS");
   const g: Mf6Grid = {
     path,
     type,
+    crs: typeof crs === "string" && crs ? crs : undefined,
     ncells,
     nlay,
     ncpl,
@@ -242,11 +254,13 @@ export async function readMf6Grid(path: string): Promise<Mf6Grid> {
   return g;
 }
 
-/** Cell outlines of a DISV (or DISU with vertices) grid: IAVERT/JAVERT are 1-based; a closing repeat is dropped. */
+/**
+ * Cell outlines of a DISV (or DISU with vertices) grid: IAVERT/JAVERT are 1-based; a closing repeat is dropped.
+ * The vertex count is NVERT where the file has it (DISV); a DISU grid file has none: VERTICES holds x, y pairs.
+ */
 function outlineOf(
   path: string,
   items: Map<string, GrbValue>,
-  nvert: number,
   ncpl: number,
   world: (x: number, y: number) => [number, number],
 ): Mf6Grid["outline"] {
@@ -254,8 +268,13 @@ function outlineOf(
   if (!(v instanceof Float64Array) || !(ia instanceof Int32Array) || !(ja instanceof Int32Array)) {
     throw new Mf6Error(`${path}: the grid file lacks VERTICES, IAVERT or JAVERT`);
   }
+  const nv = items.get("NVERT");
+  const nvert = typeof nv === "number" ? nv : v.length / 2;
   if (v.length !== 2 * nvert || ia.length !== ncpl + 1) {
-    throw new Mf6Error(`${path}: VERTICES or IAVERT do not match NVERT ${nvert} and ${ncpl} cells per layer`);
+    throw new Mf6Error(
+      `${path}: VERTICES (${v.length} values) or IAVERT (${ia.length}) do not match ${nvert} vertices and ` +
+        `${ncpl} cells per layer`,
+    );
   }
   const vx = new Float64Array(nvert), vy = new Float64Array(nvert);
   for (let i = 0; i < nvert; i++) [vx[i], vy[i]] = world(v[2 * i], v[2 * i + 1]);
@@ -332,6 +351,7 @@ export class Mf6OutputFile {
     try {
       const size = (await file.stat()).size;
       const head = new Uint8Array(52);
+      await refuseGridFile(file, path);
       const precision = await detectPrecision(file, path, size);
       const hsize = precision === 8 ? 52 : 44;
       const records: Mf6Record[] = [];
@@ -437,6 +457,23 @@ async function readFull(file: Deno.FsFile, buf: Uint8Array): Promise<void> {
 
 const printable = (b: Uint8Array) => b.every((c) => c >= 32 && c < 127);
 
+/** A grid file given where a heads or concentration file belongs: says so, instead of reading garbage headers. */
+async function refuseGridFile(file: Deno.FsFile, path: string): Promise<void> {
+  const h = new Uint8Array(50);
+  await file.seek(0, Deno.SeekMode.Start);
+  const n = (await file.read(h)) ?? 0;
+  await file.seek(0, Deno.SeekMode.Start);
+  const text = new TextDecoder("latin1").decode(h.subarray(0, n));
+  if (/^GRID (DIS|DISV|DISU)\b/.test(text)) {
+    throw new Mf6Error(
+      `${path} is a MODFLOW 6 binary grid file (${
+        text.trim().split(/\s+/).slice(0, 2).join(" ")
+      }), not a heads ` +
+        `or concentration file: give it to --mf6-grid, and the model's .hds (.ucn) file to --mf6-heads (--mf6-conc)`,
+    );
+  }
+}
+
 /** Double precision unless the header only makes sense as single precision. */
 async function detectPrecision(file: Deno.FsFile, path: string, size: number): Promise<4 | 8> {
   const h = new Uint8Array(Math.min(52, size));
@@ -477,9 +514,20 @@ function groupSteps(path: string, records: Mf6Record[], grid: Mf6Grid): Mf6Step[
   for (const [i, s] of steps.entries()) {
     const where = `${path}: time step ${s.kstp} of period ${s.kper} (step ${i + 1} in the file)`;
     const n = s.records.reduce((a, r) => a + r.ncol * r.nrow, 0);
-    if (s.records.length === 1 && n === grid.ncells) continue; // all nodes in one record
+    // DISU: all nodes in one record; DIS and DISV: one record per layer, of the layer's shape
+    if (grid.type === "DISU" && s.records.length === 1 && n === grid.ncells) continue;
     const layers = s.records.map((r) => r.ilay).sort((a, b) => a - b);
     const perLayer = s.records.every((r) => r.ncol * r.nrow === grid.ncpl);
+    // a layer's record has the grid's own shape: NCOL x NROW of a DIS grid, NCPL x 1 of a DISV grid
+    const [wantCol, wantRow] = grid.type === "DIS" ? [grid.ncol!, grid.nrow!] : [grid.ncpl, 1];
+    const bad = perLayer ? s.records.find((r) => r.ncol !== wantCol || r.nrow !== wantRow) : undefined;
+    if (bad) {
+      throw new Mf6Error(
+        `${where}: the record of layer ${bad.ilay} is ${bad.ncol} columns x ${bad.nrow} rows, but the ${grid.type} ` +
+          `grid ${grid.path} has ${wantCol} x ${wantRow} cells per layer: the grid and output files are of ` +
+          `different models`,
+      );
+    }
     if (!perLayer || layers.length !== grid.nlay || layers.some((l, k) => l !== k + 1)) {
       throw new Mf6Error(
         `${where} holds ${s.records.length} record(s) of ${
@@ -495,8 +543,13 @@ function groupSteps(path: string, records: Mf6Record[], grid: Mf6Grid): Mf6Step[
   return steps;
 }
 
-/** One item of a grid file to write: name, type and value (a scalar or an array with its dimensions). */
-export type GrbItem = [string, "INTEGER" | "DOUBLE", number | ArrayLike<number>, number[]?];
+/**
+ * One item of a grid file to write: name, type and value (a scalar, an array with its dimensions, or for a
+ * CHARACTER item a string such as the CRS).
+ */
+export type GrbItem =
+  | [string, "INTEGER" | "DOUBLE", number | ArrayLike<number>, number[]?]
+  | [string, "CHARACTER", string];
 
 /** The bytes of a MODFLOW 6 binary grid file of `type` with `items` (in the order MODFLOW 6 writes them). */
 export function encodeGrb(type: "DIS" | "DISV" | "DISU", items: GrbItem[]): Uint8Array {
@@ -506,13 +559,16 @@ export function encodeGrb(type: "DIS" | "DISV" | "DISU", items: GrbItem[]): Uint
     pad(`LENTXT ${lentxt}`, 50);
   let bytes = 0;
   for (const [name, kind, v, dims] of items) {
-    if (typeof v === "number") {
+    if (kind === "CHARACTER") {
+      text += pad(`${name} CHARACTER NDIM 1 ${(v as string).length}`, lentxt);
+      bytes += (v as string).length;
+    } else if (typeof v === "number") {
       text += pad(`${name} ${kind} NDIM 0 # ${v}`, lentxt);
       bytes += kind === "DOUBLE" ? 8 : 4;
     } else {
-      const d = dims ?? [v.length];
+      const a = v as ArrayLike<number>, d = dims ?? [a.length];
       text += pad(`${name} ${kind} NDIM ${d.length} ${d.join(" ")}`, lentxt);
-      bytes += v.length * (kind === "DOUBLE" ? 8 : 4);
+      bytes += a.length * (kind === "DOUBLE" ? 8 : 4);
     }
   }
   const out = new Uint8Array(text.length + bytes);
@@ -520,7 +576,11 @@ export function encodeGrb(type: "DIS" | "DISV" | "DISU", items: GrbItem[]): Uint
   const view = new DataView(out.buffer);
   let at = text.length;
   for (const [, kind, v] of items) {
-    const list = typeof v === "number" ? [v] : v;
+    if (kind === "CHARACTER") {
+      for (const ch of v as string) out[at++] = ch.charCodeAt(0);
+      continue;
+    }
+    const list = typeof v === "number" ? [v] : v as ArrayLike<number>;
     for (let i = 0; i < list.length; i++) {
       if (kind === "DOUBLE") {
         view.setFloat64(at, list[i], true);

@@ -61,11 +61,20 @@ const dataArray = (name: string, a: ArrayBufferView, components = 1) =>
     components > 1 ? ` NumberOfComponents="${components}"` : ""
   } format="binary">${binary(a)}</DataArray>`;
 
-/** The text of a `.vtu` file: `points` flat [n, 3], `cells`, and arrays on the points or on the cells. */
+/** A string data array of the data set as a whole (VTK's field data): its strings, each ended by a NUL byte. */
+const stringArray = (name: string, value: string) =>
+  `<DataArray type="String" Name="${name}" NumberOfTuples="1" format="binary">${
+    binary(new TextEncoder().encode(value + "\0"))
+  }</DataArray>`;
+
+/**
+ * The text of a `.vtu` file: `points` flat [n, 3], `cells`, arrays on the points or on the cells, and strings of
+ * the data set as a whole (`field`: VTK's field data, e.g. the coordinate reference system as `CRS`).
+ */
 export function encodeVtu(
   points: Float64Array,
   cells: VtkCells,
-  data: { points?: VtkArray[]; cells?: VtkArray[] },
+  data: { points?: VtkArray[]; cells?: VtkArray[]; field?: Record<string, string> },
 ): string {
   const np = points.length / 3, nc = cells.types.length;
   const arrays = (list: VtkArray[] | undefined, n: number, what: string) =>
@@ -78,7 +87,13 @@ export function encodeVtu(
     : "";
   return `<?xml version="1.0"?>
 <VTKFile type="UnstructuredGrid" version="1.0" byte_order="LittleEndian" header_type="UInt64">
-<UnstructuredGrid>
+<UnstructuredGrid>${
+    data.field && Object.keys(data.field).length
+      ? `\n<FieldData>\n${
+        Object.entries(data.field).map(([k, v]) => stringArray(k, v)).join("\n")
+      }\n</FieldData>`
+      : ""
+  }
 <Piece NumberOfPoints="${np}" NumberOfCells="${nc}">
 <PointData>
 ${arrays(data.points, np, "points")}
@@ -100,8 +115,15 @@ ${dataArray("types", cells.types)}${faces}
 `;
 }
 
-/** Writes a `.pvd` collection listing `entries` (file paths relative to the `.pvd`) with their times. */
-export async function writePvd(path: string, entries: { time: number; file: string }[]): Promise<void> {
+/**
+ * Writes a `.pvd` collection listing `entries` (file paths relative to the `.pvd`) with their times; `crs`, where
+ * given, in a comment (the collection format has no place for it; each `.vtu` holds it as field data).
+ */
+export async function writePvd(
+  path: string,
+  entries: { time: number; file: string }[],
+  crs?: string,
+): Promise<void> {
   const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
   const lines = entries.map((e) =>
     `    <DataSet timestep="${e.time}" group="" part="0" file="${esc(e.file)}"/>`
@@ -109,7 +131,9 @@ export async function writePvd(path: string, entries: { time: number; file: stri
   await writeTextFileAtomic(
     path,
     `<?xml version="1.0"?>
-<VTKFile type="Collection" version="0.1" byte_order="LittleEndian">
+<VTKFile type="Collection" version="0.1" byte_order="LittleEndian">${
+      crs ? `\n  <!-- coordinate reference system: ${crs.replace(/--/g, "- -")} -->` : ""
+    }
   <Collection>
 ${lines.join("\n")}
   </Collection>

@@ -459,6 +459,7 @@ async function writeVtus(
       );
       text = encodeVtu(points, vc, {
         cells: [...arrays, { name: "node", values: Float64Array.from(cells, (c) => c + 1) }],
+        field: g.crs ? { CRS: g.crs } : undefined,
       });
     } else {
       const points = Float64Array.from(order.flatMap((i) => f.xyz.slice(3 * i, 3 * i + 3)));
@@ -470,7 +471,7 @@ async function writeVtus(
     await writeTextFileAtomic(`${outDir}/${file}`, text);
     entries.push({ time: meta.times?.[step] ?? step, file });
   }
-  await writePvd(`${outDir}/prediction.pvd`, entries);
+  await writePvd(`${outDir}/prediction.pvd`, entries, grid?.crs);
   return entries.length;
 }
 

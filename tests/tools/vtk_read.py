@@ -2,7 +2,7 @@
 
 usage: vtk_read.py FILE.pvd | FILE.vtu ...
 For a .pvd: its data sets (time, file). For each .vtu: cells, points, cell types, the volume of every cell
-(vtkCellSizeFilter), and every point and cell array.
+(vtkCellSizeFilter), every point and cell array, and the first value of each field data array (strings).
 """
 import json
 import sys
@@ -34,6 +34,10 @@ def read_vtu(path):
         "volumes": [vol.GetValue(i) for i in range(g.GetNumberOfCells())] if vol is not None else [],
         "cell_data": arrays(g.GetCellData()),
         "point_data": arrays(g.GetPointData()),
+        "field_data": {
+            g.GetFieldData().GetAbstractArray(i).GetName(): g.GetFieldData().GetAbstractArray(i).GetValue(0)
+            for i in range(g.GetFieldData().GetNumberOfArrays())
+        },
         "bounds": list(g.GetBounds()),
     }
 
