@@ -57,12 +57,17 @@ const FLAGS: FlagSpec[] = [
     check: positive,
   },
   { name: "patch-data-subdir", type: "string", default: "filter_patch", help: "patch subfolder to write" },
-  { name: "n-patches", type: "int", default: 20, help: "number of patches", check: positiveInt },
+  {
+    name: "n-patches",
+    type: "int",
+    help: "number of patches (default 20, fewer for a small model: at least 50 points per patch)",
+    check: positiveInt,
+  },
   {
     name: "slice-split",
     type: "int",
-    default: 4,
-    help: "groups of consecutive slices clustered separately",
+    help:
+      "groups of consecutive slices clustered separately (default 4, or the data's slices/layers if fewer)",
     check: positiveInt,
   },
   {
@@ -141,8 +146,8 @@ if (import.meta.main) {
         gravity: f.gravity as number,
       },
       outDir: `${base}/${f["patch-data-subdir"]}`,
-      nPatches: f["n-patches"] as number,
-      sliceSplit: f["slice-split"] as number,
+      nPatches: f["n-patches"] as number | undefined,
+      sliceSplit: f["slice-split"] as number | undefined,
       neighbourK: f["neighbour-k"] as number,
       ghostPointsRatio: f["ghost-points-ratio"] as number,
       nGhostPoints: f["n-ghost-points"] as number | undefined,

@@ -30,9 +30,12 @@ export interface PrepareOptions {
   mf6?: Mf6Source;
   /** Patch folder to write. */
   outDir: string;
-  /** Total number of patches. Default 20. */
+  /**
+   * Total number of patches. Default: 20, fewer where the data is small (at least 50 points per patch, and at
+   * least one patch per slice group).
+   */
   nPatches?: number;
-  /** Groups of consecutive slices clustered separately. Default 4. */
+  /** Groups of consecutive slices clustered separately. Default: 4, or the data's slices where it has fewer. */
   sliceSplit?: number;
   /** Nearest nodes looked at to find neighbouring patches. Default 10. */
   neighbourK?: number;
@@ -134,15 +137,20 @@ export function arraySplit<T>(items: T[], parts: number): T[][] {
   return out;
 }
 
-/** The options with their defaults. */
-type Prepared = Required<Omit<PrepareOptions, "nGhostPoints">> & { nGhostPoints?: number };
+/** The options with their defaults (the patch counts are settled once the data's slices are known). */
+type Prepared = Required<Omit<PrepareOptions, "nGhostPoints" | "nPatches" | "sliceSplit">> & {
+  nGhostPoints?: number;
+  nPatches?: number;
+  sliceSplit?: number;
+};
+
+/** The default number of patches and slice groups (fewer where the data is small), and the fewest points a default patch gets. */
+export const DEFAULT_PATCHES = { nPatches: 20, sliceSplit: 4, minPoints: 50 };
 
 /** The options with defaults, checked (errors name the flag). */
 function checkedOptions(options: PrepareOptions): Prepared {
   if (options.mf6) options = { ...options, rawDir: options.rawDir ?? "" };
   const o = {
-    nPatches: 20,
-    sliceSplit: 4,
     neighbourK: 10,
     ghostPointsRatio: 0.05,
     seed: 42,
@@ -156,7 +164,8 @@ function checkedOptions(options: PrepareOptions): Prepared {
     "--neighbour-k",
     o.neighbourK,
   ]];
-  for (const [flag, v] of counts as [string, number][]) {
+  for (const [flag, v] of counts as [string, number | undefined][]) {
+    if (v === undefined) continue; // settled from the data
     if (!Number.isInteger(v) || v < 1) throw new DataError(`${flag} must be a positive integer, got ${v}`);
   }
   if (o.nGhostPoints !== undefined && (!Number.isInteger(o.nGhostPoints) || o.nGhostPoints < 0)) {
@@ -165,7 +174,7 @@ function checkedOptions(options: PrepareOptions): Prepared {
   if (!(o.ghostPointsRatio >= 0)) {
     throw new DataError(`--ghost-points-ratio must be >= 0, got ${o.ghostPointsRatio}`);
   }
-  if (o.nPatches < o.sliceSplit) {
+  if (o.nPatches !== undefined && o.sliceSplit !== undefined && o.nPatches < o.sliceSplit) {
     throw new DataError(`--n-patches (${o.nPatches}) must be at least --slice-split (${o.sliceSplit})`);
   }
   return o;
@@ -395,26 +404,61 @@ function matchSteps(a: Mf6OutputFile, b: Mf6OutputFile): void {
   }
 }
 
+/** Says which patch counts a run uses where they were left to the data (and why they differ from the defaults). */
+function settled(o: Prepared, slices: number, n: number, sliceSplit: number, nPatches: number): void {
+  if (o.sliceSplit !== undefined && o.nPatches !== undefined) return;
+  const why: string[] = [];
+  if (o.sliceSplit === undefined) {
+    why.push(
+      `--slice-split ${sliceSplit}` +
+        (sliceSplit < DEFAULT_PATCHES.sliceSplit ? ` (the data has ${slices} distinct slice(s))` : ""),
+    );
+  }
+  if (o.nPatches === undefined) {
+    why.push(
+      `--n-patches ${nPatches}` +
+        (nPatches < DEFAULT_PATCHES.nPatches
+          ? ` (${n} points: at least ${DEFAULT_PATCHES.minPoints} per patch, ${sliceSplit} slice group(s))`
+          : ""),
+    );
+  }
+  o.log(`patches: ${why.join(", ")}; give the flags to choose others`);
+}
+
 /** Patches: the slices split into groups, each group clustered by k-means. Returns each node's patch. */
 function clusterPatches(
   o: Prepared,
   r: RawSeries,
 ): { owner: Int32Array; patchGroup: number[]; members: number[][] } {
   const uniqueSlices = [...new Set(r.slices)].sort((a, b) => a - b);
-  if (uniqueSlices.length < o.sliceSplit) {
+  if (o.sliceSplit !== undefined && uniqueSlices.length < o.sliceSplit) {
     throw new DataError(
       `--slice-split ${o.sliceSplit} is more than the ${uniqueSlices.length} distinct slices in the data; lower it`,
     );
   }
-  const groups = arraySplit(uniqueSlices, o.sliceSplit);
+  const sliceSplit = o.sliceSplit ?? Math.min(DEFAULT_PATCHES.sliceSplit, uniqueSlices.length);
+  const groups = arraySplit(uniqueSlices, sliceSplit);
   const groupOfSlice = new Map<number, number>();
   groups.forEach((g, gi) => g.forEach((s) => groupOfSlice.set(s, gi)));
+  const inGroups: number[][] = groups.map(() => []);
+  for (let i = 0; i < r.n; i++) inGroups[groupOfSlice.get(r.slices[i])!].push(i);
+  const fewest = Math.min(...inGroups.map((g) => g.length));
+  const nPatches = o.nPatches ??
+    Math.min(
+      DEFAULT_PATCHES.nPatches,
+      sliceSplit * Math.max(1, Math.floor(fewest / DEFAULT_PATCHES.minPoints)),
+    );
+  if (nPatches < sliceSplit) {
+    throw new DataError(`--n-patches (${nPatches}) must be at least the ${sliceSplit} slice groups`);
+  }
+  settled(o, uniqueSlices.length, r.n, sliceSplit, nPatches);
+  o.sliceSplit = sliceSplit;
+  o.nPatches = nPatches;
   const owner = new Int32Array(r.n);
   const patchGroup: number[] = [];
   for (let g = 0; g < groups.length; g++) {
-    const inGroup: number[] = [];
-    for (let i = 0; i < r.n; i++) if (groupOfSlice.get(r.slices[i]) === g) inGroup.push(i);
-    const k = Math.floor(o.nPatches / o.sliceSplit) + (g < o.nPatches % o.sliceSplit ? 1 : 0);
+    const inGroup = inGroups[g];
+    const k = Math.floor(nPatches / sliceSplit) + (g < nPatches % sliceSplit ? 1 : 0);
     if (inGroup.length < k) {
       throw new DataError(
         `slice group ${g + 1} has ${inGroup.length} nodes, fewer than its ${k} patches; lower --n-patches`,

@@ -262,8 +262,10 @@ interface Collected {
   acc: { model: PredictorAcc; persistence: PredictorAcc; linear: PredictorAcc; fitted_base?: PredictorAcc };
   /** Windows evaluated. */
   windows: number;
-  /** CSV rows per time step (non-overlapping trajectories from the start of the part). */
-  /** Per predicted time step: every node once (node id, coordinates, per column true/predicted/error). */
+  /**
+   * Per predicted time step: every node once (node id, coordinates, per column true/predicted/error), from the
+   * non-overlapping trajectories from the start of the part, and the last window for the steps after them.
+   */
   fields: Map<number, StepField>;
   /** (true, predicted) pairs of the first column, a sample for the scatter figure. */
   scatter: [number, number][];
@@ -364,12 +366,16 @@ interface StepField {
   vals: number[];
 }
 
-/** Collects the nodes of one forecast window (the core points of its patch) into the per-step fields. */
-function fieldsOf(x: PatchCtx, col: Collected, pred: Float32Array, b: number, t0: number): void {
+/**
+ * Collects the nodes of one forecast window (the core points of its patch) into the per-step fields, for its steps
+ * from `from` on.
+ */
+function fieldsOf(x: PatchCtx, col: Collected, pred: Float32Array, b: number, t0: number, from = 0): void {
   const { p, C, tin, horizon, phys, nodes, coords } = x;
   const T = p.steps, N = p.n;
   for (let h = 0; h < horizon; h++) {
     const step = t0 + tin + h;
+    if (step < from) continue;
     let f = col.fields.get(step);
     if (!f) col.fields.set(step, f = { nodes: [], xyz: [], vals: [] });
     for (let n = 0; n < p.nCore; n++) {
@@ -539,6 +545,10 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
     };
     const all = windowStarts(p, part, tin, horizon, 1);
     const traj = new Set(windowStarts(p, part, tin, horizon, horizon));
+    // the steps after the last non-overlapping window come from the last window (so every step with a
+    // prediction gets its field): from its first step that no trajectory window covers
+    const covered = traj.size ? Math.max(...traj) + tin + horizon : 0;
+    const tail = all.length && !traj.has(all[all.length - 1]) ? all[all.length - 1] : undefined;
     for (let b0 = 0; b0 < all.length; b0 += batchSize) {
       const starts = all.slice(b0, b0 + batchSize);
       const pred = await forecast(
@@ -556,7 +566,9 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
       starts.forEach((t0, b) => {
         col.windows++;
         scoreWindow(x, col, pred, b, t0, traj.has(t0));
-        if (traj.has(t0) && (o.csv !== false || o.vtu)) fieldsOf(x, col, pred, b, t0);
+        if (o.csv === false && !o.vtu) return;
+        if (traj.has(t0)) fieldsOf(x, col, pred, b, t0);
+        else if (t0 === tail) fieldsOf(x, col, pred, b, t0, covered);
       });
     }
     engine?.release(geom);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { DataError, loadPatchDataset } from "../data/dataset.ts";
+import { DataError, loadPatchDataset, OBS_COLUMNS } from "../data/dataset.ts";
 import type { PatchDataset } from "../data/dataset.ts";
 import { DEMO_DIR, ensureDemoData } from "../data/demo.ts";
 import { CheckpointError, IMPORTED } from "./checkpoint.ts";
@@ -48,18 +48,125 @@ export async function loadTrainingData(
     s.data.baseDataDir = await ensureDemoData(DEMO_DIR, (m) => log.info(m));
     if (!ckpt) applyDemoModel(s, explicit, log);
   }
-  const ds = await loadPatchDataset(patchDir(s), {
-    targetCols: s.data.targetCols,
-    inputWindow: s.data.inputWindow,
-    outputWindow: s.data.outputWindow,
-    stride: s.data.windowStride,
-    valRatio: s.data.valRatio,
-    nanPolicy: s.data.nanPolicy,
-    normalization: ckpt?.state.normalization ?? undefined,
-  });
+  if (!ckpt && !explicit.has("data.targetCols")) await targetsTheDataHas(s, log);
+  const load = (targetCols: TrainSettings["data"]["targetCols"]) =>
+    loadPatchDataset(patchDir(s), {
+      targetCols,
+      inputWindow: s.data.inputWindow,
+      outputWindow: s.data.outputWindow,
+      stride: s.data.windowStride,
+      valRatio: s.data.valRatio,
+      nanPolicy: s.data.nanPolicy,
+      normalization: ckpt?.state.normalization ?? undefined,
+    });
+  let ds = await load(s.data.targetCols);
+  if (!ckpt) {
+    if (!explicit.has("data.targetCols")) ds = await varyingTarget(s, ds, load, log);
+    checkVarying(s, ds);
+  }
   if (requireWindows) checkWindows(s, ds);
+  checkPoints(s, ds, log);
   if (ckpt) checkFingerprint(s, ckpt, ds, forceResume, log);
   return ds;
+}
+
+/**
+ * The default target (mass_concentration) where the data holds it; else the first column the data has (a patch
+ * folder prepared from MODFLOW 6 heads without concentrations holds head and pressure), said in the log.
+ */
+async function targetsTheDataHas(s: TrainSettings, log: { info(m: string): void }): Promise<void> {
+  let meta: { missing_columns?: string[] };
+  try {
+    meta = JSON.parse(await Deno.readTextFile(`${patchDir(s)}/patches.json`));
+  } catch {
+    return; // no metadata: the loader checks the columns
+  }
+  const missing = s.data.targetCols.filter((c) => meta.missing_columns?.includes(c));
+  const have = OBS_COLUMNS.filter((c) => !meta.missing_columns?.includes(c));
+  if (!missing.length || !have.length) return;
+  s.data.targetCols = [have[0]];
+  log.info(
+    `target column ${have[0]}: the data holds no ${
+      missing.join(", ")
+    } (prepared without it, e.g. from MODFLOW 6 ` +
+      `heads alone); --target-cols to choose (${have.join(", ")})`,
+  );
+}
+
+/** The target columns that hold one value in every training step of every point (nothing to learn from). */
+const constantColumns = (ds: PatchDataset) =>
+  ds.normalization.columns.filter((_, i) => !(ds.normalization.std[i] > 0));
+
+/**
+ * The default target where it varies; else the first column of the data that does (a model whose concentration
+ * stays 0 over the saved steps trains on heads), said in the log.
+ */
+async function varyingTarget(
+  s: TrainSettings,
+  ds: PatchDataset,
+  load: (cols: TrainSettings["data"]["targetCols"]) => Promise<PatchDataset>,
+  log: { info(m: string): void },
+): Promise<PatchDataset> {
+  const flat = constantColumns(ds);
+  if (!flat.length) return ds;
+  let missing: string[] = [];
+  try {
+    missing = JSON.parse(await Deno.readTextFile(`${patchDir(s)}/patches.json`)).missing_columns ?? [];
+  } catch {
+    // no metadata: every column is there
+  }
+  for (const c of OBS_COLUMNS.filter((c) => !missing.includes(c) && !s.data.targetCols.includes(c))) {
+    const other = await load([c]);
+    if (constantColumns(other).length) continue;
+    log.info(
+      `target column ${c}: ${flat.join(", ")} holds one value in every training step (nothing to learn); ` +
+        `--target-cols to choose`,
+    );
+    s.data.targetCols = [c];
+    return other;
+  }
+  return ds;
+}
+
+/** Refuses target columns that hold one value in every training step (the relative loss would divide by 0). */
+function checkVarying(s: TrainSettings, ds: PatchDataset): void {
+  const flat = constantColumns(ds);
+  if (!flat.length) return;
+  const value = (c: string) => ds.normalization.mean[ds.normalization.columns.indexOf(c)];
+  throw new DataError(
+    `${patchDir(s)}: the target column(s) ${
+      flat.map((c) => `${c} (${value(c)})`).join(", ")
+    } hold one value ` +
+      `in every training step of every point: there is nothing to learn; choose others with --target-cols`,
+  );
+}
+
+/** Fewest points a data set needs, and fewest per patch before a warning. */
+const MIN_POINTS = 2, FEW_POINTS = 8;
+
+/**
+ * A neural operator learns how a field varies in space: a data set of one point cannot teach it anything (its
+ * forecast would be far worse than persisting the last step), and patches of a handful of points teach little.
+ */
+function checkPoints(s: TrainSettings, ds: PatchDataset, log: { warn(m: string): void }): void {
+  const points = ds.patches.reduce((a, p) => a + p.nCore, 0);
+  if (points < MIN_POINTS) {
+    throw new DataError(
+      `${
+        patchDir(s)
+      } holds ${points} point(s): a neural operator learns how the fields vary in space and needs ` +
+        `at least ${MIN_POINTS}; prepare a model with more active cells (or nodes)`,
+    );
+  }
+  const few = ds.patches.filter((p) => p.nCore < FEW_POINTS);
+  if (few.length) {
+    log.warn(
+      `warning: ${few.length} patch(es) hold fewer than ${FEW_POINTS} points (${
+        few.slice(0, 5).map((p) => `${p.name}: ${p.nCore}`).join(", ")
+      }${few.length > 5 ? ", ..." : ""}): too few to learn much from; prepare fewer, larger patches ` +
+        `(--n-patches)`,
+    );
+  }
 }
 
 function checkWindows(s: TrainSettings, ds: PatchDataset): void {
