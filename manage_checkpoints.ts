@@ -32,7 +32,8 @@ const USAGE = `Usage: deno task ckpt <command> [args] [flags]
 
 Commands:
   latest                      the newest valid checkpoint of the newest run
-  list                        every run: epochs done/target, best validation loss, last update, size, state
+  list                        every run: epochs done/target, best validation loss, last update, size, state,
+                              and the chain of scheduler jobs (its first job's id) that trained it
   show PATH                   everything in one checkpoint (settings, losses, optimiser, tensors, integrity)
   verify PATH|RUN             check header, sizes and SHA-256 (exit status 1 when something is wrong)
   clean RUN [KEEP=3]          delete all but the newest KEEP epoch checkpoints (never latest/best/final)
@@ -105,8 +106,9 @@ async function main(args: string[]): Promise<number> {
           r.last_update ?? "-",
           mb(r.size_bytes),
           r.state,
+          r.chains.length ? r.chains.join(",") : "-",
         ]);
-        const head = ["run", "epochs", "best val", "last update", "size", "state"];
+        const head = ["run", "epochs", "best val", "last update", "size", "state", "chain"];
         const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
         return [head, ...rows].map((r) => r.map((c, i) => String(c).padEnd(w[i])).join("  ")).join("\n");
       });

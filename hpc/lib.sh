@@ -27,9 +27,13 @@ gino_defaults() {
   RESUBMIT=${RESUBMIT:-0}            # 1: resubmit until the run is complete
   MAX_CHAIN=${MAX_CHAIN:-20}         # at most this many jobs in a chain
   CHAIN_INDEX=${CHAIN_INDEX:-0}      # set by the chain itself
+  # the chain: its first job's id, and the run its first job trained (its successors resume that run, whatever
+  # else appears in the results folder)
+  GINO_CHAIN_ID=${GINO_CHAIN_ID:-$GINO_JOB_ID}
+  GINO_RUN_NAME=${GINO_RUN_NAME:-}
   # the variables a resubmitted job inherits (a job script adds its own)
   GINO_CHAIN_VARS="GINO_DIR GINO_RUNNER DENO DENO_FLAGS TRAIN_ARGS RESULTS_DIR MARGIN_MIN RESUBMIT MAX_CHAIN \
-GINO_PBS_SCRIPT GINO_SLURM_SCRIPT ${GINO_CHAIN_VARS:-}"
+GINO_PBS_SCRIPT GINO_SLURM_SCRIPT GINO_CHAIN_ID GINO_RUN_NAME ${GINO_CHAIN_VARS:-}"
   case "$RESULTS_DIR" in /*) RESULTS_ABS=$RESULTS_DIR ;; *) RESULTS_ABS=$GINO_DIR/$RESULTS_DIR ;; esac
 }
 
@@ -79,10 +83,12 @@ gino_trainer() {
     binary) TRAINER=("$GINO_DIR/dist/gino-train") ;;
     *) echo "unknown GINO_RUNNER=$GINO_RUNNER (deno, bundle or binary)"; exit 2 ;;
   esac
-  local train_args
+  local train_args run=()
   # shellcheck disable=SC2206
   train_args=($TRAIN_ARGS)
-  TRAINER+=(--results-dir "$RESULTS_DIR" --resume-from auto "${LIMIT_ARGS[@]}" "${train_args[@]}")
+  # a chain's later jobs resume the run its first job trained (--run-name with --resume-from auto: that run only)
+  if [ -n "$GINO_RUN_NAME" ] && [[ " $TRAIN_ARGS " != *" --run-name "* ]]; then run=(--run-name "$GINO_RUN_NAME"); fi
+  TRAINER+=(--results-dir "$RESULTS_DIR" --resume-from auto "${run[@]}" "${LIMIT_ARGS[@]}" "${train_args[@]}")
 }
 
 # Remembers a TERM/USR1/INT that comes before the trainer runs (a scheduler's warning signal can come early:
@@ -108,7 +114,10 @@ gino_forward() {
 gino_run() {
   mkdir -p "$RESULTS_ABS"
   export GINO_GW_STATUS_FILE="$RESULTS_ABS/.exit_status.${GINO_JOB_ID:-$$}"
-  rm -f "$GINO_GW_STATUS_FILE"
+  # the trainer names the run it trains here, and records the job and chain in the run's history
+  export GINO_GW_RUN_FILE="$RESULTS_ABS/.run_name.${GINO_JOB_ID:-$$}"
+  export GINO_GW_JOB_ID="$GINO_JOB_ID" GINO_GW_CHAIN_ID="$GINO_CHAIN_ID"
+  rm -f "$GINO_GW_STATUS_FILE" "$GINO_GW_RUN_FILE"
   echo "running: $*"
   "$@" &
   GINO_CHILD=$!
@@ -135,6 +144,11 @@ gino_run() {
     RC=1
   fi
   rm -f "$GINO_GW_STATUS_FILE"
+  if [ -s "$GINO_GW_RUN_FILE" ]; then
+    GINO_RUN_NAME=$(head -n 1 "$GINO_GW_RUN_FILE")
+    echo "run: $RESULTS_DIR/$GINO_RUN_NAME (chain ${GINO_CHAIN_ID:-local})"
+  fi
+  rm -f "$GINO_GW_RUN_FILE"
   echo "[$(date -Is)] trainer exited with status $RC"
 }
 
@@ -164,7 +178,10 @@ gino_resubmit() {
     echo "MAX_CHAIN=$MAX_CHAIN reached: not resubmitting (submit this script again to continue)"
     exit 0
   fi
-  if [ "$GINO_SCHEDULER" = slurm ]; then envfile="$RESULTS_ABS/.slurm_chain_env"; else envfile="$RESULTS_ABS/.pbs_chain_env"; fi
+  # one file per chain (several chains may share a results folder)
+  local sched=pbs
+  [ "$GINO_SCHEDULER" = slurm ] && sched=slurm
+  envfile="$RESULTS_ABS/.${sched}_chain_env.${GINO_CHAIN_ID//[^A-Za-z0-9._-]/_}"
   # the settings travel in a file: qsub -v and sbatch --export cannot carry values with commas or spaces
   {
     for v in $GINO_CHAIN_VARS; do printf '%s=%q\n' "$v" "${!v:-}"; done

@@ -61,7 +61,7 @@ Deno.test("the PBS job starts training, resumes when resubmitted, forwards SIGTE
   assert.equal(qsub1.length, 1);
   assert.match(
     qsub1[0],
-    /-W depend=afterany:123\.test -v GINO_CHAIN_ENV=.*\.pbs_chain_env .*train_gino\.pbs/,
+    /-W depend=afterany:123\.test -v GINO_CHAIN_ENV=.*\.pbs_chain_env\.123\.test .*train_gino\.pbs/,
   );
   const envFile = qsub1[0].match(/GINO_CHAIN_ENV=(\S+)/)![1];
   assert.match(await Deno.readTextFile(envFile), /CHAIN_INDEX=1/);
@@ -104,6 +104,65 @@ Deno.test("the PBS job starts training, resumes when resubmitted, forwards SIGTE
   assert.match(out4, /training complete: the chain stops here/);
   assert.equal((await Deno.readTextFile(`${t.dir}/qsub.log`)).trim().split("\n").length, qsubBefore);
   assert.equal((await hist()).total_epochs, h3.total_epochs + 1);
+});
+
+Deno.test("two chains in one results folder: each chain's later jobs resume its own run, and ckpt list says which chain trained which run", async () => {
+  await using t = await tempDir();
+  await setup(t.dir);
+  const base = `--base-data-dir ${await tinyPatchData()} --epochs 1000 ${
+    TINY.replace(" --run-name pbs", "")
+  }`;
+  const run = async (extra: Record<string, string>) => {
+    const o = await (await job(t.dir, 1000, extra)).output();
+    const out = text(o.stdout) + text(o.stderr);
+    assert.equal(o.code, 0, out);
+    assert.match(out, /trainer exited with status 3/);
+    return out;
+  };
+  const envs = async () =>
+    (await Deno.readTextFile(`${t.dir}/qsub.log`)).trim().split("\n").map((l) =>
+      l.match(/GINO_CHAIN_ENV=(\S+)/)![1]
+    );
+  // chain A starts a new run (no run name), stops at its time limit and resubmits itself
+  const a1 = await run({ PBS_JOBID: "100.test", TRAIN_ARGS: base });
+  const runA = a1.match(/run: \S+\/(gino_\d{8}_\d{6}) \(chain 100\.test\)/)![1];
+  // chain B starts in the same folder, trying another setting in a run of its own
+  const b1 = await run({
+    PBS_JOBID: "200.test",
+    TRAIN_ARGS: `${base} --run-name second --learning-rate 5e-4`,
+  });
+  assert.match(b1, /run: \S+\/second \(chain 200\.test\)/);
+  const [envA, envB] = await envs();
+  assert.notEqual(envA, envB, "one chain file per chain");
+  assert.match(await Deno.readTextFile(envA), new RegExp(`GINO_RUN_NAME=${runA}`));
+  // A's next job resumes A's run, though B's run is newer; then B's resumes B's
+  const a2 = await run({ PBS_JOBID: "101.test", GINO_CHAIN_ENV: envA, TRAIN_ARGS: "", RESUBMIT: "" });
+  assert.match(a2, new RegExp(`run: \\S+/${runA} \\(chain 100\\.test\\)`));
+  const b2 = await run({ PBS_JOBID: "201.test", GINO_CHAIN_ENV: envB, TRAIN_ARGS: "", RESUBMIT: "" });
+  assert.match(b2, /run: \S+\/second \(chain 200\.test\)/);
+  const hist = async (r: string) =>
+    JSON.parse(await Deno.readTextFile(`${t.dir}/results/${r}/loss_history.json`));
+  const [ha, hb] = [await hist(runA), await hist("second")];
+  assert.deepEqual(ha.sessions.map((x: { job: string }) => x.job), ["100.test", "101.test"]);
+  assert.deepEqual(hb.sessions.map((x: { job: string }) => x.job), ["200.test", "201.test"]);
+  assert.ok(ha.sessions.every((x: { chain: string }) => x.chain === "100.test"));
+  assert.ok(hb.sessions.every((x: { chain: string }) => x.chain === "200.test"));
+  // the resumed runs kept their own settings
+  const lr = async (r: string) =>
+    JSON.parse(await Deno.readTextFile(`${t.dir}/results/${r}/config.json`)).settings.optim.learningRate;
+  assert.equal(await lr("second"), 5e-4);
+  assert.notEqual(await lr(runA), 5e-4);
+  // ckpt list: which chain trained which run
+  const list = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}/manage_checkpoints.ts`, "list", "--results-dir", `${t.dir}/results`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const table = text(list.stdout);
+  assert.equal(list.code, 0, text(list.stderr));
+  assert.match(table, /\bchain\b/);
+  assert.match(table, new RegExp(`${runA} .*100\\.test`));
+  assert.match(table, /second .*200\.test/);
 });
 
 function which(cmd: string): boolean {
@@ -154,7 +213,10 @@ for (
       assert.match(first.text, /trainer exited with status 3/);
       assert.match(await Deno.readTextFile(log), /data-parallel: 2 ranks on 1 node\(s\)/);
       assert.equal((await Deno.readTextFile(`${t.dir}/qsub.log`)).trim().split("\n").length, 1);
-      assert.match(await Deno.readTextFile(`${t.dir}/results/.pbs_chain_env`), /MPI_LAUNCHER=mpiexec/);
+      assert.match(
+        await Deno.readTextFile(`${t.dir}/results/.pbs_chain_env.123.test`),
+        /MPI_LAUNCHER=mpiexec/,
+      );
 
       // 2. SIGTERM to the job: passed on; every rank stops; status 3 although the launcher may say otherwise
       const sessionsBefore = (await hist()).sessions.length;

@@ -72,6 +72,8 @@ export interface RunSummary {
   last_exit: string | null;
   /** The host of a running session. */
   host?: string;
+  /** The chains of scheduler jobs that trained it (each chain's first job id), oldest first; empty when none. */
+  chains: string[];
 }
 
 /** The states {@linkcode RunSummary.state} takes. */
@@ -82,7 +84,13 @@ interface History {
   val_losses: number[];
   best?: { val_loss: number | null; epoch: number | null };
   last_updated?: string;
-  sessions: { exit: string | null; end: string | null; host: string; exit_status?: number | null }[];
+  sessions: {
+    exit: string | null;
+    end: string | null;
+    host: string;
+    exit_status?: number | null;
+    chain?: string | null;
+  }[];
 }
 
 /** The state a run's last session left it in (see {@linkcode RunSummary.state}). */
@@ -166,6 +174,7 @@ export async function summarizeRun(run: RunInfo): Promise<RunSummary> {
       })`
       : last?.exit ?? null,
     ...(state === "running" && lock ? { host: lock.host } : {}),
+    chains: [...new Set((hist?.sessions ?? []).map((x) => x.chain).filter((c): c is string => !!c))],
   };
 }
 

@@ -59,6 +59,10 @@ export interface SessionRecord {
   exit: string | null;
   /** Its exit status (0 done, 3 stopped, 4 diverged, 1 internal error); null while running or when killed. */
   exit_status?: number | null;
+  /** The scheduler job it ran in (the job scripts say), if any. */
+  job?: string | null;
+  /** The chain of jobs it belongs to: the first job's id (the job scripts say), if any. */
+  chain?: string | null;
 }
 
 /** Everything besides tensors that a resume needs. */

@@ -126,6 +126,7 @@ async function openRun(
     await Deno.mkdir(layout.checkpointDir, { recursive: true });
     ({ lock, previous } = await RunLock.acquire(layout, o.startedAt.toISOString(), (m) => o.log.warn(m)));
     o.log.attach(layout.log);
+    await reportRun(layout.dir, o.log);
   }
   parts.world.barrier(); // the other ranks wait for the run folder and its lock
   const record: SessionRecord = {
@@ -138,6 +139,7 @@ async function openRun(
     backend: backend.backend + (backend.kernels?.blas ? ` + ${backend.kernels.blas}` : ""),
     exit: null,
     exit_status: null,
+    ...jobOf(),
   };
   const ses: Session = {
     ...parts,
@@ -152,6 +154,34 @@ async function openRun(
     writer,
   };
   return ses;
+}
+
+/** The scheduler job and chain a session runs in, as the job scripts export them (none when run by hand). */
+function jobOf(): { job?: string; chain?: string } {
+  const job = envOf("GINO_GW_JOB_ID"), chain = envOf("GINO_GW_CHAIN_ID");
+  return { ...(job ? { job } : {}), ...(chain ? { chain } : {}) };
+}
+
+/**
+ * Tells the job script which run this session trains (GINO_GW_RUN_FILE: the run folder's name), so that a chain's
+ * next job resumes this run whatever else appears in the results folder.
+ */
+async function reportRun(dir: string, log: RunLog): Promise<void> {
+  const file = envOf("GINO_GW_RUN_FILE");
+  if (!file) return;
+  try {
+    await Deno.writeTextFile(file, dir.slice(dir.lastIndexOf("/") + 1) + "\n");
+  } catch (e) {
+    log.warn(`warning: could not write the run's name to GINO_GW_RUN_FILE=${file}: ${(e as Error).message}`);
+  }
+}
+
+function envOf(name: string): string | undefined {
+  try {
+    return Deno.env.get(name) || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A second Ctrl-C: the session's true record, then out (existing checkpoints untouched). */

@@ -14,7 +14,10 @@ import type { ResumeRule, TrainSettings } from "./settings.ts";
 
 /** How a session starts: a new run, a checkpoint, or the newest valid checkpoint. */
 export interface ResumeOptions {
-  /** A checkpoint path, or `auto` (the newest valid checkpoint of the newest run); undefined: a new run. */
+  /**
+   * A checkpoint path, or `auto` (the newest valid checkpoint of the newest run; with `--run-name`, of that run);
+   * undefined: a new run.
+   */
   resumeFrom?: string;
   /** Continue although the data settings or the data differ from the checkpoint's. */
   forceResume?: boolean;
@@ -44,7 +47,9 @@ export async function planResume(
   options: ResumeOptions,
   log: { info(m: string): void; warn(m: string): void },
 ): Promise<ResumePlan> {
-  const checkpoint = await findResumeCheckpoint(settings, options, log);
+  // --run-name with --resume-from auto: that run's newest checkpoint (a chain of jobs resumes its own run)
+  const named = explicit.has("run.runName") ? settings.run.runName : undefined;
+  const checkpoint = await findResumeCheckpoint(settings, options, log, named);
   if (!checkpoint) return { settings: structuredClone(settings) };
   if (!(CHECKPOINT_FORMATS as readonly string[]).includes(checkpoint.state.format)) {
     throw new CheckpointError(`${checkpoint.path}: unknown checkpoint format ${checkpoint.state.format}`);
@@ -77,11 +82,16 @@ async function findResumeCheckpoint(
   settings: TrainSettings,
   options: ResumeOptions,
   log: { info(m: string): void; warn(m: string): void },
+  run?: string,
 ): Promise<Checkpoint | undefined> {
   if (!options.resumeFrom) return undefined;
   if (options.resumeFrom !== "auto") return await loadCheckpoint(options.resumeFrom);
-  const found = await findLatestCheckpoint(settings.run.resultsDir, (m) => log.warn(m));
+  const found = await findLatestCheckpoint(settings.run.resultsDir, (m) => log.warn(m), run);
   if (found) return await loadCheckpoint(found.path);
-  log.info(`no checkpoint found in ${settings.run.resultsDir}: starting a new run`);
+  log.info(
+    run
+      ? `no checkpoint of run ${run} in ${settings.run.resultsDir}: starting it`
+      : `no checkpoint found in ${settings.run.resultsDir}: starting a new run`,
+  );
   return undefined;
 }

@@ -110,14 +110,16 @@ export function progressOf(state: TrainingState): number {
 }
 
 /**
- * The newest valid checkpoint: of the newest run that has one; within a run the one furthest along (ties: newest
- * file). Corrupt or truncated files are skipped with a warning.
+ * The newest valid checkpoint: of the newest run that has one (of the run named `only`, where given); within a run
+ * the one furthest along (ties: newest file). Corrupt or truncated files are skipped with a warning.
  */
 export async function findLatestCheckpoint(
   resultsDir: string,
   warn: (msg: string) => void = console.warn,
+  only?: string,
 ): Promise<FoundCheckpoint | undefined> {
   for (const run of await listRuns(resultsDir)) {
+    if (only !== undefined && run.name !== only) continue;
     let best: FoundCheckpoint | undefined;
     for (const c of run.checkpoints) {
       const v = await verifyCheckpointBytes(await Deno.readFile(c.path), c.path);
