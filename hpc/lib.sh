@@ -118,6 +118,9 @@ gino_run() {
   export GINO_GW_RUN_FILE="$RESULTS_ABS/.run_name.${GINO_JOB_ID:-$$}"
   export GINO_GW_JOB_ID="$GINO_JOB_ID" GINO_GW_CHAIN_ID="$GINO_CHAIN_ID"
   rm -f "$GINO_GW_STATUS_FILE" "$GINO_GW_RUN_FILE"
+  # checkpoints newer than this mark were saved by this job (a killed trainer that saved some is resumable)
+  local started="$RESULTS_ABS/.job_start.${GINO_JOB_ID:-$$}"
+  touch "$started"
   echo "running: $*"
   "$@" &
   GINO_CHILD=$!
@@ -134,21 +137,25 @@ gino_run() {
     kill -0 "$child" 2>/dev/null || break # a trapped signal interrupted wait: keep waiting for the trainer
   done
   trap - TERM INT USR1
+  if [ -s "$GINO_GW_RUN_FILE" ]; then
+    GINO_RUN_NAME=$(head -n 1 "$GINO_GW_RUN_FILE")
+    echo "run: $RESULTS_DIR/$GINO_RUN_NAME (chain ${GINO_CHAIN_ID:-local})"
+  fi
   if [ -s "$GINO_GW_STATUS_FILE" ]; then
     local reported
     reported=$(tr -dc 0-9 <"$GINO_GW_STATUS_FILE")
     [ "$reported" != "$RC" ] && echo "the launcher returned $RC; the trainer reported status $reported"
     RC=$reported
-  elif [ "$RC" = 0 ] || [ "$RC" = 3 ]; then
-    echo "the trainer ended without reporting its status (killed?): treating it as a failure"
-    RC=1
+  elif [ -n "$GINO_RUN_NAME" ] && [ -n "$(find "$RESULTS_ABS/$GINO_RUN_NAME" -name '*.safetensors' \
+    -newer "$started" 2>/dev/null | head -n 1)" ]; then
+    # killed (a rank or node died, the launcher was killed) after saving progress: the next job resumes it
+    echo "the trainer ended without reporting its status (status $RC: killed?) after saving checkpoints: resumable"
+    RC=3
+  else
+    echo "the trainer ended without reporting its status (status $RC: killed?) and saved nothing: a failure"
+    [ "$RC" = 0 ] || [ "$RC" = 3 ] && RC=1
   fi
-  rm -f "$GINO_GW_STATUS_FILE"
-  if [ -s "$GINO_GW_RUN_FILE" ]; then
-    GINO_RUN_NAME=$(head -n 1 "$GINO_GW_RUN_FILE")
-    echo "run: $RESULTS_DIR/$GINO_RUN_NAME (chain ${GINO_CHAIN_ID:-local})"
-  fi
-  rm -f "$GINO_GW_RUN_FILE"
+  rm -f "$GINO_GW_STATUS_FILE" "$GINO_GW_RUN_FILE" "$started"
   echo "[$(date -Is)] trainer exited with status $RC"
 }
 

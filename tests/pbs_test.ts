@@ -240,11 +240,30 @@ for (
       )}\n${JSON.stringify(h.sessions, null, 1)}`;
       assert.match(String(h.sessions.at(-1).exit), /stopped by SIGTERM/, why);
 
-      // 3. the target reached: status 0 ends the chain
-      const third = await run(h.total_epochs + 1);
+      // 3. a rank killed inside a collective call after this job saved checkpoints: the launcher ends the job,
+      // and the job reads the unreported end as resumable (the next job resumes) and resubmits
+      const submitted = (await Deno.readTextFile(`${t.dir}/qsub.log`)).trim().split("\n").length;
+      const killed = await (await mpiJob(1000, { GINO_GW_TEST_KILL_COLLECTIVE: "1:200" })).output();
+      const outK = text(killed.stdout) + text(killed.stderr);
+      assert.equal(killed.code, 0, outK);
+      assert.match(
+        outK,
+        /ended without reporting its status \(status \d+: killed\?\) after saving checkpoints: resumable/,
+      );
+      assert.match(outK, /trainer exited with status 3/);
+      assert.equal((await Deno.readTextFile(`${t.dir}/qsub.log`)).trim().split("\n").length, submitted + 1);
+      assert.equal(
+        (await hist()).sessions.at(-1).end,
+        null,
+        "the killed session's record says it was killed",
+      );
+
+      // 4. the target reached: status 0 ends the chain
+      const h4 = await hist();
+      const third = await run(h4.total_epochs + 1);
       assert.equal(third.code, 0, third.text);
       assert.match(third.text, /training complete: the chain stops here/);
-      assert.equal((await hist()).total_epochs, h.total_epochs + 1);
+      assert.equal((await hist()).total_epochs, h4.total_epochs + 1);
       const statusFiles = [...Deno.readDirSync(`${t.dir}/results`)].filter((e) =>
         e.name.startsWith(".exit_status")
       );

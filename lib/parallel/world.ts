@@ -82,7 +82,28 @@ class MpiWorld implements World {
     if (rc !== 0) throw new MpiError(`${what} failed with MPI error ${rc} (rank ${this.rank})`);
   }
 
+  /**
+   * Test hook for the rank-failure tests: `GINO_GW_TEST_KILL_COLLECTIVE=<rank>:<n>` SIGKILLs that rank as it enters
+   * its n-th collective call (all-reduce, broadcast, barrier), while the other ranks wait inside theirs.
+   */
+  #testKill(): void {
+    if (this.#killAt === undefined) {
+      let v: string | undefined;
+      try {
+        v = Deno.env.get("GINO_GW_TEST_KILL_COLLECTIVE");
+      } catch {
+        v = undefined; // no env permission
+      }
+      const m = v ? /^(\d+):(\d+)$/.exec(v) : null;
+      this.#killAt = m && Number(m[1]) === this.rank ? Number(m[2]) : 0;
+    }
+    if (this.#killAt > 0 && ++this.#collectives === this.#killAt) Deno.kill(Deno.pid, "SIGKILL");
+  }
+  #killAt?: number;
+  #collectives = 0;
+
   allreduceSum(buf: Float32Array): void {
+    this.#testKill();
     if (this.#recv32.length < buf.length) this.#recv32 = new Float32Array(buf.length);
     const recv = this.#recv32.subarray(0, buf.length), h = this.#lib.handles;
     this.#check(this.#lib.fn.MPI_Allreduce(buf, recv, buf.length, h.float, h.sum, h.comm), "MPI_Allreduce");
@@ -90,6 +111,7 @@ class MpiWorld implements World {
   }
 
   #reduce64(buf: Float64Array, op: bigint): void {
+    this.#testKill();
     if (this.#recv64.length < buf.length) this.#recv64 = new Float64Array(buf.length);
     const recv = this.#recv64.subarray(0, buf.length), h = this.#lib.handles;
     this.#check(this.#lib.fn.MPI_Allreduce(buf, recv, buf.length, h.double, op, h.comm), "MPI_Allreduce");
@@ -105,11 +127,13 @@ class MpiWorld implements World {
   }
 
   bcast(buf: Uint8Array, root: number): void {
+    this.#testKill();
     const h = this.#lib.handles;
     this.#check(this.#lib.fn.MPI_Bcast(buf, buf.length, h.byte, root, h.comm), "MPI_Bcast");
   }
 
   barrier(): void {
+    this.#testKill();
     this.#check(this.#lib.fn.MPI_Barrier(this.#lib.handles.comm), "MPI_Barrier");
   }
 
