@@ -118,6 +118,9 @@ gino_run() {
   export GINO_GW_RUN_FILE="$RESULTS_ABS/.run_name.${GINO_JOB_ID:-$$}"
   export GINO_GW_JOB_ID="$GINO_JOB_ID" GINO_GW_CHAIN_ID="$GINO_CHAIN_ID"
   rm -f "$GINO_GW_STATUS_FILE" "$GINO_GW_RUN_FILE"
+  # the trainer writes its status over this line in place: the file holds its disk space, so the status comes
+  # through even when the disk fills during the run
+  echo running >"$GINO_GW_STATUS_FILE" 2>/dev/null
   # checkpoints newer than this mark were saved by this job (a killed trainer that saved some is resumable)
   local started="$RESULTS_ABS/.job_start.${GINO_JOB_ID:-$$}"
   touch "$started"
@@ -141,9 +144,9 @@ gino_run() {
     GINO_RUN_NAME=$(head -n 1 "$GINO_GW_RUN_FILE")
     echo "run: $RESULTS_DIR/$GINO_RUN_NAME (chain ${GINO_CHAIN_ID:-local})"
   fi
-  if [ -s "$GINO_GW_STATUS_FILE" ]; then
-    local reported
-    reported=$(tr -dc 0-9 <"$GINO_GW_STATUS_FILE")
+  local reported=""
+  [ -s "$GINO_GW_STATUS_FILE" ] && reported=$(tr -dc 0-9 <"$GINO_GW_STATUS_FILE")
+  if [ -n "$reported" ]; then
     [ "$reported" != "$RC" ] && echo "the launcher returned $RC; the trainer reported status $reported"
     RC=$reported
   elif [ -n "$GINO_RUN_NAME" ] && [ -n "$(find "$RESULTS_ABS/$GINO_RUN_NAME" -name '*.safetensors' \
@@ -190,10 +193,14 @@ gino_resubmit() {
   [ "$GINO_SCHEDULER" = slurm ] && sched=slurm
   envfile="$RESULTS_ABS/.${sched}_chain_env.${GINO_CHAIN_ID//[^A-Za-z0-9._-]/_}"
   # the settings travel in a file: qsub -v and sbatch --export cannot carry values with commas or spaces
-  {
+  if ! {
     for v in $GINO_CHAIN_VARS; do printf '%s=%q\n' "$v" "${!v:-}"; done
     printf 'CHAIN_INDEX=%q\n' "$next"
-  } >"$envfile"
+  } >"$envfile"; then
+    rm -f "$envfile"
+    echo "cannot write $envfile (is the disk full?): not resubmitting; free space and submit this script again"
+    exit 1
+  fi
   if [ "$GINO_SCHEDULER" = slurm ]; then
     # sbatch keeps a copy of the script it ran: resubmit the project's own, named in GINO_SLURM_SCRIPT
     if jobid=$(sbatch --parsable --dependency="afterany:$GINO_JOB_ID" --export="ALL,GINO_CHAIN_ENV=$envfile" \

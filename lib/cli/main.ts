@@ -10,6 +10,7 @@
 
 import { EXIT, ToolError } from "../errors.ts";
 import { currentWorld } from "../parallel/world.ts";
+import { writePoint } from "../io/disk_full.ts";
 
 /** Exit status for bad input of any kind. */
 export const EXIT_USAGE: number = EXIT.usage;
@@ -96,7 +97,18 @@ function recordExit(code: number): void {
   const file = env("GINO_GW_STATUS_FILE");
   if (!file || world.rank !== 0) return;
   try {
-    Deno.writeTextFileSync(file, `${code}\n`);
+    // written in place and cut to length: a status file the job script created beforehand holds its disk space,
+    // so the status is reported even when the disk is full
+    writePoint(file);
+    const bytes = new TextEncoder().encode(`${code}\n`);
+    const f = Deno.openSync(file, { write: true, create: true });
+    try {
+      let off = 0;
+      while (off < bytes.length) off += f.writeSync(bytes.subarray(off));
+      f.truncateSync(bytes.length);
+    } finally {
+      f.close();
+    }
   } catch (e) {
     console.error(
       `warning: could not write the exit status to GINO_GW_STATUS_FILE=${file}: ${(e as Error).message}`,

@@ -17,6 +17,7 @@ import { readNumericCsv } from "../io/csv.ts";
 import { encodeNpy, npyHeader } from "../io/npy.ts";
 import { Mf6Error, Mf6OutputFile, readMf6Grid } from "../io/mf6.ts";
 import { writeFileAtomic, writeTextFileAtomic } from "../io/atomic.ts";
+import { diskFullOr, writePoint } from "../io/disk_full.ts";
 import { KdTree } from "./kdtree.ts";
 import { kmeans } from "./kmeans.ts";
 import { OBS_COLUMNS } from "./dataset.ts";
@@ -536,22 +537,38 @@ class ObsWriter {
 
   #idx: Int32Array;
 
-  private constructor(file: Deno.FsFile, readonly pts: number[], readonly steps: number, f64: boolean) {
+  private constructor(
+    file: Deno.FsFile,
+    readonly pts: number[],
+    readonly steps: number,
+    f64: boolean,
+    readonly path: string,
+  ) {
     this.#file = file;
     this.#idx = Int32Array.from(pts);
     this.#rows = f64 ? new Float64Array(pts.length * 3) : new Float32Array(pts.length * 3);
   }
 
   static async create(path: string, pts: number[], steps: number, f64: boolean): Promise<ObsWriter> {
-    const file = await Deno.open(path, { write: true, create: true, truncate: true });
-    const w = new ObsWriter(file, pts, steps, f64);
+    writePoint(path);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { write: true, create: true, truncate: true });
+    } catch (e) {
+      throw diskFullOr(e, path);
+    }
+    const w = new ObsWriter(file, pts, steps, f64, path);
     await w.#write(npyHeader([steps, pts.length, 3], f64 ? "<f8" : "<f4"));
     return w;
   }
 
   async #write(bytes: Uint8Array): Promise<void> {
-    let at = 0;
-    while (at < bytes.length) at += await this.#file.write(bytes.subarray(at));
+    try {
+      let at = 0;
+      while (at < bytes.length) at += await this.#file.write(bytes.subarray(at));
+    } catch (e) {
+      throw diskFullOr(e, this.path);
+    }
   }
 
   /** Appends this patch's rows of one time step of the whole series `all` [n, 3]. */
@@ -563,13 +580,19 @@ class ObsWriter {
       rows[m * 3 + 1] = all[j + 1];
       rows[m * 3 + 2] = all[j + 2];
     }
+    if (this.written === this.steps - 1) writePoint(this.path); // the last step: a disk that fills late
     await this.#write(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength));
     this.written++;
   }
 
   async close(): Promise<void> {
-    await this.#file.sync();
-    this.#file.close();
+    try {
+      await this.#file.sync();
+    } catch (e) {
+      throw diskFullOr(e, this.path);
+    } finally {
+      this.#file.close();
+    }
   }
 }
 
@@ -635,7 +658,11 @@ async function writePatches(
       });
     }
     // the grid goes with the patches (predict --vtu draws the cells from it)
-    if (o.mf6) await Deno.copyFile(o.mf6.grid, `${tmpDir}/${MF6_GRID_FILE}`);
+    if (o.mf6) {
+      const grid = `${tmpDir}/${MF6_GRID_FILE}`;
+      writePoint(grid);
+      await Deno.copyFile(o.mf6.grid, grid).catch((e) => Promise.reject(diskFullOr(e, grid)));
+    }
     // the time steps, one at a time, into every patch
     o.log(`ghost points and geometry written; appending ${r.steps} time steps`);
     const step = o.dtype === "float64" ? new Float64Array(r.n * 3) : new Float32Array(r.n * 3);
@@ -669,7 +696,7 @@ async function writePatches(
     await Deno.rename(tmpDir, o.outDir);
     await Deno.remove(old, { recursive: true }).catch(() => {});
   } catch (e) {
-    for (const w of writers) await w.close().catch(() => {});
+    for (const w of writers) await w.close().catch(() => {}); // closed already when a sync failed
     await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
     throw e;
   }

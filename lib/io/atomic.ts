@@ -4,8 +4,11 @@
  * @module
  */
 
+import { diskFullOr, writePoint } from "./disk_full.ts";
+
 /**
- * Writes bytes to `path` through a temporary file in the same folder, fsync and rename.
+ * Writes bytes to `path` through a temporary file in the same folder, fsync and rename. A full disk throws a
+ * {@linkcode DiskFullError} naming `path`, with the old file left as it was and no temporary file left behind.
  *
  * @example
  * ```ts
@@ -17,9 +20,16 @@
  * ```
  */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  writePoint(path);
   const tmp = tempName(path);
   const kill = testKillPoint(path);
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw diskFullOr(e, path);
+  }
   try {
     let off = 0;
     while (off < bytes.length) {
@@ -32,7 +42,7 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
   } catch (e) {
     file.close();
     await Deno.remove(tmp).catch(() => {});
-    throw e;
+    throw diskFullOr(e, path);
   }
   file.close();
   const delay = testWriteDelay();
@@ -42,13 +52,14 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
     await Deno.rename(tmp, path);
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
-    throw e;
+    throw diskFullOr(e, path);
   }
   if (kill === "after") killSelf();
 }
 
 /** The same as {@linkcode writeFileAtomic}, synchronously (for exits that cannot wait). */
 export function writeFileAtomicSync(path: string, bytes: Uint8Array): void {
+  writePoint(path);
   const tmp = tempName(path);
   try {
     const file = Deno.openSync(tmp, { write: true, create: true, truncate: true });
@@ -66,7 +77,7 @@ export function writeFileAtomicSync(path: string, bytes: Uint8Array): void {
     } catch {
       // not created
     }
-    throw e;
+    throw diskFullOr(e, path);
   }
 }
 

@@ -20,6 +20,7 @@ import { inspectRunLock } from "../train/runlock.ts";
 import type { RunInfo } from "../train/runs.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
+import { diskFullOr, writePoint } from "../io/disk_full.ts";
 import { createGino } from "../model/gino.ts";
 import { resolveGinoConfig } from "../model/config.ts";
 import { initBackend } from "../model/backend.ts";
@@ -428,7 +429,13 @@ export async function backupCommand(
   }
   const bytes = await Deno.readFile(path);
   const tmp = `${to}.${Deno.pid}.tmp`;
-  await Deno.writeFile(tmp, bytes, { createNew: true });
+  writePoint(to);
+  try {
+    await Deno.writeFile(tmp, bytes, { createNew: true });
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {}); // a part written before the disk filled
+    throw diskFullOr(e, to);
+  }
   const after = await verifyFile(tmp);
   if (!after.ok || after.sha256 !== before.sha256) {
     await Deno.remove(tmp).catch(() => {});

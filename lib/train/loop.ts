@@ -17,7 +17,8 @@
 import { initBackend } from "../model/backend.ts";
 import type { BackendInfo } from "../model/backend.ts";
 import { writeTextFileAtomic } from "../io/atomic.ts";
-import { EXIT } from "../errors.ts";
+import { appendTextFile, writePoint } from "../io/disk_full.ts";
+import { EXIT, ToolError } from "../errors.ts";
 import { IMPORTED, saveCheckpoint } from "./checkpoint.ts";
 import type { Checkpoint, SessionRecord } from "./checkpoint.ts";
 import { runFolderOf, runLayout } from "./layout.ts";
@@ -95,15 +96,22 @@ export async function train(settings: TrainSettings, options: TrainOptions = {})
     disposeSession(parts);
     throw e;
   }
-  let exit: number = EXIT.done;
+  let exit: number = EXIT.done, failed = false;
   try {
     exit = await runSession(ses, imported ? undefined : ckpt);
     return exit;
   } catch (e) {
-    if (ses.record.exit === null) closeRecord(ses, EXIT.internal, `failed: ${(e as Error).message}`);
+    failed = true;
+    if (ses.record.exit === null) {
+      closeRecord(
+        ses,
+        e instanceof ToolError ? e.exitCode : EXIT.internal,
+        `failed: ${(e as Error).message}`,
+      );
+    }
     throw e;
   } finally {
-    await finish(ses, exit, t0);
+    await finish(ses, exit, t0, failed);
   }
 }
 
@@ -170,6 +178,7 @@ async function reportRun(dir: string, log: RunLog): Promise<void> {
   const file = envOf("GINO_GW_RUN_FILE");
   if (!file) return;
   try {
+    writePoint(file);
     await Deno.writeTextFile(file, dir.slice(dir.lastIndexOf("/") + 1) + "\n");
   } catch (e) {
     log.warn(`warning: could not write the run's name to GINO_GW_RUN_FILE=${file}: ${(e as Error).message}`);
@@ -286,7 +295,7 @@ async function endEpoch(ses: Session, val: Evaluation, seconds: number): Promise
   const rec = epochRecord(state, epoch, ses.sampler.totalWindows, ses.policy);
   ses.log.info(epochLogLine(rec, ses.policy.epochs));
   if (!ses.writer) return;
-  await Deno.writeTextFile(ses.layout.metrics, JSON.stringify(rec) + "\n", { append: true });
+  await appendTextFile(ses.layout.metrics, JSON.stringify(rec) + "\n");
   // the HTML page (plotly inlined, 4-5 MB) every few epochs; the session's end writes it too
   await writeHistory(ses.layout, state, { html: epoch % HTML_EVERY === 0 });
   await ses.lock.heartbeat();
@@ -343,21 +352,30 @@ async function saveState(ses: Session): Promise<string[]> {
   return written;
 }
 
-/** The end of a session, however it ends: its record, the history, the lock released, tensors freed. */
-async function finish(ses: Session, exit: number, t0: number): Promise<void> {
+/**
+ * The end of a session, however it ends: its record, the history, the lock released, tensors freed. When the
+ * session itself ended well (`failed` false), a history it cannot write (a full disk) is its error; after an
+ * error, the first error is the one reported.
+ */
+async function finish(ses: Session, exit: number, t0: number, failed: boolean): Promise<void> {
   const { state, log } = ses;
   ses.stop.uninstall();
   if (ses.record.exit === null) closeRecord(ses, exit, "completed");
   const recorded = state.history.sessions.includes(ses.record);
+  let error: unknown;
   if (recorded && !ses.historyFinal) {
     if (idle(ses)) dropRecord(ses); // a session that changed nothing is not recorded
-    if (ses.writer) await writeHistory(ses.layout, state, { html: true }).catch(() => {});
+    if (ses.writer) {
+      await writeHistory(ses.layout, state, { html: true }).catch((e) => {
+        if (!failed) error = e;
+      });
+    }
   }
   ses.lock.release();
   await ses.engine?.sync().catch(() => {});
   await reportWeights(ses);
   disposeSession(ses);
-  if (exit === EXIT.done && recorded) {
+  if (exit === EXIT.done && recorded && !error) {
     const best = state.best.val_loss === null ? "-" : fmtLoss(state.best.val_loss);
     log.info(
       `done: ${state.epoch} epochs, best validation loss ${best} (epoch ${state.best.epoch}); ${ses.layout.dir} ` +
@@ -365,6 +383,7 @@ async function finish(ses: Session, exit: number, t0: number): Promise<void> {
     );
   }
   log.close();
+  if (error) throw error;
 }
 
 function completionText(ses: Session): string {

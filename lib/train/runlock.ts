@@ -14,6 +14,7 @@
 
 import type { RunLayout } from "./layout.ts";
 import { ToolError } from "../errors.ts";
+import { diskFullOr, writePoint } from "../io/disk_full.ts";
 
 /** What the lock file holds. */
 export interface RunLockInfo {
@@ -161,11 +162,17 @@ export class RunLock {
 
   async #write(): Promise<void> {
     const bytes = new TextEncoder().encode(JSON.stringify(this.#info) + "\n");
-    await this.#file.truncate(0);
-    await this.#file.seek(0, Deno.SeekMode.Start);
-    let off = 0;
-    while (off < bytes.length) off += await this.#file.write(bytes.subarray(off));
-    await this.#file.syncData();
+    writePoint(this.layout.lock);
+    try {
+      // in place, then cut to length: no new space needed once the file has been written once
+      await this.#file.seek(0, Deno.SeekMode.Start);
+      let off = 0;
+      while (off < bytes.length) off += await this.#file.write(bytes.subarray(off));
+      await this.#file.truncate(bytes.length);
+      await this.#file.syncData();
+    } catch (e) {
+      throw diskFullOr(e, this.layout.lock);
+    }
   }
 
   /** Records a sign of life (rewrites the file in place: the OS lock stays on it). */
