@@ -4,8 +4,13 @@
 # not run on its own.
 # shellcheck shell=bash
 
-# The scheduler running this job (pbs, slurm, or none when the script is run by hand) and the job's id.
-if [ -n "${SLURM_JOB_ID:-}" ]; then
+# The scheduler running this job (pbs, slurm, or none when the script is run by hand) and the job's id. A PBS
+# script (GINO_BATCH=pbs) stays a PBS job on Slurm's Torque layer (slurm-wlm-torque: qsub, qstat and qdel are
+# Slurm's), which sets SLURM_JOB_ID and no PBS_JOBID: it chains with qsub and reads its walltime with qstat.
+if [ "${GINO_BATCH:-}" = pbs ] && [ -n "${PBS_JOBID:-${SLURM_JOB_ID:-}}" ]; then
+  GINO_SCHEDULER=pbs
+  GINO_JOB_ID=${PBS_JOBID:-$SLURM_JOB_ID}
+elif [ -n "${SLURM_JOB_ID:-}" ]; then
   GINO_SCHEDULER=slurm
   GINO_JOB_ID=$SLURM_JOB_ID
 elif [ -n "${PBS_JOBID:-}" ]; then
@@ -69,6 +74,7 @@ gino_time_limit() {
   limit_s=$((wall_s - margin_s))
   [ "$limit_s" -lt 1 ] && limit_s=$((wall_s / 2))
   LIMIT_ARGS=(--time-limit "${limit_s}s")
+  GINO_LIMIT_S=$limit_s
   echo "walltime $walltime: training stops after ${limit_s}s"
 }
 
@@ -101,11 +107,25 @@ gino_early_traps() {
 
 # Passes signal $2 on to the trainer (received: $1), no sooner than 3 s after it started: a process cannot catch
 # a signal before its runtime has started, and the trainer remembers one from its first moment on.
+# A TERM that comes before the trainer's own time limit is not the walltime's: the job was deleted (qdel,
+# scancel, qsig -s TERM), and the chain stops after the trainer has saved (gino_chain).
 gino_forward() {
   local age=$((SECONDS - GINO_CHILD_STARTED))
   echo "[$(date -Is)] $1 received: asking the trainer to save and stop"
+  if [ "$1" = TERM ] && [ -n "${GINO_LIMIT_S:-}" ] && [ "$SECONDS" -lt "$GINO_LIMIT_S" ]; then
+    GINO_CANCELLED=$SECONDS
+  fi
   [ "$age" -lt 3 ] && sleep $((3 - age))
   kill -"$2" "$GINO_CHILD" 2>/dev/null
+}
+
+# Exports what the trainer reports through and records: GINO_GW_STATUS_FILE (its exit status), GINO_GW_RUN_FILE
+# (the run it trains), GINO_GW_JOB_ID and GINO_GW_CHAIN_ID (kept in the run's history). A launcher that passes
+# only named variables to its ranks (Open MPI's -x) needs them named before gino_run.
+gino_job_files() {
+  export GINO_GW_STATUS_FILE="$RESULTS_ABS/.exit_status.${GINO_JOB_ID:-$$}"
+  export GINO_GW_RUN_FILE="$RESULTS_ABS/.run_name.${GINO_JOB_ID:-$$}"
+  export GINO_GW_JOB_ID="$GINO_JOB_ID" GINO_GW_CHAIN_ID="$GINO_CHAIN_ID"
 }
 
 # Runs "$@" in the background so that SIGTERM/SIGINT (the walltime warning, qsig) reach it; sets RC to the
@@ -113,10 +133,7 @@ gino_forward() {
 # the command's.
 gino_run() {
   mkdir -p "$RESULTS_ABS"
-  export GINO_GW_STATUS_FILE="$RESULTS_ABS/.exit_status.${GINO_JOB_ID:-$$}"
-  # the trainer names the run it trains here, and records the job and chain in the run's history
-  export GINO_GW_RUN_FILE="$RESULTS_ABS/.run_name.${GINO_JOB_ID:-$$}"
-  export GINO_GW_JOB_ID="$GINO_JOB_ID" GINO_GW_CHAIN_ID="$GINO_CHAIN_ID"
+  gino_job_files
   rm -f "$GINO_GW_STATUS_FILE" "$GINO_GW_RUN_FILE"
   # the trainer writes its status over this line in place: the file holds its disk space, so the status comes
   # through even when the disk fills during the run
@@ -172,6 +189,11 @@ gino_chain() {
       ;;
     3)
       echo "training stopped before the end with a resumable checkpoint"
+      if [ -n "${GINO_CANCELLED:-}" ]; then
+        echo "the job was cancelled (SIGTERM after ${GINO_CANCELLED}s, before the walltime): not resubmitting;" \
+          "submit the script again to continue the run"
+        exit 0
+      fi
       [ "$RESUBMIT" = "1" ] && gino_resubmit
       exit 0
       ;;

@@ -46,7 +46,7 @@ async function job(
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
-Deno.test("the PBS job starts training, resumes when resubmitted, forwards SIGTERM, and ends the chain when done", async () => {
+Deno.test("the PBS job starts training, resumes when resubmitted, forwards SIGTERM (a deleted job saves and does not resubmit), and ends the chain when done", async () => {
   await using t = await tempDir();
   await setup(t.dir);
   const hist = async () => JSON.parse(await Deno.readTextFile(`${t.dir}/results/pbs/loss_history.json`));
@@ -77,7 +77,8 @@ Deno.test("the PBS job starts training, resumes when resubmitted, forwards SIGTE
   assert.equal((await hist()).sessions.length, 2);
   assert.ok((await hist()).total_epochs > epochsAfter1);
 
-  // 3. SIGTERM (the walltime warning) is forwarded; the trainer saves and the chain continues
+  // 3. a SIGTERM before the walltime (qdel, qsig -s TERM) is forwarded; the trainer saves and the chain stops
+  const qsubBefore3 = (await Deno.readTextFile(`${t.dir}/qsub.log`)).trim().split("\n").length;
   const child = (await job(t.dir, 1000, { MARGIN_SEC: "0", WALLTIME: "" })).spawn();
   const log = `${t.dir}/results/pbs/train.log`;
   const before = (await Deno.readTextFile(log)).split("\n").length;
@@ -92,6 +93,8 @@ Deno.test("the PBS job starts training, resumes when resubmitted, forwards SIGTE
   assert.equal(third.code, 0, out3);
   assert.match(out3, /TERM received: asking the trainer to save and stop/);
   assert.match(out3, /trainer exited with status 3/);
+  assert.match(out3, /the job was cancelled \(SIGTERM after \d+s, before the walltime\): not resubmitting/);
+  assert.equal((await Deno.readTextFile(`${t.dir}/qsub.log`)).trim().split("\n").length, qsubBefore3);
   const h3 = await hist();
   assert.equal(h3.sessions.length, 3);
   assert.match(h3.sessions[2].exit, /stopped by SIGTERM/);
