@@ -38,12 +38,14 @@ gino_defaults() {
   GINO_RUN_NAME=${GINO_RUN_NAME:-}
   # the variables a resubmitted job inherits (a job script adds its own)
   GINO_CHAIN_VARS="GINO_DIR GINO_RUNNER DENO DENO_FLAGS TRAIN_ARGS RESULTS_DIR MARGIN_MIN RESUBMIT MAX_CHAIN \
-GINO_PBS_SCRIPT GINO_SLURM_SCRIPT GINO_CHAIN_ID GINO_RUN_NAME ${GINO_CHAIN_VARS:-}"
+GINO_PBS_SCRIPT GINO_SLURM_SCRIPT GINO_CHAIN_ID GINO_RUN_NAME MARGIN_SEC ${GINO_CHAIN_VARS:-}"
   case "$RESULTS_DIR" in /*) RESULTS_ABS=$RESULTS_DIR ;; *) RESULTS_ABS=$GINO_DIR/$RESULTS_DIR ;; esac
 }
 
-# Enters GINO_DIR and prints where the job runs.
+# Enters GINO_DIR and prints where the job runs. The folder the job was submitted from is kept: the chain submits
+# the next job from there, so every job's output file lands next to the first one's.
 gino_enter() {
+  GINO_SUBMIT_DIR=${PBS_O_WORKDIR:-$PWD}
   cd "$GINO_DIR" || { echo "cannot enter GINO_DIR=$GINO_DIR"; exit 2; }
   echo "[$(date -Is)] job ${GINO_JOB_ID:-local} (chain step $CHAIN_INDEX) on $(hostname) in $GINO_DIR"
 }
@@ -225,7 +227,7 @@ gino_resubmit() {
   fi
   if [ "$GINO_SCHEDULER" = slurm ]; then
     # sbatch keeps a copy of the script it ran: resubmit the project's own, named in GINO_SLURM_SCRIPT
-    if jobid=$(sbatch --parsable --dependency="afterany:$GINO_JOB_ID" --export="ALL,GINO_CHAIN_ENV=$envfile" \
+    if jobid=$(cd "$GINO_SUBMIT_DIR" 2>/dev/null || cd "$GINO_DIR"; sbatch --parsable --dependency="afterany:$GINO_JOB_ID" --export="ALL,GINO_CHAIN_ENV=$envfile" \
       "$GINO_SLURM_SCRIPT"); then
       echo "resubmitted as $jobid (chain step $next)"
     else
@@ -235,7 +237,8 @@ gino_resubmit() {
     return 0
   fi
   [ -n "$GINO_JOB_ID" ] && depend=(-W "depend=afterany:$GINO_JOB_ID")
-  if jobid=$(qsub "${depend[@]}" -v "GINO_CHAIN_ENV=$envfile" "$GINO_PBS_SCRIPT"); then
+  # -V: the next job runs in this job's environment (modules loaded, BLAS and MPI settings), as the first did
+  if jobid=$(cd "$GINO_SUBMIT_DIR" 2>/dev/null || cd "$GINO_DIR"; qsub -V "${depend[@]}" -v "GINO_CHAIN_ENV=$envfile" "$GINO_PBS_SCRIPT"); then
     echo "resubmitted as $jobid (chain step $next)"
   else
     echo "qsub failed: resubmit by hand with qsub $GINO_PBS_SCRIPT"

@@ -61,7 +61,7 @@ Deno.test("the PBS job starts training, resumes when resubmitted, forwards SIGTE
   assert.equal(qsub1.length, 1);
   assert.match(
     qsub1[0],
-    /-W depend=afterany:123\.test -v GINO_CHAIN_ENV=.*\.pbs_chain_env\.123\.test .*train_gino\.pbs/,
+    /-V -W depend=afterany:123\.test -v GINO_CHAIN_ENV=.*\.pbs_chain_env\.123\.test .*train_gino\.pbs/,
   );
   const envFile = qsub1[0].match(/GINO_CHAIN_ENV=(\S+)/)![1];
   assert.match(await Deno.readTextFile(envFile), /CHAIN_INDEX=1/);
