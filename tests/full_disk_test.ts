@@ -383,7 +383,8 @@ Deno.test({
       /\.(pvd|svg)$/.test(p) && !writes.some(([k, q]) => k < n && q.slice(-4) === p.slice(-4))
     );
     for (const [n, p] of tried) {
-      await Deno.remove(out, { recursive: true });
+      // over a complete prediction: an unfinished one must not pass for it
+      assert.ok(await exists(`${out}/metrics.json`));
       const what = `predict, disk full before write ${n} (${p.slice(out.length + 1)})`;
       const r = await tool("predict.ts", pargs, { GINO_GW_TEST_FULL_AT: `${n}:${fs.filler}` });
       assert.ok(checkFailure(r, out, what), `${what}: it did not fail\n${r.stderr}`);
@@ -396,6 +397,8 @@ Deno.test({
         `${what}: metrics.json marks an unfinished prediction`,
       );
       await fs.free();
+      const again = await tool("predict.ts", pargs);
+      assert.equal(again.code, 0, `${what}: predict after freeing space\n${again.stderr}`);
     }
     console.log(
       `full disk: backup, clean and ${tried.length} of predict's ${writes.length} write points tried full`,

@@ -528,6 +528,11 @@ export async function predict(o: PredictOptions): Promise<PredictReport> {
   };
   const batchSize = o.batchSize ?? s.data.batchSize;
   await Deno.mkdir(o.outDir, { recursive: true });
+  // metrics.json, written last, marks a complete prediction: an earlier one's goes first, so a folder that this
+  // run leaves unfinished (a full disk) is never taken for a complete one
+  await Deno.remove(`${o.outDir}/metrics.json`).catch((e) => {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  });
   const grid = s.model.latentGrid;
   for (const p of ds.patches) {
     const geom = model.geometry(p.coords, latentGrid(p.coords, grid), grid);
