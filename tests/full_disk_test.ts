@@ -451,3 +451,78 @@ Deno.test({
     assert.deepEqual(await damaged(fs.dir), []);
   },
 });
+
+const mpich = (() => {
+  try {
+    return new Deno.Command("sh", {
+      args: ["-c", "command -v mpiexec.mpich"],
+      stdout: "null",
+      stderr: "null",
+    })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name:
+    "full disk: a 2-rank MPI run stops with rank 0's error and status 2, and resumes to the uninterrupted weights",
+  ignore: !!cannot || !mpich,
+  async fn() {
+    await using t = await tempDir();
+    await using fs = await tmpfs(48);
+    const results = `${fs.dir}/results`, run = `${results}/r`, status = `${fs.dir}/.exit_status`;
+    const mpi = async (args: string[], env: Record<string, string> = {}) => {
+      const o = await new Deno.Command("mpiexec.mpich", {
+        args: [
+          "-n",
+          "2",
+          Deno.execPath(),
+          "run",
+          "-A",
+          `${ROOT}train.ts`,
+          "--base-data-dir",
+          await tinyPatchData(),
+          ...TRAIN,
+          "--results-dir",
+          results,
+          ...args,
+        ],
+        env,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return { code: o.code, stderr: new TextDecoder().decode(o.stderr) };
+    };
+    const ref = await mpi(["--epochs", "3"], { GINO_GW_TEST_WRITE_TRACE: `${t.dir}/trace` });
+    assert.equal(ref.code, 0, ref.stderr);
+    const refWeights = await modelBytes(`${run}/checkpoints/final_checkpoint.safetensors`);
+    await Deno.remove(results, { recursive: true });
+    // the disk fills before the second epoch's latest checkpoint
+    const at = (await readTrace(`${t.dir}/trace`)).filter(([, p]) =>
+      p.endsWith("/latest_checkpoint.safetensors")
+    )[1][0];
+    await Deno.writeTextFile(status, "running\n");
+    const r = await mpi(["--epochs", "3"], {
+      GINO_GW_TEST_FULL_AT: `${at}:${fs.filler}`,
+      GINO_GW_STATUS_FILE: status,
+    });
+    assert.notEqual(r.code, 0, r.stderr);
+    const errors = r.stderr.split("\n").filter((l) =>
+      l.startsWith("error:")
+    );
+    assert.equal(errors.length, 1, r.stderr);
+    assert.match(errors[0], /the disk is full: could not write \S+\/latest_checkpoint\.safetensors/);
+    assert.equal(
+      (await Deno.readTextFile(status)).trim(),
+      "2",
+      "the job scripts read status 2: stop the chain",
+    );
+    assert.deepEqual(await damaged(fs.dir), []);
+    await fs.free();
+    const again = await mpi(["--epochs", "3", "--resume-from", "auto"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(await modelBytes(`${run}/checkpoints/final_checkpoint.safetensors`), refWeights);
+  },
+});
