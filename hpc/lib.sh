@@ -206,6 +206,12 @@ gino_chain() {
   esac
 }
 
+# Runs a submit command ("$@") in the folder the chain was first submitted from, where the scheduler puts its
+# job output files.
+gino_submit() {
+  (cd "$GINO_SUBMIT_DIR" 2>/dev/null || cd "$GINO_DIR" && "$@")
+}
+
 gino_resubmit() {
   local next=$((CHAIN_INDEX + 1)) envfile v jobid depend=()
   if [ "$next" -ge "$MAX_CHAIN" ]; then
@@ -227,8 +233,8 @@ gino_resubmit() {
   fi
   if [ "$GINO_SCHEDULER" = slurm ]; then
     # sbatch keeps a copy of the script it ran: resubmit the project's own, named in GINO_SLURM_SCRIPT
-    if jobid=$(cd "$GINO_SUBMIT_DIR" 2>/dev/null || cd "$GINO_DIR"; sbatch --parsable --dependency="afterany:$GINO_JOB_ID" --export="ALL,GINO_CHAIN_ENV=$envfile" \
-      "$GINO_SLURM_SCRIPT"); then
+    if jobid=$(gino_submit sbatch --parsable --dependency="afterany:$GINO_JOB_ID" \
+      --export="ALL,GINO_CHAIN_ENV=$envfile" "$GINO_SLURM_SCRIPT"); then
       echo "resubmitted as $jobid (chain step $next)"
     else
       echo "sbatch failed: resubmit by hand with sbatch $GINO_SLURM_SCRIPT"
@@ -238,7 +244,7 @@ gino_resubmit() {
   fi
   [ -n "$GINO_JOB_ID" ] && depend=(-W "depend=afterany:$GINO_JOB_ID")
   # -V: the next job runs in this job's environment (modules loaded, BLAS and MPI settings), as the first did
-  if jobid=$(cd "$GINO_SUBMIT_DIR" 2>/dev/null || cd "$GINO_DIR"; qsub -V "${depend[@]}" -v "GINO_CHAIN_ENV=$envfile" "$GINO_PBS_SCRIPT"); then
+  if jobid=$(gino_submit qsub -V "${depend[@]}" -v "GINO_CHAIN_ENV=$envfile" "$GINO_PBS_SCRIPT"); then
     echo "resubmitted as $jobid (chain step $next)"
   else
     echo "qsub failed: resubmit by hand with qsub $GINO_PBS_SCRIPT"

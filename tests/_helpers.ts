@@ -55,10 +55,14 @@ export async function writeRawFolder(
   return { nodes, values };
 }
 
-/** Runs a task script of the project with Deno and returns exit code, stdout and stderr. */
+/**
+ * Runs a task script of the project with Deno (the permissions of its task, `env` added to this process's
+ * environment) and returns exit code, stdout and stderr.
+ */
 export async function runScript(
   script: string,
   args: string[],
+  env: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const root = new URL("../", import.meta.url).pathname;
   const cmd = new Deno.Command(Deno.execPath(), {
@@ -72,6 +76,7 @@ export async function runScript(
       `${root}${script}`,
       ...args,
     ],
+    env,
     stdout: "piped",
     stderr: "piped",
     cwd: root,
@@ -156,4 +161,24 @@ export async function runTrain(args: string[], env: Record<string, string> = {})
     stdout: new TextDecoder().decode(out.stdout),
     stderr: new TextDecoder().decode(out.stderr),
   };
+}
+
+/** True when `cmd` is on the PATH. */
+export function which(cmd: string): boolean {
+  try {
+    return new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null", stderr: "null" })
+      .outputSync()
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+/** The model tensors of a checkpoint, as `name:bytes` strings sorted by name: equal only when bitwise equal. */
+export async function modelBytes(path: string): Promise<string[]> {
+  const f = await readSafetensors(path);
+  return Object.entries(f.tensors).filter(([k]) => k.startsWith("model.")).sort(([a], [b]) =>
+    a.localeCompare(b)
+  )
+    .map(([k, t]) => `${k}:${new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).join(",")}`);
 }

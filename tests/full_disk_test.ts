@@ -9,10 +9,9 @@
 // at every write of a resumed session and at the first writes of a new one; GINO_GW_FULL_DISK_ALL=1 tries every
 // write of both.
 import assert from "node:assert/strict";
-import { readSafetensors } from "../lib/io/safetensors.ts";
 import { readNpy } from "../lib/io/npy.ts";
 import { verifyCheckpointBytes } from "../lib/train/checkpoint.ts";
-import { tempDir, TINY_TRAIN_ARGS, tinyPatchData } from "./_helpers.ts";
+import { modelBytes, runScript, tempDir, TINY_TRAIN_ARGS, tinyPatchData, which } from "./_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const ALL = Deno.env.get("GINO_GW_FULL_DISK_ALL") === "1";
@@ -151,30 +150,10 @@ function checkFailure(r: { code: number; stderr: string }, where: string, what: 
 const TRAIN = [...TINY_TRAIN_ARGS, "--save-checkpoint-every", "1", "--run-name", "r"];
 
 /** Runs one of the project's scripts with the permissions of its task. */
-async function tool(script: string, args: string[], env: Record<string, string> = {}) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-sys",
-      "--allow-ffi",
-      `${ROOT}${script}`,
-      ...args,
-    ],
-    env,
-    stdout: "piped",
-    stderr: "piped",
-    cwd: ROOT,
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
 
 async function train(results: string, args: string[], env: Record<string, string> = {}) {
   const data = ["--base-data-dir", await tinyPatchData()];
-  return await tool("train.ts", [...data, ...TRAIN, "--results-dir", results, ...args], env);
+  return await runScript("train.ts", [...data, ...TRAIN, "--results-dir", results, ...args], env);
 }
 
 const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
@@ -189,13 +168,6 @@ function sample(trace: [number, string][]): [number, string][] {
     seen.add(kind);
     return first || n === trace.length;
   });
-}
-
-async function modelBytes(path: string): Promise<string[]> {
-  const f = await readSafetensors(path);
-  return Object.entries(f.tensors).filter(([k]) => k.startsWith("model.")).map(([k, t]) =>
-    `${k}:${Array.from(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)).join(",")}`
-  );
 }
 
 Deno.test({
@@ -304,11 +276,17 @@ Deno.test({
     await Deno.mkdir(base, { recursive: true });
     await new Deno.Command("cp", { args: ["-a", `${await tinyPatchData()}/all`, `${base}/all`] }).output();
     const args = ["--base-data-dir", base, "--slice-split", "2", "--quiet"];
-    const made = await tool("prepare.ts", [...args, "--n-patches", "2"]);
+    const made = await runScript("prepare.ts", [...args, "--n-patches", "2"]);
     assert.equal(made.code, 0, made.stderr);
     const old = await snapshot(`${base}/filter_patch`);
     // the writes of a replacement (3 patches)
-    const traced = await tool("prepare.ts", [...args, "--n-patches", "3", "--patch-data-subdir", "other"], {
+    const traced = await runScript("prepare.ts", [
+      ...args,
+      "--n-patches",
+      "3",
+      "--patch-data-subdir",
+      "other",
+    ], {
       GINO_GW_TEST_WRITE_TRACE: `${t.dir}/trace`,
     });
     assert.equal(traced.code, 0, traced.stderr);
@@ -316,7 +294,7 @@ Deno.test({
     const writes = await readTrace(`${t.dir}/trace`);
     for (const [n, p] of writes) {
       const what = `prepare --force, disk full before write ${n} (${p.slice(base.length + 1)})`;
-      const r = await tool("prepare.ts", [...args, "--n-patches", "3", "--force"], {
+      const r = await runScript("prepare.ts", [...args, "--n-patches", "3", "--force"], {
         GINO_GW_TEST_FULL_AT: `${n}:${fs.filler}`,
       });
       assert.ok(checkFailure(r, base, what), `${what}: it did not fail\n${r.stderr}`);
@@ -324,7 +302,7 @@ Deno.test({
       assert.deepEqual(await damaged(fs.dir), [], what);
       await fs.free();
     }
-    const r = await tool("prepare.ts", [...args, "--n-patches", "3", "--force"]);
+    const r = await runScript("prepare.ts", [...args, "--n-patches", "3", "--force"]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(await Deno.readTextFile(`${base}/filter_patch/patches.json`)).patches.length, 3);
     console.log(
@@ -348,7 +326,7 @@ Deno.test({
     const kept = await snapshot(ckpts);
     // backup: the copy meets the full disk
     const backups = `${fs.dir}/backups`;
-    const b = await tool("manage_checkpoints.ts", ["backup", latest, backups], {
+    const b = await runScript("manage_checkpoints.ts", ["backup", latest, backups], {
       GINO_GW_TEST_FULL_AT: `1:${fs.filler}`,
     });
     assert.ok(checkFailure(b, backups, "ckpt backup on a full disk"), b.stderr);
@@ -356,7 +334,7 @@ Deno.test({
     assert.deepEqual(await snapshot(ckpts), kept, "ckpt backup changed the checkpoints");
     // clean needs no space: it runs on the full disk and frees some
     const free0 = Deno.statSync(fs.filler).size;
-    const c = await tool("manage_checkpoints.ts", ["clean", `${results}/r`, "1"]);
+    const c = await runScript("manage_checkpoints.ts", ["clean", `${results}/r`, "1"]);
     assert.equal(c.code, 0, c.stderr);
     assert.deepEqual(
       [...Deno.readDirSync(ckpts)].map((e) => e.name).sort(),
@@ -368,14 +346,14 @@ Deno.test({
       ],
     );
     assert.deepEqual(await damaged(fs.dir), []);
-    const b2 = await tool("manage_checkpoints.ts", ["backup", latest, backups]);
+    const b2 = await runScript("manage_checkpoints.ts", ["backup", latest, backups]);
     assert.equal(b2.code, 0, `backup after clean freed space\n${b2.stderr}`);
     assert.ok(free0 > 0);
     await fs.free();
     // predict: every write in turn
     const out = `${fs.dir}/pred`;
     const pargs = [latest, "--out", out, "--vtu", "--backend", "wasm"];
-    const traced = await tool("predict.ts", pargs, { GINO_GW_TEST_WRITE_TRACE: `${t.dir}/trace` });
+    const traced = await runScript("predict.ts", pargs, { GINO_GW_TEST_WRITE_TRACE: `${t.dir}/trace` });
     assert.equal(traced.code, 0, traced.stderr);
     const writes = await readTrace(`${t.dir}/trace`);
     const tried = ALL ? writes : writes.filter(([n, p]) =>
@@ -386,7 +364,7 @@ Deno.test({
       // over a complete prediction: an unfinished one must not pass for it
       assert.ok(await exists(`${out}/metrics.json`));
       const what = `predict, disk full before write ${n} (${p.slice(out.length + 1)})`;
-      const r = await tool("predict.ts", pargs, { GINO_GW_TEST_FULL_AT: `${n}:${fs.filler}` });
+      const r = await runScript("predict.ts", pargs, { GINO_GW_TEST_FULL_AT: `${n}:${fs.filler}` });
       assert.ok(checkFailure(r, out, what), `${what}: it did not fail\n${r.stderr}`);
       assert.deepEqual(await damaged(fs.dir), [], what);
       for (const [k, q] of writes) {
@@ -397,7 +375,7 @@ Deno.test({
         `${what}: metrics.json marks an unfinished prediction`,
       );
       await fs.free();
-      const again = await tool("predict.ts", pargs);
+      const again = await runScript("predict.ts", pargs);
       assert.equal(again.code, 0, `${what}: predict after freeing space\n${again.stderr}`);
     }
     console.log(
@@ -452,18 +430,7 @@ Deno.test({
   },
 });
 
-const mpich = (() => {
-  try {
-    return new Deno.Command("sh", {
-      args: ["-c", "command -v mpiexec.mpich"],
-      stdout: "null",
-      stderr: "null",
-    })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-})();
+const mpich = which("mpiexec.mpich");
 
 Deno.test({
   name:

@@ -11,7 +11,7 @@ import { readSafetensors } from "../lib/io/safetensors.ts";
 import { verifyCheckpointBytes } from "../lib/train/checkpoint.ts";
 import type { TrainingState } from "../lib/train/checkpoint.ts";
 import { Rng } from "../lib/data/rng.ts";
-import { tempDir, TINY_TRAIN_ARGS, tinyPatchData } from "./_helpers.ts";
+import { tempDir, TINY_TRAIN_ARGS, tinyPatchData, which } from "./_helpers.ts";
 
 const env = (k: string, d: number) => Number(Deno.env.get(k) ?? d);
 const SEED = env("GINO_GW_MPI_SOAK_SEED", 1);
@@ -20,15 +20,6 @@ const EPOCHS = 32;
 /** Seconds within which every process of a job must be gone after a kill. */
 const BOUND_S = 30;
 const ROOT = new URL("../", import.meta.url).pathname;
-
-function which(cmd: string): boolean {
-  try {
-    return new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
 
 const LAUNCHERS: [string, string[], Record<string, string>][] = [
   ["MPICH", ["mpiexec.mpich"], {}],

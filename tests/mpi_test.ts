@@ -6,19 +6,9 @@ import { readSafetensors } from "../lib/io/safetensors.ts";
 import { gpuAdapter } from "../lib/model/backend.ts";
 import { detectLaunch } from "../lib/parallel/mpi.ts";
 import { initWorld, mpiLibraryLoaded, SINGLE } from "../lib/parallel/world.ts";
-import { runTrain, tempDir, TINY_TRAIN_ARGS, tinyPatchData } from "./_helpers.ts";
+import { runTrain, tempDir, TINY_TRAIN_ARGS, tinyPatchData, which } from "./_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-
-function which(cmd: string): boolean {
-  try {
-    return new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null", stderr: "null" })
-      .outputSync()
-      .success;
-  } catch {
-    return false;
-  }
-}
 
 /** The launchers to test with: [name, command and flags]. */
 const LAUNCHERS: [string, string[], Record<string, string>][] = [

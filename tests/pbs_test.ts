@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { tempDir, tinyPatchData } from "./_helpers.ts";
+import { tempDir, tinyPatchData, which } from "./_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const TINY = "--input-window-size 3 --output-window-size 2 --batch-size 4 --latent-grid 8 --fno-modes 4 " +
@@ -167,11 +167,6 @@ Deno.test("two chains in one results folder: each chain's later jobs resume its 
   assert.match(table, new RegExp(`${runA} .*100\\.test`));
   assert.match(table, /second .*200\.test/);
 });
-
-function which(cmd: string): boolean {
-  return new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null", stderr: "null" })
-    .outputSync().success;
-}
 
 for (
   const [name, launcher, extra] of [

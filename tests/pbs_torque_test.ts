@@ -8,9 +8,8 @@
 // walltime and on qdel every process of the job gets SIGTERM and SIGKILL KillWait seconds later (PBS Pro sends
 // SIGTERM then SIGKILL after its kill_delay, to the job's processes as well).
 import assert from "node:assert/strict";
-import { readSafetensors } from "../lib/io/safetensors.ts";
 import { verifyCheckpointBytes } from "../lib/train/checkpoint.ts";
-import { runTrain, tempDir, TINY_TRAIN_ARGS, tinyPatchData } from "./_helpers.ts";
+import { modelBytes, runTrain, tempDir, TINY_TRAIN_ARGS, tinyPatchData } from "./_helpers.ts";
 import { find, LocalSlurm } from "./_slurm.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
@@ -34,14 +33,6 @@ const cannot = (() => {
   return undefined;
 })();
 if (cannot) console.error(`PBS-on-Slurm tests skipped: ${cannot}`);
-
-async function modelBytes(path: string): Promise<string[]> {
-  const f = await readSafetensors(path);
-  return Object.entries(f.tensors).filter(([k]) => k.startsWith("model.")).sort(([a], [b]) =>
-    a.localeCompare(b)
-  )
-    .map(([k, t]) => `${k}:${new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).join(",")}`);
-}
 
 /** The job outputs (`<script>.o<id>` and `.e<id>`, as the Torque layer names them) of a folder, in job order. */
 async function jobOutputs(dir: string): Promise<string[]> {

@@ -10,7 +10,7 @@
 
 import { EXIT, ToolError } from "../errors.ts";
 import { currentWorld } from "../parallel/world.ts";
-import { writePoint } from "../io/disk_full.ts";
+import { isDiskFull, writePoint } from "../io/disk_full.ts";
 
 /** Exit status for bad input of any kind. */
 export const EXIT_USAGE: number = EXIT.usage;
@@ -23,7 +23,7 @@ export function describeError(e: unknown): { line: string; code: number } {
   }
   if (e instanceof Deno.errors.NotFound) return { line: `not found: ${e.message}`, code: EXIT.usage };
   const msg = e instanceof Error ? e.message : String(e);
-  if (/No space left on device|os error 28|Disk quota exceeded|os error 122/.test(msg)) {
+  if (isDiskFull(e)) { // a write that went around lib/io/disk_full.ts (which names the file)
     return {
       line:
         `the disk is full: ${msg}. Files already saved are intact (every write goes through a temporary ` +
