@@ -8,6 +8,9 @@
  *   GPU time, GFLOP/s, GB/s and error of each, beside the CPU path's product (system BLAS) on the same shape.
  * - `step`: one training step of the reference GINO (under `mpiexec -n K`: data-parallel over the ranks, with the
  *   all-reduce's time and size); `--mpi K` runs one process and K ranks alternately and gives the speed-up.
+ * - `tta`: time to a target validation loss of training recipes on a data set (the demo data by default), each
+ *   recipe's best checkpoint against persistence, linear extrapolation and the fitted base; `--torch` adds the
+ *   reference recipe in PyTorch on the same data.
  *
  * @module
  */
@@ -24,6 +27,8 @@ import { benchStepVsTorch, STEP_CASES } from "./lib/bench/torch.ts";
 import type { StepCase } from "./lib/bench/torch.ts";
 import { initWorld } from "./lib/parallel/world.ts";
 import { benchMf6, prepareMf6Child } from "./lib/bench/mf6.ts";
+import { benchTta, RECIPES, ttaTrainChild } from "./lib/bench/tta.ts";
+import { parseDuration } from "./lib/train/settings.ts";
 
 const BENCH_FLAGS: FlagSpec[] = [
   { name: "json", type: "boolean", default: false, help: "also print the figures as JSON" },
@@ -137,10 +142,52 @@ const BENCH_FLAGS: FlagSpec[] = [
     type: "string",
     help: "mf6: prepare the model in this folder (the benchmark's child process)",
   },
+  {
+    name: "base-data-dir",
+    type: "string",
+    help: "tta: the data folder (its patch folder filter_patch; default: the built-in demo data)",
+  },
+  {
+    name: "target",
+    type: "number",
+    default: 0.015,
+    help: "tta: the target validation loss (relative L2, as training reports it)",
+    check: positive,
+  },
+  {
+    name: "recipes",
+    type: "list",
+    default: ["default", "exponential"],
+    help: `tta: recipes to run: ${Object.keys(RECIPES).join(", ")}`,
+    check: (v: string[]) =>
+      v.every((r) => r in RECIPES)
+        ? undefined
+        : `choose from ${Object.keys(RECIPES).join(", ")}; got '${v.join(",")}'`,
+  },
+  {
+    name: "budget",
+    type: "string",
+    help: "tta: train each recipe for this much time (e.g. 45s, 5m; default: each recipe's epochs)",
+    check: (v: string) => (parseDuration(v) ? undefined : `expected a duration like 45s or 5m, got '${v}'`),
+  },
+  {
+    name: "epochs",
+    type: "int",
+    help: "tta: epochs of each recipe (default: the recipe's own)",
+    check: positiveInt,
+  },
+  {
+    name: "train-child",
+    type: "string",
+    help: "tta: train with these flags (the benchmark's child process)",
+  },
   { name: "help", type: "boolean", default: false, help: "show this help" },
 ];
 
-const USAGE = `Usage: deno task bench data [--only sampler,assembly,csv,prepare] [--json]
+const USAGE =
+  `Usage: deno task bench tta [--base-data-dir DIR] [--target 0.015] [--recipes default,exponential]
+                           [--budget 5m | --epochs N] [--torch [--python P --threads T]] [--json]
+       deno task bench data [--only sampler,assembly,csv,prepare] [--json]
        deno task bench mf6 [--cells 1000000 --mf6-steps 1000] [--json]
        deno task bench gemm --backend webgpu [--case small,dense,large,real --repeats R] [--json]
        deno task bench step [--points N --batch B --latent G --radius R | --case small,dense,large,real]
@@ -153,14 +200,29 @@ async function main(): Promise<number> {
     return 0;
   }
   const [what, ...extra] = flags._;
-  if (what !== "data" && what !== "step" && what !== "mf6" && what !== "gemm") {
+  if (!["data", "step", "mf6", "gemm", "tta"].includes(what as string)) {
     throw new FlagError(
       what
-        ? `unknown benchmark '${what}': choose data, step, gemm or mf6`
-        : `name a benchmark: data, step, gemm or mf6\n${USAGE}`,
+        ? `unknown benchmark '${what}': choose tta, data, step, gemm or mf6`
+        : `name a benchmark: tta, data, step, gemm or mf6\n${USAGE}`,
     );
   }
   if (extra.length) throw new FlagError(`unexpected argument(s): ${extra.join(" ")} (see --help)`);
+  if (what === "tta") {
+    if (flags["train-child"]) return await ttaTrainChild(flags["train-child"] as string);
+    await benchTta({
+      data: flags["base-data-dir"] as string | undefined,
+      target: flags.target as number,
+      recipes: flags.recipes as string[],
+      budget: flags.budget ? parseDuration(flags.budget as string) : undefined,
+      epochs: flags.epochs as number | undefined,
+      torch: flags.torch as boolean,
+      python: flags.python as string,
+      threads: flags.threads as number,
+      json: flags.json as boolean,
+    });
+    return 0;
+  }
   if (what === "mf6") {
     if (flags["prepare-dir"]) await prepareMf6Child(flags["prepare-dir"] as string);
     else {await benchMf6({

@@ -7,6 +7,7 @@
 import { runMain } from "./lib/cli/main.ts";
 import { FlagError, formatHelp, parseFlags } from "./lib/cli/flags.ts";
 import type { FlagSpec } from "./lib/cli/flags.ts";
+import { describeSchedule } from "./lib/train/schedule.ts";
 import {
   backupCommand,
   cleanCommand,
@@ -123,7 +124,7 @@ async function main(args: string[]): Promise<number> {
           `losses: train ${s.train_losses.map(num).join(" ")}`,
           `        val   ${s.val_losses.map(num).join(" ")}`,
           `best validation loss ${num(s.best.val_loss)} at epoch ${s.best.epoch ?? "-"}`,
-          `scheduler: lr ${s.scheduler.lr} (base ${s.scheduler.base_lr}, gamma ${s.scheduler.gamma} every ${s.scheduler.interval} epochs)`,
+          `learning rate: ${describeSchedule(s.scheduler)}`,
           `optimiser: Adam step ${s.optimizer.step}, betas ${s.optimizer.beta1}/${s.optimizer.beta2}, eps ${s.optimizer.eps}`,
           `data fingerprint ${s.data_fingerprint}; sessions ${s.sessions.length}`,
           `settings: ${JSON.stringify(s.settings)}`,

@@ -115,6 +115,13 @@ export const TINY_TRAIN_ARGS = [
   "--quiet",
 ];
 
+/**
+ * A learning-rate schedule that does not depend on the run's length (the reference's, per epoch): a run extended
+ * later with a higher --epochs then equals one uninterrupted run (the default cosine schedule is re-planned when a
+ * run is extended, by design).
+ */
+export const LENGTH_FREE_SCHEDULE = ["--lr-schedule", "exponential"];
+
 let tinyData: Promise<string> | undefined;
 /** A small patch data set (Henry slab, 2 patches), made once per test process and removed at its end. */
 export function tinyPatchData(): Promise<string> {

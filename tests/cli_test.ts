@@ -33,26 +33,30 @@ Deno.test("train --dry-run --json reports the counts of a Python-made patch fold
   assert.equal(s.normalization.columns.length, 2);
 });
 
-Deno.test("prepare then train --dry-run works on a raw CSV folder", async () => {
+Deno.test("prepare then train --dry-run works on a raw CSV folder: windows fit the series, or a clear refusal", async () => {
   await using tmp = await tempDir();
   await writeRawFolder(`${tmp.dir}/all`, { nx: 8, ny: 2, nz: 4, steps: 30 });
   const p = await runScript("prepare.ts", ["--base-data-dir", tmp.dir, "--n-patches", "4", "--quiet"]);
   assert.equal(p.code, 0, p.stderr);
-  const r = await runScript("train.ts", [
-    "--dry-run",
-    "--json",
-    "--base-data-dir",
-    tmp.dir,
-    "--batch-size",
-    "5",
-  ]);
+  const dry = (args: string[]) =>
+    runScript("train.ts", ["--dry-run", "--json", "--base-data-dir", tmp.dir, "--batch-size", "5", ...args]);
+  const r = await dry([]);
   assert.equal(r.code, 0, r.stderr);
   const s = JSON.parse(r.stdout);
   assert.equal(s.patches, 4);
   assert.equal(s.core_points.total, 64);
-  assert.equal(s.train_samples, 4 * 2); // 21 training steps, windows of 20
-  assert.equal(s.val_samples, 0);
-  assert.deepEqual(s.patches_without_val_samples.length, 4);
+  // 30 steps are too few for 10 + 10 with 30% held out: 6 + 6, the last 12 steps for validation
+  assert.match(
+    r.stderr,
+    /windows: --input-window-size 6 --output-window-size 6 --val-ratio 0\.38\d* \(the series have 30 steps/,
+  );
+  assert.equal(s.input_window_size, 6);
+  assert.equal(s.train_samples, 4 * 7); // 18 training steps, windows of 12
+  assert.equal(s.val_samples, 4 * 1); // 12 validation steps
+  // the reference's windows do not fit: refused, naming the steps there are and the steps they need
+  const ref = await dry(["--input-window-size", "10", "--output-window-size", "10", "--val-ratio", "0.3"]);
+  assert.equal(ref.code, 2);
+  assert.match(ref.stderr, /no validation windows in .*: the series have 30 saved steps .*need at least 64/);
 });
 
 Deno.test("unknown flags and bad values are errors that name the flag", async () => {

@@ -11,7 +11,15 @@
 import assert from "node:assert/strict";
 import { readNpy } from "../lib/io/npy.ts";
 import { verifyCheckpointBytes } from "../lib/train/checkpoint.ts";
-import { modelBytes, runScript, tempDir, TINY_TRAIN_ARGS, tinyPatchData, which } from "./_helpers.ts";
+import {
+  LENGTH_FREE_SCHEDULE,
+  modelBytes,
+  runScript,
+  tempDir,
+  TINY_TRAIN_ARGS,
+  tinyPatchData,
+  which,
+} from "./_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const ALL = Deno.env.get("GINO_GW_FULL_DISK_ALL") === "1";
@@ -147,7 +155,15 @@ function checkFailure(r: { code: number; stderr: string }, where: string, what: 
   return true;
 }
 
-const TRAIN = [...TINY_TRAIN_ARGS, "--save-checkpoint-every", "1", "--run-name", "r"];
+// (runs extended to more epochs are compared with uninterrupted ones: a schedule that does not depend on the length)
+const TRAIN = [
+  ...TINY_TRAIN_ARGS,
+  ...LENGTH_FREE_SCHEDULE,
+  "--save-checkpoint-every",
+  "1",
+  "--run-name",
+  "r",
+];
 
 /** Runs one of the project's scripts with the permissions of its task. */
 

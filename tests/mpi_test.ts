@@ -148,8 +148,10 @@ for (const [name, launcher, env] of LAUNCHERS) {
       await using t = await tempDir();
       // long enough that the signal lands mid-run (Open MPI delivers it 3 s late)
       const target = name === "MPICH" ? 6 : 12;
-      // float32 summation-order differences grow with the epochs: ~1e-7 after 6, ~5e-6 after 12 (measured)
-      const tol = target > 6 ? 2e-5 : 1e-6;
+      // float32 summation-order differences grow with the epochs: ~1e-7 after 6, ~5e-6 after 12 (measured with
+      // the reference's plain output); the default residual model's validation loss, a small correction's, shows
+      // them ~10x larger (1.1e-6 after 6 epochs, measured)
+      const tol = target > 6 ? 2e-5 : 5e-6;
       const epochs = ["--epochs", String(target)];
       const common = [...epochs, "--run-name", "r", "--save-checkpoint-every", "100"];
       const full1 = await runTrain([...common, "--results-dir", `${t.dir}/full1`]);
@@ -196,7 +198,10 @@ for (const [name, launcher, env] of LAUNCHERS) {
           assert.ok(relDiff(wr, wf) < tol, `${rd} vs ${ref}: weights differ by ${relDiff(wr, wf)}`);
           const hf = await history(`${t.dir}/${ref}/r`);
           assert.equal(hr.val_losses.length, hf.val_losses.length);
-          assert.ok(relDiff(hr.val_losses, hf.val_losses) < tol, `${rd} vs ${ref}: validation losses`);
+          assert.ok(
+            relDiff(hr.val_losses, hf.val_losses) < tol,
+            `${rd} vs ${ref}: validation losses differ by ${relDiff(hr.val_losses, hf.val_losses)}`,
+          );
         }
       }
     },

@@ -14,7 +14,7 @@ function checkpoint(): Promise<string> {
   trained ??= (async () => {
     const dir = await Deno.makeTempDir({ prefix: "gino-gw-predict-" });
     globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-    const r = await runTrain(["--epochs", "2", "--results-dir", dir, "--run-name", "p"]);
+    const r = await runTrain(["--epochs", "2", "--no-residual", "--results-dir", dir, "--run-name", "p"]);
     assert.equal(r.code, 0, r.stderr);
     return `${dir}/p/checkpoints/final_checkpoint.safetensors`;
   })();

@@ -1,4 +1,4 @@
-// The units of the training loop, one by one: micro-batches, Adam, clipping, the learning-rate schedule, early
+// The units of the training loop, one by one: micro-batches, Adam, clipping, early
 // stopping, --config, --loss-eps and residual prediction.
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/model/backend.ts";
@@ -7,7 +7,6 @@ import { latentGrid } from "../lib/model/latent.ts";
 import { predictWindow } from "../lib/model/residual.ts";
 import { Adam } from "../lib/train/adam.ts";
 import { batchGradients, clipByGlobalNorm } from "../lib/train/step.ts";
-import { freshSchedule, resumeSchedule, stepSchedule } from "../lib/train/schedule.ts";
 import { earlyStopped, isFinished } from "../lib/train/policy.ts";
 import { loadCheckpoint } from "../lib/train/checkpoint.ts";
 import { defaultSettings, settingsFromConfig, settingsFromSaved } from "../lib/train/settings.ts";
@@ -114,41 +113,6 @@ Deno.test("gradient clipping scales the global norm down to the limit and leaves
   const same = await clipByGlobalNorm(small, 1);
   assert.equal(same.grads[0], small[0], "below the limit the same tensors come back");
   tf.dispose([...clipped.grads, ...same.grads]);
-});
-
-Deno.test("the learning-rate schedule decays every interval and continues across a resume as if uninterrupted", async () => {
-  const s = freshSchedule({ learningRate: 1e-3, lrGamma: 0.5, lrSchedulerInterval: 2 });
-  const lrs: number[] = [];
-  for (let epoch = 1; epoch <= 5; epoch++) {
-    lrs.push(s.lr);
-    stepSchedule(s, epoch);
-  }
-  assert.deepEqual(lrs, [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4]);
-  const saved = { ...s };
-  assert.deepEqual(
-    resumeSchedule(saved, { learningRate: 1e-3, lrGamma: 0.5, lrSchedulerInterval: 2 }, false),
-    [],
-  );
-  assert.equal(saved.lr, s.lr, "a resume keeps the decayed rate");
-  const changed = resumeSchedule(saved, { learningRate: 1e-4, lrGamma: 0.9, lrSchedulerInterval: 2 }, true);
-  assert.equal(saved.lr, 1e-4);
-  assert.equal(changed.length, 2);
-  // end to end: a run stopped mid-epoch and resumed has each epoch's rate of the uninterrupted run
-  await using t = await tempDir();
-  const flags = ["--epochs", "4", "--lr-gamma", "0.5", "--lr-scheduler-interval", "1", "--run-name", "s"];
-  assert.equal((await runTrain([...flags, "--results-dir", `${t.dir}/a`])).code, 0);
-  assert.equal(
-    (await runTrain([...flags, "--results-dir", `${t.dir}/b`], { GINO_GW_TEST_SIGTERM_AFTER_STEP: "12" }))
-      .code,
-    3,
-  );
-  assert.equal(
-    (await runTrain(["--epochs", "4", "--results-dir", `${t.dir}/b`, "--resume-from", "auto"])).code,
-    0,
-  );
-  const lrsOf = async (d: string) => JSON.parse(await Deno.readTextFile(`${d}/s/loss_history.json`)).lrs;
-  assert.deepEqual(await lrsOf(`${t.dir}/a`), [1e-3, 5e-4, 2.5e-4, 1.25e-4]);
-  assert.deepEqual(await lrsOf(`${t.dir}/b`), await lrsOf(`${t.dir}/a`));
 });
 
 Deno.test("early stopping ends the run when `patience` epochs in a row do not improve on the best", async () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describeAdapter, gpuAdapter } from "../lib/model/backend.ts";
 import { readSafetensors } from "../lib/io/safetensors.ts";
-import { runScript, runTrain, tempDir } from "./_helpers.ts";
+import { LENGTH_FREE_SCHEDULE, runScript, runTrain, tempDir } from "./_helpers.ts";
 
 // Runs on any WebGPU adapter, Mesa's software one (llvmpipe) included: correctness, not speed. (The engine's
 // outputs, loss and gradients against the PyTorch reference: tests/gpu_engine_test.ts.)
@@ -22,7 +22,10 @@ Deno.test({
   ignore,
   async fn() {
     await using t = await tempDir();
+    // (run g is extended from 2 to 3 epochs and compared with run e: a schedule that does not depend on the
+    // run's length; run k, stopped and resumed at the same length, is compared with run s on the default schedule)
     const r = await runTrain([
+      ...LENGTH_FREE_SCHEDULE,
       "--backend",
       "webgpu",
       "--epochs",
@@ -39,6 +42,7 @@ Deno.test({
     assert.equal(h.train_losses.length, 2);
     assert.ok(h.train_losses.every(Number.isFinite) && h.val_losses.every(Number.isFinite));
     const more = await runTrain([
+      ...LENGTH_FREE_SCHEDULE,
       "--backend",
       "webgpu",
       "--epochs",
@@ -50,8 +54,15 @@ Deno.test({
     ]);
     assert.equal(more.code, 0, more.stderr);
     // the same 3 epochs without a stop, on webgpu and on wasm
-    for (const [name, backend] of [["s", "webgpu"], ["w", "wasm"]]) {
+    for (
+      const [name, backend, schedule] of [["s", "webgpu", []], ["e", "webgpu", LENGTH_FREE_SCHEDULE], [
+        "w",
+        "wasm",
+        [],
+      ]] as const
+    ) {
       const r = await runTrain([
+        ...schedule,
         "--backend",
         backend,
         "--epochs",
@@ -76,17 +87,16 @@ Deno.test({
     assert.equal(resumed.code, 0, resumed.stderr);
     const history = async (run: string) =>
       JSON.parse(await Deno.readTextFile(`${t.dir}/${run}/loss_history.json`)) as Record<string, number[]>;
-    const [hg, hs, hw, hk] = [await history("g"), await history("s"), await history("w"), await history("k")];
-    for (const [h, what] of [[hg, "after the last epoch"], [hk, "after a SIGTERM"]] as const) {
-      assert.deepEqual(h.train_losses, hs.train_losses, `a run resumed ${what} continues exactly (bitwise)`);
-      assert.deepEqual(h.val_losses, hs.val_losses);
+    const [hg, hs, hw, hk, he] = await Promise.all(["g", "s", "w", "k", "e"].map(history));
+    for (const [h, ref, what] of [[hg, he, "after the last epoch"], [hk, hs, "after a SIGTERM"]] as const) {
+      assert.deepEqual(h.train_losses, ref.train_losses, `a run resumed ${what} continues exactly (bitwise)`);
+      assert.deepEqual(h.val_losses, ref.val_losses);
     }
     const tensors = async (run: string) =>
       (await readSafetensors(`${t.dir}/${run}/checkpoints/final_checkpoint.safetensors`)).tensors;
-    const cs = await tensors("s");
-    for (const run of ["g", "k"]) {
-      const c = await tensors(run);
-      for (const [name, v] of Object.entries(cs)) {
+    for (const [run, ref] of [["g", "e"], ["k", "s"]]) {
+      const [c, cr] = [await tensors(run), await tensors(ref)];
+      for (const [name, v] of Object.entries(cr)) {
         assert.deepEqual(c[name].data, v.data, `${name} in run ${run}`);
       }
     }

@@ -21,6 +21,7 @@ import { diskFullOr, writePoint } from "../io/disk_full.ts";
 import { KdTree } from "./kdtree.ts";
 import { kmeans } from "./kmeans.ts";
 import { OBS_COLUMNS } from "./dataset.ts";
+import { chooseWindows } from "./windows.ts";
 import { DataError } from "./dataset.ts";
 
 /** Options of {@linkcode preparePatches}. */
@@ -606,9 +607,20 @@ export async function preparePatches(options: PrepareOptions): Promise<PrepareRe
   }
   const r = o.mf6 ? await mf6Series(o, o.mf6) : await csvSeries(o);
   try {
+    warnShortSeries(r.steps);
     return await writePatches(o, r, outExists, t0);
   } finally {
     r.close();
+  }
+}
+
+/** A series training will refuse (too short for one training and one validation window) is said at once. */
+function warnShortSeries(steps: number): void {
+  try {
+    chooseWindows(steps);
+  } catch (e) {
+    if (!(e instanceof DataError)) throw e;
+    console.warn(`warning: ${e.message}; the patches are written, but training will refuse them`);
   }
 }
 

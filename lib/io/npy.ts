@@ -107,56 +107,21 @@ function parseHeader(text: string, path: string): { dtype: NpyDtype; shape: numb
  * ```
  */
 export async function readNpy(path: string): Promise<NpyArray> {
-  let file: Deno.FsFile;
+  const file = await openNpy(path);
   try {
-    file = await Deno.open(path, { read: true });
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new NpyError(`${path}: file not found`, path);
-    throw e;
-  }
-  try {
-    const readExactly = async (target: Uint8Array, what: string) => {
-      let got = 0;
-      while (got < target.length) {
-        const n = await file.read(target.subarray(got));
-        if (n === null) {
-          throw new NpyError(
-            `${path}: file is truncated (${what}: expected ${target.length} bytes, found ${got})`,
-            path,
-          );
-        }
-        got += n;
-      }
-    };
-    const pre = new Uint8Array(12);
-    let n = 0;
-    while (n < 12) {
-      const r = await file.read(pre.subarray(n));
-      if (r === null) break;
-      n += r;
-    }
-    if (n < 10 || MAGIC.some((m, i) => pre[i] !== m)) {
-      throw new NpyError(`${path}: not a .npy file (bad magic bytes)`, path);
-    }
-    const major = pre[6];
-    if (major < 1 || major > 3) throw new NpyError(`${path}: unsupported .npy format version ${major}`, path);
-    const view = new DataView(pre.buffer);
-    const headerLen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
-    const headerStart = major === 1 ? 10 : 12;
-    const headerBytes = new Uint8Array(headerLen);
-    const already = pre.subarray(headerStart, n);
-    headerBytes.set(already.subarray(0, Math.min(already.length, headerLen)));
-    await readExactly(headerBytes.subarray(Math.min(already.length, headerLen)), "header");
-    const text = new TextDecoder(major === 3 ? "utf-8" : "latin1").decode(headerBytes);
-    const { dtype, shape } = parseHeader(text, path);
+    const { dtype, shape, spill } = await readHeader(file, path);
     const length = shape.reduce((a, b) => a * b, 1);
     const nbytes = length * ITEM_SIZE[dtype];
     const buffer = new ArrayBuffer(nbytes);
     const bytes = new Uint8Array(buffer);
-    // a header shorter than the 12 bytes already read (never in practice) leaves data bytes in `pre`
-    const spill = already.subarray(Math.min(already.length, headerLen));
+    // a header shorter than the 12 bytes already read (never in practice) leaves data bytes in `spill`
     bytes.set(spill.subarray(0, Math.min(spill.length, nbytes)));
-    await readExactly(bytes.subarray(Math.min(spill.length, nbytes)), `data of shape (${shape.join(", ")})`);
+    await readExactly(
+      file,
+      bytes.subarray(Math.min(spill.length, nbytes)),
+      path,
+      `data of shape (${shape.join(", ")})`,
+    );
     const extra = await file.read(new Uint8Array(1));
     if (extra !== null && extra > 0) {
       throw new NpyError(`${path}: file is longer than its header says (shape ${shape.join("x")})`, path);
@@ -165,6 +130,68 @@ export async function readNpy(path: string): Promise<NpyArray> {
   } finally {
     file.close();
   }
+}
+
+/** The dtype and shape of a `.npy` file, from its header alone (the data are not read). */
+export async function readNpyShape(path: string): Promise<{ dtype: NpyDtype; shape: number[] }> {
+  const file = await openNpy(path);
+  try {
+    const { dtype, shape } = await readHeader(file, path);
+    return { dtype, shape };
+  } finally {
+    file.close();
+  }
+}
+
+async function openNpy(path: string): Promise<Deno.FsFile> {
+  try {
+    return await Deno.open(path, { read: true });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new NpyError(`${path}: file not found`, path);
+    throw e;
+  }
+}
+
+async function readExactly(file: Deno.FsFile, target: Uint8Array, path: string, what: string): Promise<void> {
+  let got = 0;
+  while (got < target.length) {
+    const n = await file.read(target.subarray(got));
+    if (n === null) {
+      throw new NpyError(
+        `${path}: file is truncated (${what}: expected ${target.length} bytes, found ${got})`,
+        path,
+      );
+    }
+    got += n;
+  }
+}
+
+/** Reads the magic bytes and header; returns the dtype, the shape and any data bytes read past the header. */
+async function readHeader(
+  file: Deno.FsFile,
+  path: string,
+): Promise<{ dtype: NpyDtype; shape: number[]; spill: Uint8Array }> {
+  const pre = new Uint8Array(12);
+  let n = 0;
+  while (n < 12) {
+    const r = await file.read(pre.subarray(n));
+    if (r === null) break;
+    n += r;
+  }
+  if (n < 10 || MAGIC.some((m, i) => pre[i] !== m)) {
+    throw new NpyError(`${path}: not a .npy file (bad magic bytes)`, path);
+  }
+  const major = pre[6];
+  if (major < 1 || major > 3) throw new NpyError(`${path}: unsupported .npy format version ${major}`, path);
+  const view = new DataView(pre.buffer);
+  const headerLen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  const headerStart = major === 1 ? 10 : 12;
+  const headerBytes = new Uint8Array(headerLen);
+  const already = pre.subarray(headerStart, n);
+  headerBytes.set(already.subarray(0, Math.min(already.length, headerLen)));
+  await readExactly(file, headerBytes.subarray(Math.min(already.length, headerLen)), path, "header");
+  const text = new TextDecoder(major === 3 ? "utf-8" : "latin1").decode(headerBytes);
+  return { ...parseHeader(text, path), spill: already.subarray(Math.min(already.length, headerLen)) };
 }
 
 /** Encodes an array as the bytes of a `.npy` file (version 1.0, or 2.0 when the header needs it). */

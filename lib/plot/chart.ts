@@ -49,6 +49,8 @@ export interface ChartSpec {
   notes?: string[];
   /** A dashed identity line y = x on equal axis ranges (predicted vs true plots). */
   diagonal?: boolean;
+  /** A second y axis on the right (e.g. the learning rate beside the losses) with its own series. */
+  right?: { label: string; series: Series[]; logY?: boolean };
   /** Image width in pixels. */
   width?: number;
   /** Image height in pixels (the notes add to it). */
@@ -77,6 +79,39 @@ export function niceTicks(lo: number, hi: number, count = 6, integer = false): n
     out.push(Number(v.toPrecision(12)));
   }
   return out;
+}
+
+/** The right-hand axis: its own scale over the plot's height, ticks and label on the right, its series. */
+function drawRightAxis(
+  svg: Svg,
+  r: NonNullable<ChartSpec["right"]>,
+  p: { left: number; top: number; pw: number; ph: number; X: (x: number) => number; clip: string },
+): void {
+  const ty = (v: number) => (r.logY ? Math.log10(v) : v);
+  const pts = r.series.flatMap((s) => finite(s, r.logY));
+  if (!pts.length) return;
+  let ly0 = Math.min(...pts.map((q) => ty(q[1]))), ly1 = Math.max(...pts.map((q) => ty(q[1])));
+  if (ly1 === ly0) [ly0, ly1] = [ly0 - (r.logY ? 0.5 : 1), ly1 + (r.logY ? 0.5 : 1)];
+  const pad = (ly1 - ly0) * 0.06;
+  [ly0, ly1] = [ly0 - pad, ly1 + pad];
+  const Y = (y: number) => p.top + p.ph - ((ty(y) - ly0) / (ly1 - ly0)) * p.ph;
+  const xr = p.left + p.pw;
+  const ticks = r.logY ? logTicks(Math.pow(10, ly0), Math.pow(10, ly1)) : niceTicks(ly0, ly1);
+  for (const v of ticks) {
+    const y = Y(v);
+    if (y < p.top - 0.5 || y > p.top + p.ph + 0.5) continue;
+    svg.line(xr, y, xr + 5, y, { color: INK });
+    svg.text(xr + 8, y, fmtTick(v), { anchor: "start", middle: true, size: 13 });
+  }
+  svg.text(xr + 74, p.top + p.ph / 2, r.label + (r.logY ? " (log scale)" : ""), {
+    anchor: "middle",
+    size: 14,
+    rotate: -90,
+  });
+  for (const s of r.series) {
+    const run = finite(s, r.logY).map(([x, y]) => [p.X(x), Y(y)] as [number, number]);
+    svg.polyline(run, { color: s.color, width: 1.8, dash: s.dash }, p.clip);
+  }
 }
 
 /** Ticks of a log axis: decades, or 1-2-5 (then 1-2-3-5-7) steps when the range spans less than ~3 decades. */
@@ -115,7 +150,7 @@ export function renderChart(spec: ChartSpec): Svg {
   const W = spec.width ?? 900, H = spec.height ?? 560;
   const notesH = (spec.notes?.length ?? 0) * 20;
   const svg = new Svg(W, H + notesH);
-  const left = 88, right = 28, top = 66, bottom = 58;
+  const left = 88, right = spec.right ? 88 : 28, top = 66, bottom = 58;
   const pw = W - left - right, ph = H - top - bottom;
   const all = spec.series.flatMap((s) => finite(s, spec.logY));
   let x0 = Math.min(...all.map((p) => p[0])), x1 = Math.max(...all.map((p) => p[0]));
@@ -190,6 +225,7 @@ export function renderChart(spec: ChartSpec): Svg {
       for (const [x, y] of pts) svg.circle(x, y, 3.5, s.color, { color: [255, 255, 255], width: 1 });
     }
   }
+  if (spec.right) drawRightAxis(svg, spec.right, { left, top, pw, ph, X, clip });
   if (spec.highlight && Number.isFinite(spec.highlight.y) && (!spec.logY || spec.highlight.y > 0)) {
     const { x, y, label } = spec.highlight;
     const hx = X(x), hy = Y(y);
@@ -211,7 +247,10 @@ export function renderChart(spec: ChartSpec): Svg {
     size: 14,
     rotate: -90,
   });
-  const entries: { name: string; draw: (x: number, y: number) => void }[] = spec.series.map((s) => ({
+  const entries: { name: string; draw: (x: number, y: number) => void }[] = [
+    ...spec.series,
+    ...(spec.right?.series ?? []),
+  ].map((s) => ({
     name: s.name,
     draw: (x, y) => {
       if (s.lines !== false) svg.line(x, y, x + 26, y, { color: s.color, width: 2.5, dash: s.dash });

@@ -21,6 +21,8 @@ export interface CurveData {
   train: number[];
   /** Validation loss per epoch. */
   val: number[];
+  /** Learning rate at the end of each epoch (runs of the first checkpoint format have none). */
+  lr?: number[];
   /** Epochs (1-based) at which a session resumed the run. */
   resumes: number[];
   /** How many sessions trained the run. */
@@ -66,6 +68,18 @@ function plotly(): string | null {
   return plotlySource;
 }
 
+/** The learning rate per epoch as a series (epochs without one left out), or undefined when none is known. */
+function lrSeries(d: CurveData): { x: number[]; y: number[] } | undefined {
+  const x: number[] = [], y: number[] = [];
+  (d.lr ?? []).forEach((v, i) => {
+    if (Number.isFinite(v) && v > 0) {
+      x.push(i + 1);
+      y.push(v);
+    }
+  });
+  return x.length ? { x, y } : undefined;
+}
+
 /** The HTML page (self-contained). */
 export function curvesHtml(d: CurveData): string {
   const epochs = d.train.map((_, i) => i + 1);
@@ -74,6 +88,17 @@ export function curvesHtml(d: CurveData): string {
     { x: epochs, y: d.train, name: "train loss", mode: "lines+markers", line: { color: "#1f77b4" } },
     { x: epochs, y: d.val, name: "validation loss", mode: "lines+markers", line: { color: "#ff7f0e" } },
   ];
+  const lr = lrSeries(d);
+  if (lr) {
+    data.push({
+      x: lr.x,
+      y: lr.y,
+      name: "learning rate (end of epoch)",
+      mode: "lines",
+      yaxis: "y2",
+      line: { color: "#7f7f7f", dash: "dot" },
+    });
+  }
   if (best >= 0) {
     data.push({
       x: [best + 1],
@@ -105,6 +130,18 @@ export function curvesHtml(d: CurveData): string {
     title: { text: `Training curves: ${d.run}` },
     xaxis: { title: { text: "epoch" }, tickvals: niceTicks(1, Math.max(1, epochs.length), 10, true) },
     yaxis: { title: { text: "relative L2 loss" }, type: positive ? "log" : "linear" },
+    ...(lr
+      ? {
+        yaxis2: {
+          title: { text: "learning rate" },
+          type: "log",
+          overlaying: "y",
+          side: "right",
+          showgrid: false,
+        },
+      }
+      : {}),
+    legend: { orientation: "h", y: -0.15 },
     font: { family: "DejaVu Sans, Verdana, sans-serif" },
     shapes,
     annotations,
@@ -156,6 +193,11 @@ export function curvesSvg(d: CurveData): Svg {
       { name: "train loss", x: epochs, y: d.train, color: COLORS.blue, markers: epochs.length <= 60 },
       { name: "validation loss", x: epochs, y: d.val, color: COLORS.orange, markers: epochs.length <= 60 },
     ],
+    right: lrSeries(d) && {
+      label: "learning rate",
+      logY: true,
+      series: [{ name: "learning rate", ...lrSeries(d)!, color: COLORS.grey, dash: [3, 3] }],
+    },
     marks: d.resumes.map((e) => ({ x: e - 0.5, label: `resumed (epoch ${e})` })),
     highlight: best >= 0 ? { x: best + 1, y: d.val[best], label: `best: epoch ${best + 1}` } : undefined,
     notes: (([a, b, c2, e]) => [`${a}, ${b}`, `${c2}, ${e}`])(curveSummary(d)),

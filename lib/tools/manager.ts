@@ -557,7 +557,7 @@ function importedState(s: TrainSettings, model: Gino, out: string): TrainingStat
     step_in_epoch: 0,
     partial_epoch: { loss_sum: 0, samples: 0, seconds: 0 },
     global_step: 0,
-    scheduler: freshSchedule(s.optim),
+    scheduler: freshSchedule(s.optim, s.optim.epochs),
     adam: { step: 0, lr: s.optim.learningRate, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
     sampler: null as unknown as TrainingState["sampler"],
     history: { train_losses: [], val_losses: [], epoch_seconds: [], sessions: [] },

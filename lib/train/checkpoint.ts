@@ -22,6 +22,7 @@ import type { Adam, AdamState } from "./adam.ts";
 import type { SamplerState } from "../data/sampler.ts";
 import type { Normalization } from "../data/dataset.ts";
 import type { GinoConfig } from "../model/config.ts";
+import type { ScheduleState } from "./schedule.ts";
 
 /** The format tag written into every checkpoint (file and training state). */
 export const CHECKPOINT_FORMAT = "gino-gw checkpoint v2";
@@ -78,7 +79,7 @@ export interface TrainingState {
   /** Batches trained over the whole run. */
   global_step: number;
   /** Learning-rate schedule state. */
-  scheduler: { lr: number; base_lr: number; gamma: number; interval: number };
+  scheduler: ScheduleState;
   /** Optimiser scalar state (moments are tensors). */
   adam: AdamState;
   /** Batch sampler state (also mid-epoch). */

@@ -12,6 +12,8 @@ import { trainStep } from "./step.ts";
 import { ProgressBar } from "./progress.ts";
 import { testSignalStep } from "./stopping.ts";
 import type { Session, SessionParts } from "./session.ts";
+import { lrAt, noteStepRate } from "./schedule.ts";
+import { BudgetProbe } from "./budget.ts";
 
 /** A batch as tensors: inputs [B, N, C * Tin], targets [B, N, C * Tout]. */
 const tensorsOf = (b: Batch) => {
@@ -29,15 +31,18 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
   const bar = new ProgressBar(Deno.stdout.isTerminal() && !ses.log.quiet);
   const signalAfter = testSignalStep();
   const reads = new LossReads(ses);
+  const probe = BudgetProbe.of(ses);
   /** Accounts for steps whose losses are known (batch sizes, losses, time each); a diverged loss ends the epoch. */
   const account = (sizes: number[], losses: number[], ms: number): EpochEnd | undefined => {
     for (let i = 0; i < sizes.length; i++) {
       if (!Number.isFinite(losses[i])) return { diverged: losses[i] };
       state.partial_epoch.loss_sum += losses[i] * sizes[i];
       state.partial_epoch.samples += sizes[i];
+      noteStepRate(state.scheduler, lrAt(state.scheduler, state.global_step));
       state.step_in_epoch++;
       state.global_step++;
       stop.afterStep(ms);
+      probe?.afterStep(ms);
       if (signalAfter?.step === state.global_step) Deno.kill(Deno.pid, signalAfter.signal);
     }
     state.partial_epoch.seconds = (performance.now() - epochStart) / 1000;
@@ -54,19 +59,24 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
   for (let sb = sampler.next(); sb; sb = sampler.next()) {
     const ts = performance.now();
     const batch = ses.assembler.assemble("train", sb);
+    // the rate of this step: a function of the schedule and the step's index (steps queued on the GPU count)
+    ses.adam.lr = lrAt(state.scheduler, state.global_step + reads.pending);
     if (ses.engine) {
       // the step is queued on the GPU; its loss is read back with others' (every few steps, and before a stop)
       await engineStep(ses, batch);
       reads.queued(batch.b);
       const last = sampler.position >= sampler.batchesPerEpoch;
-      if (!last && !reads.due() && !stop.reason) continue;
+      // (each step is read while a time budget's plan waits for step times)
+      if (!last && !reads.due() && !stop.reason && !probe?.waiting) continue;
       const r = await reads.read();
       const end = account(r.sizes, r.losses, r.ms);
       if (end) return end;
+      probe?.maybePlan();
     } else {
       const loss = await step(ses, batch);
       const end = account([batch.b], [loss], performance.now() - ts);
       if (end) return end;
+      probe?.maybePlan();
     }
     // let a pending signal's handler run before the next step starts (the step reads only its loss back)
     await new Promise((r) => setTimeout(r, signalAfter !== undefined ? 20 : 0));
@@ -100,6 +110,11 @@ class LossReads {
   /** True when the queued steps' losses are to be read now. */
   due(): boolean {
     return this.#sizes.length >= this.#every;
+  }
+
+  /** Steps queued whose losses are not read yet. */
+  get pending(): number {
+    return this.#sizes.length;
   }
 
   /** Reads the queued steps' losses; with their sizes and the time per step since the last read. */

@@ -37,7 +37,8 @@ import { disposeSession, prepareSession } from "./session.ts";
 import type { Session, SessionParts } from "./session.ts";
 import { evaluate, trainEpoch } from "./epoch.ts";
 import type { Evaluation } from "./epoch.ts";
-import { stepSchedule } from "./schedule.ts";
+import { describeSchedule, lrAt, stepSchedule } from "./schedule.ts";
+import { refineBudget } from "./budget.ts";
 import { StopControl } from "./stopping.ts";
 import { allAgree, bcastString, currentWorld } from "../parallel/world.ts";
 import { configureThreads } from "../parallel/threads.ts";
@@ -77,7 +78,13 @@ export async function train(settings: TrainSettings, options: TrainOptions = {})
   const imported = ckpt?.state.data_fingerprint === IMPORTED;
   const ds = await loadTrainingData(s, ckpt, explicit, !!options.forceResume, log);
   agreeOnData(world, ds.fingerprint);
-  const threads = configureThreads(world);
+  // the largest product of a step: the FNO's skip over every latent node of a batch's windows
+  const q = s.model.latentGrid.reduce((a, b) => a * b, 1), c = s.model.fnoHiddenChannels;
+  const userThreads = Deno.env.get("OPENBLAS_NUM_THREADS") !== undefined;
+  const threads = configureThreads(world, s.data.batchSize * q * c * c);
+  if (world.size === 1 && threads === 1 && !userThreads) {
+    log.info("BLAS: one thread (this model's matrix products are too small to gain from more)");
+  }
   const backend = await initBackend(s.run.backend, (m) => log.info(m));
   const parts = prepareSession(s, ds, ckpt, {
     imported,
@@ -231,6 +238,7 @@ async function runSession(ses: Session, resumed: Checkpoint | undefined): Promis
   if (ses.micro < b) {
     log.info(`micro-batches of ${ses.micro} windows (gradients accumulated over each batch of ${b})`);
   }
+  log.info(`learning rate: ${describeSchedule(state.scheduler)}`);
   ses.stop.install();
   return await runEpochs(ses);
 }
@@ -279,7 +287,18 @@ async function endEpoch(ses: Session, val: Evaluation, seconds: number): Promise
   const { state, adam } = ses;
   const epoch = state.epoch + 1;
   const trainLoss = state.partial_epoch.loss_sum / state.partial_epoch.samples;
-  recordEpoch(state, { train: trainLoss, val: val.loss, perColumn: val.perColumn, lr: adam.lr, seconds });
+  // the rate of the epoch's last step (the rate of the whole epoch for the exponential schedule)
+  recordEpoch(state, {
+    train: trainLoss,
+    val: val.loss,
+    perColumn: val.perColumn,
+    lr: state.scheduler.lr,
+    seconds,
+  });
+  if (epoch === 1 && state.scheduler.budget) {
+    refineBudget(ses, seconds);
+    if (ses.writer) await writeConfig(ses); // the planned epochs are the run's target
+  }
   state.epoch = epoch;
   ses.record.last_epoch = epoch;
   if (state.best.val_loss === null || val.loss < state.best.val_loss) {
@@ -287,7 +306,7 @@ async function endEpoch(ses: Session, val: Evaluation, seconds: number): Promise
     state.early_stopping.bad_epochs = 0;
   } else state.early_stopping.bad_epochs++;
   stepSchedule(state.scheduler, epoch);
-  adam.lr = state.scheduler.lr;
+  adam.lr = lrAt(state.scheduler, state.global_step);
   state.step_in_epoch = 0;
   state.partial_epoch = { loss_sum: 0, samples: 0, seconds: 0 };
   if (isFinished(state, ses.policy)) closeRecord(ses, EXIT.done, completionText(ses));

@@ -27,7 +27,7 @@ import type { Checkpoint, SessionRecord, TrainingState } from "./checkpoint.ts";
 import type { RunLayout } from "./layout.ts";
 import { ginoConfigFor } from "./settings.ts";
 import type { TrainSettings } from "./settings.ts";
-import { freshSchedule, resumeSchedule } from "./schedule.ts";
+import { freshSchedule, lrAt, resumeSchedule } from "./schedule.ts";
 import type { PolicySettings } from "./policy.ts";
 import type { RunLock, RunLockInfo } from "./runlock.ts";
 import type { StopControl } from "./stopping.ts";
@@ -91,6 +91,8 @@ export interface Session extends SessionParts {
   writer: boolean;
   /** The history and curves on disk, HTML included, hold this session's closed record (nothing left to write). */
   historyFinal?: boolean;
+  /** How much longer than the others the session's first step took (compiling kernels), ms; for a time budget. */
+  firstStepExtraMs?: number;
 }
 
 /** Builds the parts of a session (see the module documentation). Writes nothing. */
@@ -113,6 +115,8 @@ export function prepareSession(
   const state = ckpt
     ? resumedState(s, ckpt, { model, adam, sampler, ...o })
     : freshState(s, model, adam, sampler, ds, o.runName);
+  // a time budget is planned once the first steps are timed (a budget given to a resumed run: from there on)
+  if (s.optim.timeBudget !== undefined && state.scheduler.budget === undefined) state.scheduler.budget = null;
   if (!ckpt && s.model.residual) startAtBase(model);
   const cols = s.data.targetCols.length;
   if (s.model.residual && s.model.residualBase === "fitted" && !state.residual_fit) {
@@ -121,7 +125,7 @@ export function prepareSession(
     }
     state.residual_fit = fitTemporalBase(ds.patches, cols, s.data.inputWindow, s.data.outputWindow);
   }
-  adam.lr = state.scheduler.lr;
+  adam.lr = lrAt(state.scheduler, state.global_step);
   state.config = structuredClone(s);
   const geometries = patchGeometries(s, ds, model, o.log);
   const engine = gpuEngineFor(model);
@@ -221,7 +225,7 @@ function freshState(
     step_in_epoch: 0,
     partial_epoch: { loss_sum: 0, samples: 0, seconds: 0 },
     global_step: 0,
-    scheduler: freshSchedule(s.optim),
+    scheduler: freshSchedule(s.optim, s.optim.epochs * sampler.batchesPerEpoch),
     adam: adam.getState(),
     sampler: sampler.getState(),
     history: { train_losses: [], val_losses: [], epoch_seconds: [], lrs: [], epoch_ends: [], sessions: [] },
@@ -267,7 +271,12 @@ function resumedState(
     state.step_in_epoch = 0;
     state.partial_epoch = { loss_sum: 0, samples: 0, seconds: 0 };
   }
-  const changes = resumeSchedule(state.scheduler, s.optim, o.learningRateGiven);
+  const changes = resumeSchedule(
+    state.scheduler,
+    s.optim,
+    o.learningRateGiven,
+    s.optim.epochs * o.sampler.batchesPerEpoch,
+  );
   if (changes.length) o.log.info(`learning-rate schedule: ${changes.join(", ")}`);
   return state;
 }

@@ -35,6 +35,8 @@ import type { ObsColumn } from "../data/dataset.ts";
 import type { GinoConfig } from "../model/config.ts";
 import type { BackendName } from "../model/backend.ts";
 import type { ResidualBase } from "../model/residual.ts";
+import { LR_SCHEDULES } from "./schedule.ts";
+import type { LrSchedule } from "./schedule.ts";
 
 /** Which data a run trains on, and how it is cut into windows and batches. */
 export interface DataSettings {
@@ -88,15 +90,26 @@ export interface ModelSettings {
   residual: boolean;
   /** The forecast a residual model corrects: the last input step, or linear extrapolation of the last two. */
   residualBase: ResidualBase;
+  /**
+   * The reference training script's model, output, windows, batch and schedule for every setting not given;
+   * otherwise (false) those are chosen from the data (see `recipe.ts`).
+   */
+  reference: boolean;
 }
 
 /** How the weights are optimised. */
 export interface OptimSettings {
   /** Total epochs of the run (a resumed run continues up to this). */
   epochs: number;
-  /** Adam learning rate at the start. */
+  /** Adam learning rate: the peak of `cosine`, the start of `exponential`. */
   learningRate: number;
-  /** Learning-rate decay factor, applied every `lrSchedulerInterval` epochs. */
+  /** The learning-rate schedule (see `schedule.ts`). */
+  lrSchedule: LrSchedule;
+  /** `cosine`: warm-up steps, as a share of the run's steps. */
+  lrWarmup: number;
+  /** `cosine`: the final rate, as a share of the peak. */
+  lrFinal: number;
+  /** `exponential`: decay factor, applied every `lrSchedulerInterval` epochs. */
   lrGamma: number;
   /** Epochs between learning-rate decays. */
   lrSchedulerInterval: number;
@@ -108,6 +121,11 @@ export interface OptimSettings {
   lossEps: number;
   /** Stop after this many epochs without a better validation loss (undefined: off). */
   earlyStoppingPatience?: number;
+  /**
+   * Seconds of training to plan the run for: the epochs that fit at the measured step times, with the schedule
+   * annealed at their end (undefined: `epochs`).
+   */
+  timeBudget?: number;
 }
 
 /** Where a run lives, how often it saves, and how it computes. */
@@ -202,7 +220,7 @@ export const backendCheck: (v: string) => string | undefined = oneOf(
   "cpu",
 );
 
-const timeLimitCheck = (v: string) => {
+const durationCheck = (v: string) => {
   const d = parseDuration(v);
   return d === undefined || d <= 0
     ? `expected a duration above 0 like 23h30m, 90m or 3600, got '${v}'`
@@ -410,6 +428,17 @@ export const SETTING_SPECS: readonly SettingSpec[] = [
     resume: "fixed",
   },
   {
+    name: "reference",
+    type: "boolean",
+    default: false,
+    help:
+      "the reference training script's model, plain output, windows 10/10, validation 0.3, batch 32 and " +
+      "exponential schedule for every setting not given (without it these are chosen from the data; the log " +
+      "says what and why)",
+    path: ["model", "reference"],
+    resume: "fixed",
+  },
+  {
     name: "projection-channel-ratio",
     type: "int",
     default: 2,
@@ -432,16 +461,44 @@ export const SETTING_SPECS: readonly SettingSpec[] = [
     name: "learning-rate",
     type: "number",
     default: 1e-3,
-    help: "Adam learning rate",
+    help: "Adam learning rate (cosine: the peak; exponential: the start)",
     check: positive,
     path: ["optim", "learningRate"],
+    resume: "free",
+  },
+  {
+    name: "lr-schedule",
+    type: "string",
+    default: "cosine",
+    help: "cosine (warm-up, then down to --lr-final over the run's steps), exponential (x --lr-gamma every " +
+      "--lr-scheduler-interval epochs: the reference's) or constant",
+    check: oneOf(...LR_SCHEDULES),
+    path: ["optim", "lrSchedule"],
+    resume: "free",
+  },
+  {
+    name: "lr-warmup",
+    type: "number",
+    default: 0.05,
+    help: "cosine: warm-up steps as a share of the run's steps",
+    check: (v: number) => (v >= 0 && v < 1 ? undefined : `must be at least 0 and below 1, got ${v}`),
+    path: ["optim", "lrWarmup"],
+    resume: "free",
+  },
+  {
+    name: "lr-final",
+    type: "number",
+    default: 0.01,
+    help: "cosine: the final learning rate as a share of the peak",
+    check: (v: number) => (v >= 0 && v <= 1 ? undefined : `must be between 0 and 1, got ${v}`),
+    path: ["optim", "lrFinal"],
     resume: "free",
   },
   {
     name: "lr-gamma",
     type: "number",
     default: 0.95,
-    help: "learning-rate decay factor",
+    help: "exponential: learning-rate decay factor",
     check: positive,
     path: ["optim", "lrGamma"],
     resume: "free",
@@ -450,7 +507,7 @@ export const SETTING_SPECS: readonly SettingSpec[] = [
     name: "lr-scheduler-interval",
     type: "int",
     default: 5,
-    help: "decay the learning rate every this many epochs",
+    help: "exponential: decay the learning rate every this many epochs",
     check: positiveInt,
     path: ["optim", "lrSchedulerInterval"],
     resume: "free",
@@ -479,6 +536,17 @@ export const SETTING_SPECS: readonly SettingSpec[] = [
     check: nonNegative,
     path: ["optim", "lossEps"],
     resume: "free",
+  },
+  {
+    name: "time-budget",
+    type: "string",
+    help:
+      "plan the run for this much training time, e.g. 5m: as many epochs as the first steps' times say fit, " +
+      "the learning rate annealed at their end (it replaces --epochs; a resumed run may raise --epochs to go on)",
+    check: (v: string) => durationCheck(v),
+    path: ["optim", "timeBudget"],
+    resume: "free",
+    to: (v: string) => parseDuration(v),
   },
   {
     name: "early-stopping-patience",
@@ -530,7 +598,7 @@ export const SETTING_SPECS: readonly SettingSpec[] = [
     name: "time-limit",
     type: "string",
     help: "stop (resumably) before this much wall time has passed, e.g. 23h30m",
-    check: timeLimitCheck,
+    check: durationCheck,
     path: ["run", "timeLimit"],
     resume: "free",
     to: (v: string) => parseDuration(v),
@@ -688,7 +756,7 @@ export function validateSettings(s: TrainSettings): void {
   for (const spec of SETTING_SPECS) {
     const v = get(s, spec);
     if (v === undefined || !spec.check) continue;
-    const raw = spec.path[1] === "timeLimit" ? `${v}` : v;
+    const raw = spec.path[1] === "timeLimit" || spec.path[1] === "timeBudget" ? `${v}` : v;
     const msg = spec.check(raw as never);
     if (msg) throw new FlagError(`--${spec.name}: ${msg}`);
   }

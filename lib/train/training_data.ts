@@ -11,30 +11,18 @@ import type { PatchDataset } from "../data/dataset.ts";
 import { DEMO_DIR, ensureDemoData } from "../data/demo.ts";
 import { CheckpointError, IMPORTED } from "./checkpoint.ts";
 import type { Checkpoint } from "./checkpoint.ts";
-import { flagValue, pathKey, SETTING_SPECS, validateSettings } from "./settings.ts";
-import type { ModelSettings, TrainSettings } from "./settings.ts";
-
-/** Model size for the built-in demo data when no model flag is given (so the default run takes minutes). */
-export const DEMO_MODEL: Partial<ModelSettings> = {
-  gnoRadius: 0.25,
-  latentGrid: [12, 12, 12],
-  fnoModes: [8, 8, 8],
-  fnoHiddenChannels: 32,
-  fnoLayers: 4,
-  liftingChannels: 32,
-  gnoMlpLayers: [32, 64, 32],
-  projectionChannelRatio: 2,
-  residual: true,
-  residualBase: "fitted",
-};
+import { validateSettings } from "./settings.ts";
+import type { TrainSettings } from "./settings.ts";
+import { chooseRunModel, chooseRunWindows } from "./recipe.ts";
 
 /** The patch folder of a run's settings. */
 export const patchDir = (s: TrainSettings): string => `${s.data.baseDataDir}/${s.data.patchDataSubdir}`;
 
 /**
- * Loads the training data of `s` (the demo data set when no data folder is given: then, for a new run, the demo
- * model defaults for every model setting not in `explicit`). Checks that there are training and validation windows
- * and, when resuming, that the data are the checkpoint's (other data need `forceResume`).
+ * Loads the training data of `s` (the demo data set when no data folder is given). For a new run, the windows,
+ * model, batch and epochs not in `explicit` are chosen from the data first (`recipe.ts`). Checks that there are
+ * training and validation windows and, when resuming, that the data are the checkpoint's (other data need
+ * `forceResume`).
  */
 export async function loadTrainingData(
   s: TrainSettings,
@@ -44,11 +32,9 @@ export async function loadTrainingData(
   log: { info(m: string): void; warn(m: string): void },
   requireWindows = true,
 ): Promise<PatchDataset> {
-  if (!s.data.baseDataDir) {
-    s.data.baseDataDir = await ensureDemoData(DEMO_DIR, (m) => log.info(m));
-    if (!ckpt) applyDemoModel(s, explicit, log);
-  }
+  if (!s.data.baseDataDir) s.data.baseDataDir = await ensureDemoData(DEMO_DIR, (m) => log.info(m));
   if (!ckpt && !explicit.has("data.targetCols")) await targetsTheDataHas(s, log);
+  if (!ckpt) await chooseRunWindows(s, explicit, patchDir(s), log);
   const load = (targetCols: TrainSettings["data"]["targetCols"]) =>
     loadPatchDataset(patchDir(s), {
       targetCols,
@@ -63,6 +49,8 @@ export async function loadTrainingData(
   if (!ckpt) {
     if (!explicit.has("data.targetCols")) ds = await varyingTarget(s, ds, load, log);
     checkVarying(s, ds);
+    chooseRunModel(s, explicit, ds, log);
+    validateSettings(s);
   }
   if (requireWindows) checkWindows(s, ds);
   checkPoints(s, ds, log);
@@ -215,30 +203,4 @@ function checkFingerprint(
     );
   }
   log.warn(`warning: ${msg}; continuing because of --force-resume (the saved normalisation is used)`);
-}
-
-/** The demo data's smaller model, for every model setting not given. */
-function applyDemoModel(s: TrainSettings, explicit: Set<string>, log: { info(m: string): void }): void {
-  const chosen: string[] = [];
-  for (const [field, value] of Object.entries(DEMO_MODEL)) {
-    const spec = SETTING_SPECS.find((x) => x.path[0] === "model" && x.path[1] === field)!;
-    if (explicit.has(pathKey(spec.path))) continue;
-    Object.assign(s.model, { [field]: structuredClone(value) });
-    const shown = Array.isArray(value) && value.every((v) => v === value[0]) ? [value[0]] : value;
-    chosen.push(
-      typeof value === "boolean"
-        ? `--${value ? "" : "no-"}${spec.name}`
-        : `--${spec.name} ${flagValue(shown)}`,
-    );
-  }
-  if (chosen.length === 0) return;
-  validateSettings(s);
-  log.info(
-    `built-in demo data: model defaults ${
-      chosen.join(" ")
-    } (a smaller model, radius ~2x the node spacing in ` +
-      `standardised units, so that the default 5-epoch run finishes in a few minutes on two cores; and ` +
-      `residual prediction: the correction to a linear map of each point's input window fitted to the training ` +
-      `windows, which the plain reference output needs far more epochs to match; pass model flags to override)`,
-  );
 }
