@@ -27,7 +27,7 @@ import { benchStepVsTorch, STEP_CASES } from "./lib/bench/torch.ts";
 import type { StepCase } from "./lib/bench/torch.ts";
 import { initWorld } from "./lib/parallel/world.ts";
 import { benchMf6, prepareMf6Child } from "./lib/bench/mf6.ts";
-import { benchTta, RECIPES, ttaTrainChild } from "./lib/bench/tta.ts";
+import { benchTta, parseRecipe, RECIPES, ttaTrainChild } from "./lib/bench/tta.ts";
 import { parseDuration } from "./lib/train/settings.ts";
 
 const BENCH_FLAGS: FlagSpec[] = [
@@ -158,11 +158,17 @@ const BENCH_FLAGS: FlagSpec[] = [
     name: "recipes",
     type: "list",
     default: ["default", "exponential"],
-    help: `tta: recipes to run: ${Object.keys(RECIPES).join(", ")}`,
-    check: (v: string[]) =>
-      v.every((r) => r in RECIPES)
-        ? undefined
-        : `choose from ${Object.keys(RECIPES).join(", ")}; got '${v.join(",")}'`,
+    help: `tta: recipes to run, each optionally with :epochs (e.g. exponential:40): ${
+      Object.keys(RECIPES).join(", ")
+    }`,
+    check: (v: string[]) => {
+      try {
+        v.forEach(parseRecipe);
+        return undefined;
+      } catch (e) {
+        return (e as Error).message.replace(/^--recipes: /, "");
+      }
+    },
   },
   {
     name: "budget",

@@ -46,8 +46,9 @@ export const RECIPES: Record<string, Recipe> = {
     flags: ["--reference"],
   },
   "reference-cosine": {
-    about: "the reference model with the new schedule: --reference --lr-schedule cosine --batch-size 8",
-    flags: ["--reference", "--lr-schedule", "cosine", "--batch-size", "8"],
+    about:
+      "the reference model and output with the new recipe: --reference --lr-schedule cosine --batch-size 4",
+    flags: ["--reference", "--lr-schedule", "cosine", "--batch-size", "4"],
   },
 };
 
@@ -97,11 +98,7 @@ export interface TtaResult {
 
 /** Runs the benchmark (see the module documentation); prints the table, returns the results. */
 export async function benchTta(o: TtaOptions): Promise<TtaResult[]> {
-  for (const r of o.recipes) {
-    if (!RECIPES[r]) {
-      throw new FlagError(`unknown recipe '${r}': choose from ${Object.keys(RECIPES).join(", ")}`);
-    }
-  }
+  const runs = o.recipes.map(parseRecipe);
   const data = o.data ?? await ensureDemoData();
   const tmp = await Deno.makeTempDir({ prefix: "gino-gw-tta-" });
   const results: TtaResult[] = [];
@@ -111,7 +108,7 @@ export async function benchTta(o: TtaOptions): Promise<TtaResult[]> {
         (o.budget ? `${o.budget} s of training per recipe` : "each recipe's epochs") +
         ` (deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cpus)`,
     );
-    for (const name of o.recipes) {
+    for (const { name, epochs } of runs) {
       const r = RECIPES[name];
       const flags = [
         "--base-data-dir",
@@ -119,11 +116,11 @@ export async function benchTta(o: TtaOptions): Promise<TtaResult[]> {
         "--results-dir",
         tmp,
         "--run-name",
-        name,
+        `${name}${epochs ? `-${epochs}` : ""}`,
         "--quiet",
         ...r.flags,
         ...(o.budget ? ["--time-budget", String(o.budget)] : []),
-        ...(o.epochs ? ["--epochs", String(o.epochs)] : []),
+        ...(epochs ?? o.epochs ? ["--epochs", String(epochs ?? o.epochs)] : []),
       ];
       const t0 = performance.now();
       const child = await new Deno.Command(BENCH_RUN[0], {
@@ -138,7 +135,8 @@ export async function benchTta(o: TtaOptions): Promise<TtaResult[]> {
           }`,
         );
       }
-      const res = await resultOf(name, r, `${tmp}/${name}`, o.target);
+      const label = `${name}${epochs ? `:${epochs}` : ""}`;
+      const res = await resultOf(label, r, `${tmp}/${name}${epochs ? `-${epochs}` : ""}`, o.target);
       console.log(
         `${name}: ${formatResult(res)} (${((performance.now() - t0) / 1000).toFixed(0)} s with start-up)`,
       );
@@ -151,6 +149,17 @@ export async function benchTta(o: TtaOptions): Promise<TtaResult[]> {
   } finally {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
+}
+
+/** `name` or `name:epochs` (that recipe for that many epochs). */
+export function parseRecipe(text: string): { name: string; epochs?: number } {
+  const [name, e] = text.split(":");
+  const known = `choose from ${Object.keys(RECIPES).join(", ")}, each optionally with :epochs`;
+  if (!RECIPES[name]) throw new FlagError(`--recipes: unknown recipe '${name}'; ${known}`);
+  if (e !== undefined && !(Number.isInteger(Number(e)) && Number(e) > 0)) {
+    throw new FlagError(`--recipes: '${text}': the epochs after ':' must be a positive integer`);
+  }
+  return { name, epochs: e === undefined ? undefined : Number(e) };
 }
 
 /** The child: trains with the given flags (as `deno task train` would) and exits with its status. */
@@ -213,7 +222,7 @@ function rmseOf(r: PredictReport): Pick<TtaResult, "rmse" | "rmse_per_lead"> {
 
 /** The reference recipe in PyTorch on the same windows and normalisation as the toolkit's runs. */
 async function torchRecipe(o: TtaOptions, data: string, tmp: string, ours: TtaResult[]): Promise<TtaResult> {
-  const run = ours[0] ? `${tmp}/${ours[0].recipe}` : undefined;
+  const run = ours[0] ? `${tmp}/${ours[0].recipe.replace(":", "-")}` : undefined;
   if (!run) {
     throw new FlagError("--torch needs at least one of the toolkit's recipes to take the windows from");
   }
