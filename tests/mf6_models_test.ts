@@ -48,8 +48,9 @@ async function disvModel(dir: string): Promise<void> {
 
 /** Each model: how to make it, its layers, the target the defaults choose, and what the log says about it. */
 const MODELS: [string, (dir: string) => Promise<void>, { layers: number; target: string; why?: RegExp }][] = [
-  // no salt enters in these steps: the concentration holds one value, the defaults train on heads
-  ["1 layer (DIS), its concentration 0 throughout", (d) => henryModel(d, 1), {
+  // no salt enters in these steps: the concentration holds one value, the defaults train on heads (which the
+  // inflow's variation in time moves)
+  ["1 layer (DIS), its concentration 0 throughout", (d) => henryModel(d, 1, ["--inflow-amplitude", "0.3"]), {
     layers: 1,
     target: "head",
     why: /target column head: mass_concentration holds one value in every training step/,
@@ -118,6 +119,20 @@ for (const [name, make, m] of MODELS) {
     assert.deepEqual(times, meta.times.slice(valStart + 10));
   });
 }
+
+Deno.test("a model whose saved steps do not change (a steady state saved many times) is refused saying why", async () => {
+  await using t = await tempDir();
+  await henryModel(`${t.dir}/model`, 1); // fresh water, steady inflow: the heads are the same at every step
+  let r = await runScript("prepare.ts", ["--base-data-dir", `${t.dir}/data`, "--mf6-dir", `${t.dir}/model`]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await runScript("train.ts", ["--base-data-dir", `${t.dir}/data`, "--results-dir", `${t.dir}/runs`]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(
+    r.stderr,
+    /mass_concentration holds one value in every training step \(0\); head does not change from one training step to the next at any point \(a steady state: persistence is exact\); pressure does not change .*: no column has anything to forecast/,
+  );
+  assert.ok(!(await Deno.stat(`${t.dir}/runs`).then(() => true, () => false)), "no run folder");
+});
 
 Deno.test("a model of one cell prepares, and train refuses it in one line saying why (not a model far worse than persistence)", async () => {
   await using t = await tempDir();

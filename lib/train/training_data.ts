@@ -81,9 +81,32 @@ async function targetsTheDataHas(s: TrainSettings, log: { info(m: string): void 
   );
 }
 
-/** The target columns that hold one value in every training step of every point (nothing to learn from). */
+/**
+ * The target columns with nothing to forecast: one value in every training step of every point, or values that
+ * do not change from one step to the next at any point (a steady state saved many times: persistence is exact).
+ */
 const constantColumns = (ds: PatchDataset) =>
-  ds.normalization.columns.filter((_, i) => !(ds.normalization.std[i] > 0));
+  ds.normalization.columns.filter((_, i) =>
+    !(ds.normalization.std[i] > 0) || largestStepChange(ds, i) <= STATIC
+  );
+
+/** Changes between steps at or below this (standardised units) are no change: float32 noise of a steady field. */
+const STATIC = 1e-6;
+
+/** The largest change of column `c` between two consecutive training steps at any core point (standardised). */
+function largestStepChange(ds: PatchDataset, c: number): number {
+  let most = 0;
+  for (const p of ds.patches) {
+    for (let j = 0; j < p.nCore; j++) {
+      const row = (c * p.n + j) * p.steps;
+      for (let t = 1; t < p.trainSteps; t++) {
+        const d = Math.abs(p.values[row + t] - p.values[row + t - 1]);
+        if (d > most) most = d;
+      }
+    }
+  }
+  return most;
+}
 
 /**
  * The default target where it varies; else the first column of the data that does (a model whose concentration
@@ -103,29 +126,42 @@ async function varyingTarget(
   } catch {
     // no metadata: every column is there
   }
+  const reasons = flat.map((f) => whyFlat(ds, f));
   for (const c of OBS_COLUMNS.filter((c) => !missing.includes(c) && !s.data.targetCols.includes(c))) {
     const other = await load([c]);
-    if (constantColumns(other).length) continue;
+    if (constantColumns(other).length) {
+      reasons.push(whyFlat(other, c));
+      continue;
+    }
     log.info(
-      `target column ${c}: ${flat.join(", ")} holds one value in every training step (nothing to learn); ` +
-        `--target-cols to choose`,
+      `target column ${c}: ${
+        flat.map((f) => whyFlat(ds, f)).join("; ")
+      } (nothing to learn); --target-cols to choose`,
     );
     s.data.targetCols = [c];
     return other;
   }
-  return ds;
+  throw new DataError(
+    `${patchDir(s)}: ${reasons.join("; ")}: no column has anything to forecast (or export saved steps in ` +
+      `which the fields change)`,
+  );
 }
 
-/** Refuses target columns that hold one value in every training step (the relative loss would divide by 0). */
+/** Why a column of {@linkcode constantColumns} has nothing to forecast, in words. */
+function whyFlat(ds: PatchDataset, c: string): string {
+  const i = ds.normalization.columns.indexOf(c);
+  return ds.normalization.std[i] > 0
+    ? `${c} does not change from one training step to the next at any point (a steady state: persistence is exact)`
+    : `${c} holds one value in every training step (${ds.normalization.mean[i]})`;
+}
+
+/** Refuses target columns with nothing to forecast (and a relative loss that would divide by 0 on a constant). */
 function checkVarying(s: TrainSettings, ds: PatchDataset): void {
   const flat = constantColumns(ds);
   if (!flat.length) return;
-  const value = (c: string) => ds.normalization.mean[ds.normalization.columns.indexOf(c)];
   throw new DataError(
-    `${patchDir(s)}: the target column(s) ${
-      flat.map((c) => `${c} (${value(c)})`).join(", ")
-    } hold one value ` +
-      `in every training step of every point: there is nothing to learn; choose others with --target-cols`,
+    `${patchDir(s)}: ${flat.map((c) => whyFlat(ds, c)).join("; ")}: there is nothing to learn; choose ` +
+      `others with --target-cols (or export saved steps in which the field changes)`,
   );
 }
 
