@@ -59,8 +59,9 @@ const USAGE = `Usage: deno task train [flags]
 
 Trains a GINO on the patch data in <base-data-dir>/<patch-data-subdir> (without --base-data-dir: the built-in demo
 data set, generated on first use). Writes <results-dir>/<run-name>/: config.json, checkpoints/, loss_history.json,
-training_curves.html/.png, train.log, metrics.jsonl. Resume with --resume-from auto (or a checkpoint path);
---epochs is the total target. Exit status: 0 done, 1 internal error, 2 bad input, 3 stopped before the end with a
+training_curves.html/.png, train.log, metrics.jsonl. The windows, model, batch and epochs not given are chosen from
+the data (the log says what and why; --reference takes the reference script's). Resume with --resume-from auto
+(or a checkpoint path); --epochs is the total target. Exit status: 0 done, 1 internal error, 2 bad input, 3 stopped before the end with a
 resumable checkpoint (SIGTERM/SIGINT or --time-limit), 4 loss became NaN/Inf, 130 second Ctrl-C.`;
 
 /** A `--config` file: flag names (kebab- or snake_case) as keys, or a run's `config.json` (its `settings`). */

@@ -19,6 +19,8 @@ export interface FlagSpec {
   type: FlagType;
   /** Default value (undefined: no default). */
   default?: unknown;
+  /** What the help says of the default instead of the value (a default that depends on the data, say). */
+  defaultNote?: string;
   /** One line of help. */
   help: string;
   /** Other names (without dashes) for the same flag. */

@@ -115,7 +115,9 @@ export function formatHelp(usage: string, specs: readonly FlagSpec[]): string {
       : ` <${s.type === "list" || s.type === "intlist" ? "a,b,..." : s.type}>`;
     const neg = s.type === "boolean" ? ` / --no-${s.name}` : "";
     const left = `  --${s.name}${neg}${value}`;
-    const def = s.default === undefined
+    const def = s.defaultNote !== undefined
+      ? ` [default: ${s.defaultNote}]`
+      : s.default === undefined
       ? ""
       : ` [default: ${Array.isArray(s.default) ? s.default.join(",") : s.default}]`;
     return [left, `${s.help}${def}`];

@@ -625,6 +625,30 @@ export const SETTING_SPECS: readonly SettingSpec[] = [
   },
 ];
 
+/** The settings a new run chooses from its data (`recipe.ts`) unless given; `--reference` gives the value shown. */
+const CHOSEN_FROM_DATA = [
+  "input-window-size",
+  "output-window-size",
+  "val-ratio",
+  "batch-size",
+  "epochs",
+  "gno-radius",
+  "latent-grid",
+  "fno-modes",
+  "fno-hidden-channels",
+  "fno-layers",
+  "lifting-channels",
+  "gno-mlp-layers",
+  "projection-channel-ratio",
+  "residual",
+  "residual-base",
+];
+for (const spec of SETTING_SPECS) {
+  if (CHOSEN_FROM_DATA.includes(spec.name)) {
+    spec.defaultNote = `chosen from the data; --reference: ${flagValue(spec.default)}`;
+  } else if (spec.name === "lr-schedule") spec.defaultNote = "cosine; --reference: exponential";
+}
+
 /** The specs of one group (the dry run shows the data flags, for example). */
 export function specsOf(group: keyof TrainSettings): SettingSpec[] {
   return SETTING_SPECS.filter((s) => s.path[0] === group);
