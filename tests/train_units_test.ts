@@ -212,7 +212,8 @@ Deno.test("the first format's settings (flag names) read as the typed settings t
     gnoMlpLayers: [8],
     projectionChannelRatio: 1,
   });
-  Object.assign(want.optim, { epochs: 3 });
+  // a run of the first format had the exponential schedule: it keeps it when resumed
+  Object.assign(want.optim, { epochs: 3, lrSchedule: "exponential" });
   Object.assign(want.run, { resultsDir: old["results-dir"], runName: "v1run", backend: "wasm" });
   assert.deepEqual(s, want);
 });

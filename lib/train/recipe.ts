@@ -102,14 +102,14 @@ export async function chooseRunWindows(
  */
 export function chooseRunModel(s: TrainSettings, explicit: Set<string>, ds: PatchDataset, log: Log): void {
   if (s.model.reference) {
-    const flag = choose(s, explicit, "optim", "lrSchedule", "exponential");
+    choose(s, explicit, "optim", "lrSchedule", "exponential");
+    const schedule = s.optim.lrSchedule === "exponential"
+      ? `exponential (x${s.optim.lrGamma} every ${s.optim.lrSchedulerInterval} epochs)`
+      : s.optim.lrSchedule;
     log.info(
       `--reference: the reference training script's model and output, windows ` +
         `${s.data.inputWindow}/${s.data.outputWindow}, --val-ratio ${s.data.valRatio}, --batch-size ` +
-        `${s.data.batchSize}${
-          flag ? `, ${flag}` : ""
-        } (x${s.optim.lrGamma} every ${s.optim.lrSchedulerInterval} ` +
-        `epochs) for every setting not given`,
+        `${s.data.batchSize}, --lr-schedule ${schedule}, for every setting not given`,
     );
     return;
   }

@@ -722,12 +722,15 @@ export function settingsFromConfig(o: Record<string, unknown>, what = "config"):
 
 /**
  * Settings as a run saved them: the typed form (`{data, model, optim, run}`), or the first format, whose keys are
- * flag names (`{"gno-radius": 0.1, "latent-grid": [8], ...}`). Missing settings take their defaults.
+ * flag names (`{"gno-radius": 0.1, "latent-grid": [8], ...}`). Missing settings take their defaults, but for the
+ * learning-rate schedule: a run saved without one had the exponential schedule.
  */
 export function settingsFromSaved(saved: unknown): TrainSettings {
   const s = defaultSettings();
   if (!saved || typeof saved !== "object") return s;
   const o = saved as Record<string, unknown>;
+  // runs saved before there was a choice of schedule had the exponential one (and keep it when resumed)
+  s.optim.lrSchedule = "exponential";
   if (o.data && o.model && o.optim && o.run) {
     for (const spec of SETTING_SPECS) {
       const group = o[spec.path[0]] as Record<string, unknown>;
