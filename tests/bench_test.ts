@@ -113,3 +113,35 @@ Deno.test({
     assert.match(r.stdout, /speed-up/);
   },
 });
+
+Deno.test("bench tta: each recipe's time to the target is the wall time to the first epoch that reaches it, with its model against the baselines", async () => {
+  const { tinyPatchData } = await import("./_helpers.ts");
+  const r = await bench([
+    "tta",
+    "--base-data-dir",
+    await tinyPatchData(),
+    "--recipes",
+    "default:2,exponential:2",
+    "--target",
+    "0.5",
+    "--json",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+  assert.deepEqual(out.results.map((x: { recipe: string }) => x.recipe), ["default:2", "exponential:2"]);
+  for (const x of out.results) {
+    assert.equal(x.epochs, 2);
+    assert.equal(x.val.length, 2);
+    const hit = x.val.findIndex((v: number) => v <= 0.5);
+    assert.equal(x.epochs_to_target, hit >= 0 ? hit + 1 : null, JSON.stringify(x.val));
+    if (hit >= 0) {
+      assert.ok(x.seconds_to_target > 0 && x.seconds_to_target <= x.seconds + 1e-9);
+      assert.equal(x.steps_to_target, (hit + 1) * (x.steps / 2));
+    }
+    assert.equal(x.best_val, Math.min(...x.val));
+    // the residual model's base is among the baselines, and every forecast is scored on the same windows
+    assert.ok(x.rmse.model > 0 && x.rmse.persistence > 0 && x.rmse.linear > 0 && x.rmse.fitted_base > 0);
+    assert.equal(x.rmse_per_lead.model.length, x.rmse_per_lead.base.length);
+  }
+  assert.match(r.stdout, /recipe +time to 0\.5 +epochs +steps/);
+});
