@@ -394,3 +394,54 @@ Deno.test("a SIGTERM while the trainer is still starting ends it with status 3 a
   const more = await runTrain(["--epochs", "2", "--results-dir", t.dir, "--resume-from", "auto"]);
   assert.equal(more.code, 0, more.stderr);
 });
+
+/** Relative path -> bytes of every file below `dir`. */
+async function folderBytes(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (d: string, rel: string) => {
+    for await (const e of Deno.readDir(d)) {
+      if (e.isDirectory) await walk(`${d}/${e.name}`, `${rel}${e.name}/`);
+      else out.set(`${rel}${e.name}`, new TextDecoder("latin1").decode(await Deno.readFile(`${d}/${e.name}`)));
+    }
+  };
+  await walk(dir, "");
+  return out;
+}
+
+Deno.test("a run whose checkpoints are all damaged is refused, not trained over; auto never moves to another run", async () => {
+  await using t = await tempDir();
+  const base = ["--results-dir", t.dir, "--save-checkpoint-every", "1"];
+  // an older run that verifies, then the newest run, whose every checkpoint gets damaged
+  assert.equal((await train([...base, "--epochs", "1", "--run-name", "old"])).code, 0);
+  const q = await train([...base, "--epochs", "2", "--run-name", "q"]);
+  assert.equal(q.code, 0, q.stderr);
+  const ckdir = `${t.dir}/q/checkpoints`;
+  const files: string[] = [];
+  for await (const e of Deno.readDir(ckdir)) files.push(e.name);
+  assert.ok(files.length >= 3, `checkpoints: ${files}`);
+  for (const f of files) await Deno.writeFile(`${ckdir}/${f}`, new Uint8Array([1, 2, 3, 4]));
+  const before = await folderBytes(`${t.dir}/q`);
+  const olderBefore = await folderBytes(`${t.dir}/old`);
+  for (const name of [["--run-name", "q"], []]) {
+    const r = await train([...base, "--epochs", "4", "--resume-from", "auto", ...name]);
+    assert.equal(r.code, 2, `${name}: exit ${r.code}\n${r.stderr}`);
+    const errors = r.stderr.split("\n").filter((l) => l.startsWith("error:"));
+    assert.equal(errors.length, 1, r.stderr);
+    assert.match(r.stderr, /no checkpoint that verifies \(its history records 2 epoch/);
+    for (const f of files) assert.ok(r.stderr.includes(`${ckdir}/${f}:`), `${f} not listed:\n${r.stderr}`);
+    assert.match(r.stderr, /restore a checkpoint .* --resume-from PATH.* another --run-name/s);
+    if (!name.length) assert.match(r.stderr, /stays on the newest run.*old/s);
+    assert.doesNotMatch(r.stdout + r.stderr, /starting it|starting a new run|^new run|^resuming/m);
+    // nothing in either run changed: the damaged run keeps its history, the older run was not trained on
+    assert.deepEqual(await folderBytes(`${t.dir}/q`), before);
+    assert.deepEqual(await folderBytes(`${t.dir}/old`), olderBefore);
+  }
+  // checkpoints deleted while the history records epochs: refused as well
+  for (const f of files) await Deno.remove(`${ckdir}/${f}`);
+  const gone = await train([...base, "--epochs", "4", "--resume-from", "auto", "--run-name", "q"]);
+  assert.equal(gone.code, 2, gone.stderr);
+  assert.match(gone.stderr, /a history of 2 epoch\(s\) but no checkpoint file/);
+  // the way out the message gives: a new run under another name
+  const fresh = await train([...base, "--epochs", "1", "--resume-from", "auto", "--run-name", "q2"]);
+  assert.equal(fresh.code, 0, fresh.stderr);
+});

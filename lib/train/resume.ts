@@ -8,7 +8,7 @@
 
 import { CHECKPOINT_FORMATS, CheckpointError, IMPORTED, loadCheckpoint } from "./checkpoint.ts";
 import type { Checkpoint } from "./checkpoint.ts";
-import { findLatestCheckpoint } from "./runs.ts";
+import { findResumeCheckpoint as findInRuns } from "./runs.ts";
 import { differences, overlay, pathKey, SETTING_SPECS } from "./settings.ts";
 import type { ResumeRule, TrainSettings } from "./settings.ts";
 
@@ -86,12 +86,12 @@ async function findResumeCheckpoint(
 ): Promise<Checkpoint | undefined> {
   if (!options.resumeFrom) return undefined;
   if (options.resumeFrom !== "auto") return await loadCheckpoint(options.resumeFrom);
-  const found = await findLatestCheckpoint(settings.run.resultsDir, (m) => log.warn(m), run);
+  const found = await findInRuns(settings.run.resultsDir, (m) => log.warn(m), run);
   if (found) return await loadCheckpoint(found.path);
   log.info(
     run
       ? `no checkpoint of run ${run} in ${settings.run.resultsDir}: starting it`
-      : `no checkpoint found in ${settings.run.resultsDir}: starting a new run`,
+      : `no run with a checkpoint in ${settings.run.resultsDir}: starting a new run`,
   );
   return undefined;
 }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { verifyCheckpointBytes } from "./checkpoint.ts";
+import { CheckpointError, verifyCheckpointBytes } from "./checkpoint.ts";
 import { readRunLayout } from "./layout.ts";
 import type { RunLayout } from "./layout.ts";
 import type { TrainingState } from "./checkpoint.ts";
@@ -136,4 +136,87 @@ export async function findLatestCheckpoint(
     }
   }
   return undefined;
+}
+
+/** A checkpoint file that does not verify, with what is wrong. */
+export interface DamagedCheckpoint {
+  /** The file. */
+  path: string;
+  /** What is wrong, one sentence each. */
+  problems: string[];
+}
+
+/** The best valid checkpoint of one run (furthest along; ties: newest file), and the files that do not verify. */
+export async function bestCheckpointOf(
+  run: RunInfo,
+): Promise<{ best?: FoundCheckpoint; damaged: DamagedCheckpoint[] }> {
+  let best: FoundCheckpoint | undefined;
+  const damaged: DamagedCheckpoint[] = [];
+  for (const c of run.checkpoints) {
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(c.path);
+    } catch (e) {
+      damaged.push({ path: c.path, problems: [`cannot be read: ${(e as Error).message}`] });
+      continue;
+    }
+    const v = await verifyCheckpointBytes(bytes, c.path);
+    if (!v.ok) {
+      damaged.push({ path: c.path, problems: v.problems });
+      continue;
+    }
+    const s = v.state!;
+    if (!best || progressOf(s) > progressOf(best.state)) best = { path: c.path, run, state: s };
+  }
+  return { best, damaged };
+}
+
+/** Epochs a run's `loss_history.json` records (0 when it is missing or unreadable). */
+async function recordedEpochs(run: RunInfo): Promise<number> {
+  try {
+    const h = JSON.parse(await Deno.readTextFile(run.layout.history));
+    return Array.isArray(h?.train_losses) ? h.train_losses.length : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The checkpoint `--resume-from auto` continues: the furthest valid checkpoint of the run named `only`, or else of
+ * the newest run. It never moves to another run: where that run has checkpoints (or recorded epochs) but no
+ * checkpoint verifies, it throws a {@linkcode CheckpointError} (exit 2) listing the damaged files and what the user
+ * can do, and nothing is written. Undefined: the run has nothing to resume (no checkpoint was ever written), or
+ * there is no run.
+ */
+export async function findResumeCheckpoint(
+  resultsDir: string,
+  warn: (msg: string) => void,
+  only?: string,
+): Promise<FoundCheckpoint | undefined> {
+  const runs = await listRuns(resultsDir);
+  const run = only === undefined ? runs[0] : runs.find((r) => r.name === only);
+  if (!run) return undefined;
+  const { best, damaged } = await bestCheckpointOf(run);
+  if (best) {
+    for (const d of damaged) warn(`warning: skipping ${d.path}: ${d.problems.join("; ")}`);
+    return best;
+  }
+  const epochs = await recordedEpochs(run);
+  if (!damaged.length && !epochs) return undefined; // a run that never saved: nothing of its past to lose
+  const files = damaged.map((d) =>
+    `  ${d.path}: ${d.problems.map((p) => p.startsWith(`${d.path}: `) ? p.slice(d.path.length + 2) : p).join("; ")}`
+  ).join("\n");
+  const others = only === undefined && runs.length > 1
+    ? ` (--resume-from auto stays on the newest run: older runs, such as ${runs[1].name}, are resumed only by ` +
+      `name or path)`
+    : "";
+  throw new CheckpointError(
+    `run ${run.dir} has ${
+      damaged.length
+        ? `no checkpoint that verifies${epochs ? ` (its history records ${epochs} epoch(s))` : ""}:\n${files}\n`
+        : `a history of ${epochs} epoch(s) but no checkpoint file in ${run.checkpointDir}; `
+    }nothing was changed${others}. To go on: restore a checkpoint of this run from a backup (deno task ckpt ` +
+      `verify checks it), or resume one that verifies with --resume-from PATH, or start a new run with another ` +
+      `--run-name`,
+  );
 }
