@@ -155,6 +155,34 @@ function checkFailure(r: { code: number; stderr: string }, where: string, what: 
   return true;
 }
 
+/**
+ * A failed session tells the truth where the user looks: no "done" in its part of train.log, whose last line is
+ * the error with exit status 2; its record in loss_history.json says it failed, with the status.
+ */
+async function checkLastWords(run: string, before: Map<string, Uint8Array>, what: string): Promise<void> {
+  const dec = new TextDecoder();
+  const log = await Deno.readTextFile(`${run}/train.log`).catch(() => "");
+  const mine = log.slice(dec.decode(before.get("train.log") ?? new Uint8Array()).length);
+  assert.doesNotMatch(mine, /\bdone: /, `${what}: train.log says done\n${mine}`);
+  if (mine) {
+    const last = mine.trimEnd().split("\n").at(-1)!;
+    assert.match(
+      last,
+      /error: the disk is full: could not write .*\(exit status 2\)$/,
+      `${what}: train.log ends\n${mine}`,
+    );
+  }
+  const h = await Deno.readTextFile(`${run}/loss_history.json`).then(JSON.parse, () => undefined);
+  const earlier = before.has("loss_history.json")
+    ? JSON.parse(dec.decode(before.get("loss_history.json"))).sessions.length
+    : 0;
+  if (h && h.sessions.length > earlier) {
+    const s = h.sessions.at(-1);
+    assert.equal(s.exit_status, 2, `${what}: the session's record ${JSON.stringify(s)}`);
+    assert.match(s.exit, /^failed: the disk is full/, what);
+  }
+}
+
 // (runs extended to more epochs are compared with uninterrupted ones: a schedule that does not depend on the length)
 const TRAIN = [
   ...TINY_TRAIN_ARGS,
@@ -240,8 +268,10 @@ Deno.test({
         GINO_GW_TEST_FULL_AT: `${c.n}:${fs.filler}`,
         GINO_GW_STATUS_FILE: status,
       });
-      if (checkFailure(r, results, what)) failed++;
-      else completed.push(what);
+      if (checkFailure(r, results, what)) {
+        failed++;
+        await checkLastWords(run, before, what);
+      } else completed.push(what);
       assert.equal((await Deno.readTextFile(status)).trim(), String(r.code), `${what}: the status file`);
       // every file is whole; the files of the earlier session are all there
       assert.deepEqual(await damaged(fs.dir), [], what);
@@ -254,7 +284,7 @@ Deno.test({
       // the files this session wrote in full before the disk filled are there
       const trace = c.kind === "resumed" ? resumedWrites : newWrites;
       for (const [k, p] of trace) {
-        if (k >= c.n || p.endsWith("/.running")) continue;
+        if (k >= c.n || p.endsWith("/.running") || p.endsWith("/.space_reserve")) continue;
         assert.ok(await Deno.stat(p).then(() => true, () => false), `${what}: ${p}, written before, is gone`);
       }
       // space freed: the run resumes and ends as the uninterrupted one

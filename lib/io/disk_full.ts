@@ -149,3 +149,56 @@ function fill(filler: string): void {
     file.close();
   }
 }
+
+/**
+ * Disk space held for the moment a session fails: a file of zeros that is removed to make room for the last
+ * words (the error line in the log, the session's record in the history) when the disk is full. A file system
+ * that is full when the session starts fails here, at once, before any training.
+ */
+export class SpaceReserve {
+  #path?: string;
+
+  private constructor(path?: string) {
+    this.#path = path;
+  }
+
+  /** Holds `bytes` bytes in `path` (written in full: sparse files hold nothing). */
+  static create(path: string, bytes: number): SpaceReserve {
+    writePoint(path);
+    try {
+      const file = Deno.openSync(path, { write: true, create: true, truncate: true });
+      try {
+        const chunk = new Uint8Array(Math.min(bytes, 1 << 16));
+        for (let left = bytes; left > 0;) {
+          left -= file.writeSync(chunk.subarray(0, Math.min(left, chunk.length)));
+        }
+      } finally {
+        file.close();
+      }
+    } catch (e) {
+      try {
+        Deno.removeSync(path);
+      } catch {
+        // nothing was created
+      }
+      throw diskFullOr(e, path);
+    }
+    return new SpaceReserve(path);
+  }
+
+  /** No reserve (a process that writes no run files). */
+  static none(): SpaceReserve {
+    return new SpaceReserve();
+  }
+
+  /** Gives the space back (removes the file); again: nothing. */
+  release(): void {
+    if (!this.#path) return;
+    try {
+      Deno.removeSync(this.#path);
+    } catch {
+      // already gone
+    }
+    this.#path = undefined;
+  }
+}

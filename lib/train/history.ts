@@ -178,7 +178,9 @@ export const KILLED = "killed: no clean exit (its end is its last sign of life)"
 /**
  * Gives every session of `state` that has no end its true record: the one `loss_history.json` kept (a session that
  * ended after its last checkpoint, e.g. on a NaN loss), or else `killed`, ending at its last sign of life
- * (`lastAlive(session)`: the run lock's heartbeat, or the state's save time). Returns the sessions closed as killed.
+ * (`lastAlive(session)`: the run lock's heartbeat, or the state's save time). A session the checkpoint holds as
+ * closed but the history records as failed (its last save met a full disk) takes the history's record. Returns the
+ * sessions closed as killed.
  */
 export function closeSessions(
   state: TrainingState,
@@ -187,8 +189,14 @@ export function closeSessions(
 ): SessionRecord[] {
   const killed: SessionRecord[] = [];
   for (const s of state.history.sessions) {
-    if (s.end !== null) continue;
     const r = recorded.find((x) => x.start === s.start && x.host === s.host && x.end !== null);
+    if (s.end !== null) {
+      // closed before its last checkpoint, then failed writing it (a full disk): the history has the truth
+      if (r && r.exit_status !== s.exit_status && /^failed: /.test(r.exit ?? "")) {
+        Object.assign(s, { end: r.end, exit: r.exit, exit_status: r.exit_status ?? null });
+      }
+      continue;
+    }
     if (r) {
       s.end = r.end;
       s.exit = r.exit;

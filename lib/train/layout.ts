@@ -16,6 +16,9 @@ export const FINAL = "final_checkpoint.safetensors";
 /** A file in a run folder that exists while a training session runs (pid, host, start). */
 export const RUN_LOCK = ".running";
 
+/** Disk space a training session holds for its last words (see `SpaceReserve`); removed when it ends. */
+export const SPACE_RESERVE = ".space_reserve";
+
 /** `checkpoint_epoch_NNNN.safetensors` */
 export function epochCheckpointName(epoch: number): string {
   return `checkpoint_epoch_${String(epoch).padStart(4, "0")}.safetensors`;

@@ -63,6 +63,15 @@ export class RunLog {
     this.#write(msg);
   }
 
+  /**
+   * Writes a last line to the log file only, even after a write the disk could not hold (space may have been
+   * freed since: see `SpaceReserve`).
+   */
+  recordLast(msg: string): void {
+    this.#failed = false;
+    this.#write(msg);
+  }
+
   /** Logs a warning (stderr). */
   warn(msg: string): void {
     if (!this.silent) console.error(msg);

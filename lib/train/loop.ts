@@ -17,8 +17,9 @@
 import { initBackend } from "../model/backend.ts";
 import type { BackendInfo } from "../model/backend.ts";
 import { writeFileAtomic, writeTextFileAtomic } from "../io/atomic.ts";
-import { appendTextFile, writePoint } from "../io/disk_full.ts";
-import { EXIT, ToolError } from "../errors.ts";
+import { appendTextFile, SpaceReserve, writePoint } from "../io/disk_full.ts";
+import { EXIT } from "../errors.ts";
+import { describeError } from "../cli/main.ts";
 import { checkpointTensors, encodeCheckpoint, IMPORTED } from "./checkpoint.ts";
 import type { Checkpoint, SessionRecord } from "./checkpoint.ts";
 import { runFolderOf, runLayout } from "./layout.ts";
@@ -44,7 +45,7 @@ import { allAgree, bcastString, currentWorld } from "../parallel/world.ts";
 import { configureThreads } from "../parallel/threads.ts";
 import type { World } from "../parallel/world.ts";
 import { loadCheckpoint } from "./checkpoint.ts";
-import { defaultRunName } from "./layout.ts";
+import { defaultRunName, SPACE_RESERVE } from "./layout.ts";
 import { DataError } from "../data/dataset.ts";
 import type { RunLockInfo } from "./runlock.ts";
 
@@ -103,22 +104,17 @@ export async function train(settings: TrainSettings, options: TrainOptions = {})
     disposeSession(parts);
     throw e;
   }
-  let exit: number = EXIT.done, failed = false;
+  let exit: number = EXIT.done, failure: unknown = undefined;
   try {
     exit = await runSession(ses, imported ? undefined : ckpt);
     return exit;
   } catch (e) {
-    failed = true;
-    if (ses.record.exit === null) {
-      closeRecord(
-        ses,
-        e instanceof ToolError ? e.exitCode : EXIT.internal,
-        `failed: ${(e as Error).message}`,
-      );
-    }
+    failure = e ?? new Error("unknown failure");
+    const { line, code } = describeError(e);
+    closeRecord(ses, code, `failed: ${line}`); // also over "completed": the last save failed
     throw e;
   } finally {
-    await finish(ses, exit, t0, failed);
+    await finish(ses, exit, t0, failure);
   }
 }
 
@@ -135,11 +131,20 @@ async function openRun(
 ): Promise<Session> {
   const layout = layoutFor(parts.s, explicit, resumed, parts.state.run_name);
   const writer = parts.world.rank === 0;
-  let lock = RunLock.none(layout), previous: RunLockInfo | undefined;
+  let lock = RunLock.none(layout), previous: RunLockInfo | undefined, reserve = SpaceReserve.none();
   if (writer) {
     await Deno.mkdir(layout.dir, { recursive: true });
     await Deno.mkdir(layout.checkpointDir, { recursive: true });
     ({ lock, previous } = await RunLock.acquire(layout, o.startedAt.toISOString(), (m) => o.log.warn(m)));
+    // room for the session's last words on a disk that fills: the error line, the history with its record
+    // (before the log: a disk already full stops the session before it writes anything)
+    const history = await Deno.stat(layout.history).then((st) => st.size, () => 0);
+    try {
+      reserve = SpaceReserve.create(`${layout.dir}/${SPACE_RESERVE}`, (64 << 10) + 2 * history);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
     o.log.attach(layout.log);
     await reportRun(layout.dir, o.log);
   }
@@ -167,6 +172,7 @@ async function openRun(
     log: o.log,
     previousLock: previous,
     writer,
+    reserve,
   };
   return ses;
 }
@@ -204,6 +210,7 @@ function envOf(name: string): string | undefined {
 function hardExit(ses: Session): void {
   closeRecord(ses, EXIT.interrupted, "second interrupt: exited at once");
   if (idle(ses)) dropRecord(ses);
+  ses.reserve?.release();
   if (ses.writer) writeHistoryJsonSync(ses.layout, ses.state);
   ses.lock.release();
 }
@@ -378,25 +385,34 @@ async function saveState(ses: Session): Promise<string[]> {
  * session itself ended well (`failed` false), a history it cannot write (a full disk) is its error; after an
  * error, the first error is the one reported.
  */
-async function finish(ses: Session, exit: number, t0: number, failed: boolean): Promise<void> {
+async function finish(ses: Session, exit: number, t0: number, failure: unknown): Promise<void> {
   const { state, log } = ses;
+  const failed = failure !== undefined;
   ses.stop.uninstall();
   if (ses.record.exit === null) closeRecord(ses, exit, "completed");
   const recorded = state.history.sessions.includes(ses.record);
+  if (recorded && idle(ses) && !ses.historyFinal) dropRecord(ses); // a session that changed nothing is not recorded
   let error: unknown;
-  if (recorded && !ses.historyFinal) {
-    if (idle(ses)) dropRecord(ses); // a session that changed nothing is not recorded
-    if (ses.writer) {
-      await writeHistory(ses.layout, state, { html: true }).catch((e) => {
-        if (!failed) error = e;
-      });
+  if (failed) lastWords(ses, failure, recorded);
+  else if (recorded && !ses.historyFinal && ses.writer) {
+    await writeHistory(ses.layout, state, { html: true }).catch((e) => {
+      error = e;
+    });
+    if (error) {
+      closeRecord(ses, describeError(error).code, `failed: ${describeError(error).line}`);
+      lastWords(ses, error, true);
     }
   }
+  // the curves of a failed session, if the disk still takes them
+  if (failed && recorded && !ses.historyFinal && ses.writer) {
+    await writeHistory(ses.layout, state, { html: true }).catch(() => {});
+  }
+  ses.reserve?.release();
   ses.lock.release();
   await ses.engine?.sync().catch(() => {});
   await reportWeights(ses);
   disposeSession(ses);
-  if (exit === EXIT.done && recorded && !error) {
+  if (exit === EXIT.done && recorded && !error && !failed) {
     const best = state.best.val_loss === null ? "-" : fmtLoss(state.best.val_loss);
     log.info(
       `done: ${state.epoch} epochs, best validation loss ${best} (epoch ${state.best.epoch}); ${ses.layout.dir} ` +
@@ -405,6 +421,27 @@ async function finish(ses: Session, exit: number, t0: number, failed: boolean): 
   }
   log.close();
   if (error) throw error;
+}
+
+/**
+ * How a failed session ended, told where the user looks: the error line with the exit status in `train.log` (the
+ * console gets it from the tool's entry), and the session's record in `loss_history.json`. The space reserve is
+ * given back first, so that both fit on a disk that filled.
+ */
+function lastWords(ses: Session, e: unknown, history: boolean): void {
+  ses.reserve?.release();
+  const { line, code } = describeError(e);
+  try {
+    ses.log.recordLast(`error: ${line} (exit status ${code})`);
+  } catch {
+    // the log cannot be written: the console still says it
+  }
+  if (!history || !ses.writer || ses.historyFinal) return;
+  try {
+    writeHistoryJsonSync(ses.layout, ses.state);
+  } catch {
+    // the first error is the one reported
+  }
 }
 
 function completionText(ses: Session): string {

@@ -204,16 +204,22 @@ export async function findResumeCheckpoint(
   const epochs = await recordedEpochs(run);
   if (!damaged.length && !epochs) return undefined; // a run that never saved: nothing of its past to lose
   const files = damaged.map((d) =>
-    `  ${d.path}: ${d.problems.map((p) => p.startsWith(`${d.path}: `) ? p.slice(d.path.length + 2) : p).join("; ")}`
+    `  ${d.path}: ${
+      d.problems.map((p) => p.startsWith(`${d.path}: `) ? p.slice(d.path.length + 2) : p).join("; ")
+    }`
   ).join("\n");
   const others = only === undefined && runs.length > 1
-    ? ` (--resume-from auto stays on the newest run: older runs, such as ${runs[1].name}, are resumed only by ` +
+    ? ` (--resume-from auto stays on the newest run: older runs, such as ${
+      runs[1].name
+    }, are resumed only by ` +
       `name or path)`
     : "";
   throw new CheckpointError(
     `run ${run.dir} has ${
       damaged.length
-        ? `no checkpoint that verifies${epochs ? ` (its history records ${epochs} epoch(s))` : ""}:\n${files}\n`
+        ? `no checkpoint that verifies${
+          epochs ? ` (its history records ${epochs} epoch(s))` : ""
+        }:\n${files}\n`
         : `a history of ${epochs} epoch(s) but no checkpoint file in ${run.checkpointDir}; `
     }nothing was changed${others}. To go on: restore a checkpoint of this run from a backup (deno task ckpt ` +
       `verify checks it), or resume one that verifies with --resume-from PATH, or start a new run with another ` +

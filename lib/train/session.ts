@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { SpaceReserve } from "../io/disk_full.ts";
 import { createGino } from "../model/gino.ts";
 import type { Gino, GinoGeometry } from "../model/gino.ts";
 import { latentGrid } from "../model/latent.ts";
@@ -89,6 +90,8 @@ export interface Session extends SessionParts {
   previousLock?: RunLockInfo;
   /** True on the process that writes the run's files (rank 0). */
   writer: boolean;
+  /** Disk space kept for the session's last words when the disk fills (see `SpaceReserve`). */
+  reserve?: SpaceReserve;
   /** The history and curves on disk, HTML included, hold this session's closed record (nothing left to write). */
   historyFinal?: boolean;
   /** How much longer than the others the session's first step took (compiling kernels), ms; for a time budget. */
@@ -284,10 +287,12 @@ function resumedState(
 /** Geometry of every patch (fixed for a patch: computed once), with a log line each. */
 function patchGeometries(s: TrainSettings, ds: PatchDataset, model: Gino, log: RunLog): GinoGeometry[] {
   const grid = s.model.latentGrid;
-  let sparse = 0;
+  const sparse: string[] = [], empty: string[] = [];
   const out = ds.patches.map((p) => {
     const g = model.geometry(p.coords, latentGrid(p.coords, grid), grid);
-    if (g.stats.out.emptyShare > 0.1 || g.stats.in.emptyShare > 0.9) sparse++;
+    const pct = (v: number) => `${(100 * v).toFixed(0)}%`;
+    if (g.stats.out.emptyShare > 0.1) sparse.push(`${p.name} ${pct(g.stats.out.emptyShare)}`);
+    if (g.stats.in.emptyShare > 0.9) empty.push(`${p.name} ${pct(g.stats.in.emptyShare)}`);
     log.info(
       `  ${p.name}: ${p.n} points (${p.nCore} core), edges ${g.stats.in.edges}; latent nodes without points ` +
         `${(100 * g.stats.in.emptyShare).toFixed(0)}%, points without latent nodes ` +
@@ -295,10 +300,19 @@ function patchGeometries(s: TrainSettings, ds: PatchDataset, model: Gino, log: R
     );
     return g;
   });
-  if (sparse) {
+  const few = (l: string[]) => l.slice(0, 4).join(", ") + (l.length > 4 ? `, ... (${l.length} patches)` : "");
+  if (sparse.length) {
     log.warn(
-      `warning: in ${sparse} patch(es) many points have no latent node within --gno-radius ${s.model.gnoRadius} ` +
-        `(their output is a constant); consider a larger radius or a finer --latent-grid`,
+      `warning: many points have no latent node within --gno-radius ${s.model.gnoRadius} (their output is a ` +
+        `constant): ${few(sparse)} of the points; consider a larger radius or a finer --latent-grid`,
+    );
+  }
+  if (empty.length) {
+    log.warn(
+      `warning: most latent nodes have no point within --gno-radius ${s.model.gnoRadius} (the FNO sees mostly ` +
+        `zeros there): ${
+          few(empty)
+        } of the latent nodes; consider a larger radius or a coarser --latent-grid`,
     );
   }
   return out;

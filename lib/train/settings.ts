@@ -336,7 +336,8 @@ export const SETTING_SPECS: readonly SettingSpec[] = [
     name: "nan-policy",
     type: "string",
     default: "fail",
-    help: "NaN/Inf in the data: fail, or drop the affected points",
+    help:
+      "NaN/Inf in the data: fail, or drop the affected points (from every step: a patch's geometry is shared by its windows)",
     check: oneOf("fail", "drop"),
     path: ["data", "nanPolicy"],
     resume: "data",
