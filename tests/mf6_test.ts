@@ -199,6 +199,9 @@ Deno.test("bad MODFLOW 6 input: one error naming the file and record, exit 2, no
   await henry(`${t.dir}/b`, ["--steps", "20"]);
   const cut = await Deno.readFile(`${MF6}/AdvGW_tidal.hds`);
   await Deno.writeFile(`${t.dir}/cut.hds`, cut.subarray(0, cut.length - 100));
+  // cut between two records: the last step keeps its first layer's record (52-byte header + values) only
+  const perLayer = cut.length / 361 / 3; // AdvGW_tidal: 361 saved steps of 3 layers, double precision
+  await Deno.writeFile(`${t.dir}/cut-at-record.hds`, cut.subarray(0, cut.length - 2 * perLayer));
   const grb = await Deno.readFile(`${MF6}/freyberg.dis.grb`);
   grb.set(new TextEncoder().encode("GRID DISX"), 0);
   await Deno.writeFile(`${t.dir}/odd.grb`, grb);
@@ -207,6 +210,11 @@ Deno.test("bad MODFLOW 6 input: one error naming the file and record, exit 2, no
       "truncated record",
       ["--mf6-grid", `${MF6}/advgw_tidal.dis.grb`, "--mf6-heads", `${t.dir}/cut.hds`],
       /cut\.hds: record 1083 \(time step \d+ of period \d+, layer 3\) is cut short.*truncated/,
+    ],
+    [
+      "a file cut between two records of its last step",
+      ["--mf6-grid", `${MF6}/advgw_tidal.dis.grb`, "--mf6-heads", `${t.dir}/cut-at-record.hds`],
+      /cut-at-record\.hds: time step \d+ of period \d+ \(step 361 in the file\) is incomplete: it holds layer\(s\) 1 of the 3 .*truncated file/,
     ],
     [
       "grid and heads of different models",
@@ -263,6 +271,11 @@ Deno.test("bad MODFLOW 6 input: one error naming the file and record, exit 2, no
       ["--mf6-grid", `${t.dir}/sq.dis.grb`, "--mf6-heads", `${t.dir}/sq.hds`],
       /sq\.hds: time step 1 of period 1 .*: the record of layer 1 is 100 columns x 1 rows, but the DIS grid .*sq\.dis\.grb has 10 x 10 cells per layer/,
     ],
+    [
+      "a dry cell in a later step (the patch folder is being written)",
+      ["--mf6-grid", `${t.dir}/sq.dis.grb`, "--mf6-heads", `${t.dir}/dry.hds`],
+      /time step 3 of period 1 \(time 3\): the head in .*dry\.hds of cell 7 \(layer 1\) has no value \(dry or inactive\)/,
+    ],
   ];
   // a 10 x 10 grid of one layer, and heads written as 100 x 1 records
   const sq = {
@@ -284,6 +297,14 @@ Deno.test("bad MODFLOW 6 input: one error naming the file and record, exit 2, no
     );
   }
   await w.close();
+  // the same grid's heads as 10 x 10 records, cell 7 dry (MODFLOW 6's HDRY) at step 3
+  const dry = await Mf6OutputWriter.create(`${t.dir}/dry.hds`, "HEAD");
+  for (let k = 1; k <= 4; k++) {
+    const h = new Float64Array(100).fill(1 + k / 10);
+    if (k === 3) h[6] = -1e30;
+    await dry.record({ kstp: k, kper: 1, pertim: k, totim: k, ncol: 10, nrow: 10, ilay: 1 }, h);
+  }
+  await dry.close();
   for (const [what, args, msg] of cases) {
     const out = `${t.dir}/out`;
     const r = await runScript("prepare.ts", [

@@ -401,7 +401,10 @@ async function folderBytes(dir: string): Promise<Map<string, string>> {
   const walk = async (d: string, rel: string) => {
     for await (const e of Deno.readDir(d)) {
       if (e.isDirectory) await walk(`${d}/${e.name}`, `${rel}${e.name}/`);
-      else out.set(`${rel}${e.name}`, new TextDecoder("latin1").decode(await Deno.readFile(`${d}/${e.name}`)));
+      else {out.set(
+          `${rel}${e.name}`,
+          new TextDecoder("latin1").decode(await Deno.readFile(`${d}/${e.name}`)),
+        );}
     }
   };
   await walk(dir, "");
@@ -444,4 +447,36 @@ Deno.test("a run whose checkpoints are all damaged is refused, not trained over;
   // the way out the message gives: a new run under another name
   const fresh = await train([...base, "--epochs", "1", "--resume-from", "auto", "--run-name", "q2"]);
   assert.equal(fresh.code, 0, fresh.stderr);
+});
+
+Deno.test("the sparse-geometry warnings say what the per-patch lines measure: empty latent nodes or lonely points", async () => {
+  await using t = await tempDir();
+  for (
+    const [args, says, not] of [
+      [
+        ["--latent-grid", "24", "--gno-radius", "0.15"],
+        /most latent nodes have no point/,
+        /many points have no/,
+      ],
+      [
+        ["--latent-grid", "4", "--gno-radius", "0.05"],
+        /many points have no latent node/,
+        /most latent nodes/,
+      ],
+    ] as const
+  ) {
+    const r = await train(["--epochs", "1", "--results-dir", t.dir, "--run-name", args[1], ...args]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, says);
+    assert.doesNotMatch(r.stderr, not);
+    // each patch's share in the warning is the one its log line gives
+    const log = await Deno.readTextFile(`${t.dir}/${args[1]}/train.log`);
+    for (const [, name, share] of r.stderr.matchAll(/(patch_\d+) (\d+)%/g)) {
+      const line = log.split("\n").find((l) => l.includes(`${name}:`))!;
+      const key = says.source.includes("latent nodes have")
+        ? "latent nodes without points"
+        : "points without latent nodes";
+      assert.ok(line.includes(`${key} ${share}%`), `${name} ${share}% against: ${line}`);
+    }
+  }
 });

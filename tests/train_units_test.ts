@@ -242,3 +242,26 @@ Deno.test("residual prediction adds the last input step of each column to the mo
   }
   p.dispose();
 });
+
+Deno.test("the backend probe's native stderr is silenced for its length only, and restored after it", async () => {
+  await using t = await tempDir();
+  const script = `${t.dir}/probe.ts`;
+  const lib = new URL("../lib/io/quiet.ts", import.meta.url).href;
+  await Deno.writeTextFile(
+    script,
+    `import { withoutNativeStderr } from "${lib}";
+const say = (s: string) => Deno.stderr.writeSync(new TextEncoder().encode(s));
+const got = await withoutNativeStderr(async () => { say("driver noise\\n"); await new Promise((r) => setTimeout(r, 5)); return 7; });
+await withoutNativeStderr(async () => { say("noise before a failure\\n"); throw new Error("x"); }).catch(() => {});
+say("after " + got + "\\n");
+`,
+  );
+  const out = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", script], stderr: "piped" })
+    .output();
+  assert.equal(new TextDecoder().decode(out.stderr), "after 7\n");
+  // a training run that lets the backend be chosen (auto: the probe) prints nothing on stderr
+  await using r0 = await tempDir();
+  const r = await runTrain(["--backend", "auto", "--epochs", "1", "--results-dir", r0.dir]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, "");
+});

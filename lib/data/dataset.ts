@@ -242,7 +242,12 @@ export async function loadPatchDataset(dir: string, options: DatasetOptions): Pr
     );
   }
   if (nanReports.length > 0) {
-    console.warn(`warning: dropped points with NaN/Inf values:\n  ${nanReports.join("\n  ")}`);
+    console.warn(
+      `warning: dropped points with NaN/Inf values, each from every step (a patch's points and their ` +
+        `neighbourhoods are shared by all its windows, so a point cannot be left out at some steps only; ` +
+        `to keep cells that are dry for a while, train on a time range or layers where they are wet):\n  ` +
+        nanReports.join("\n  "),
+    );
   }
   const trainStepsOf = (T: number) => Math.floor(T * (1 - opts.valRatio));
   const norm = options.normalization ?? computeNormalization(raws, shift, opts.targetCols, trainStepsOf, dir);

@@ -136,7 +136,8 @@ export async function readPatch(
   const id = Number(/_(\d+)$/.exec(name)![1]);
   const patch: RawPatch = { name, id, nCore, nGhost, n, steps: T, coords, values, droppedPoints: 0 };
   if (nonFinite === 0) return { patch, bytes };
-  const nanReport = `${name}: ${nonFinite} NaN/Inf values in ${badPoint.reduce((s, b) => s + b, 0)} points`;
+  const nanReport = `${name}: ${nonFinite} NaN/Inf values in ${badPoint.reduce((s, b) => s + b, 0)} points` +
+    (sel.partly ? ` (${sel.partly} of them have values at other steps: dry at some steps only)` : "");
   if (nanPolicy !== "drop") return { patch, bytes, nanReport };
   return { patch: dropPoints(pdir, patch, badPoint, colIdx.length), bytes, nanReport };
 }
@@ -148,12 +149,13 @@ function selectColumns(
   d: { nCore: number; nGhost: number; T: number },
   colIdx: number[],
   shift: Float64Array,
-): { values: Float32Array; badPoint: Uint8Array; nonFinite: number } {
+): { values: Float32Array; badPoint: Uint8Array; nonFinite: number; partly: number } {
   const { nCore, nGhost, T } = d, n = nCore + nGhost, C = colIdx.length;
   const values = new Float32Array(C * n * T);
   const coreGet = obsValue(co), ghostGet = obsValue(go);
   const F = co.shape[2], FG = go.shape[2];
   const badPoint = new Uint8Array(n);
+  const badSteps = new Uint8Array(n * T); // which steps of a point have a NaN/Inf (any column)
   let nonFinite = 0;
   for (let c = 0; c < C; c++) {
     const ci = colIdx[c];
@@ -165,6 +167,7 @@ function selectColumns(
         if (!Number.isFinite(v)) {
           nonFinite++;
           badPoint[j] = 1;
+          badSteps[j * T + t] = 1;
           continue;
         }
         if (Number.isNaN(shift[c])) shift[c] = v;
@@ -172,7 +175,15 @@ function selectColumns(
       }
     }
   }
-  return { values, badPoint, nonFinite };
+  // points whose values are missing at some steps only (cells that go dry and wet again)
+  let partly = 0;
+  for (let j = 0; j < n; j++) {
+    if (!badPoint[j]) continue;
+    let k = 0;
+    for (let t = 0; t < T; t++) k += badSteps[j * T + t];
+    if (k < T) partly++;
+  }
+  return { values, badPoint, nonFinite, partly };
 }
 
 /** The patch without the points marked in `badPoint`. */

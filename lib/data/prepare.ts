@@ -638,6 +638,7 @@ async function writePatches(
   o.log(`clustered ${r.n} nodes into ${P} patches in ${((performance.now() - tc) / 1000).toFixed(2)} s`);
   const tmpDir = `${o.outDir}.tmp-${Deno.pid}`;
   await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
+  const madeParents = await missingParents(tmpDir); // removed again if this fails: no empty folder left behind
   await Deno.mkdir(tmpDir, { recursive: true });
   const infos: PatchInfo[] = [];
   const width = Math.max(4, String(P - 1).length);
@@ -710,11 +711,25 @@ async function writePatches(
   } catch (e) {
     for (const w of writers) await w.close().catch(() => {}); // closed already when a sync failed
     await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
+    for (const d of madeParents) await Deno.remove(d).catch(() => {}); // deepest first; only while empty
     throw e;
   }
   const seconds = (performance.now() - t0) / 1000;
   o.log(`wrote ${P} patches to ${o.outDir} in ${seconds.toFixed(2)} s`);
   return { outDir: o.outDir, nodes: r.n, steps: r.steps, patches: infos, seconds };
+}
+
+/** The folders above `path` that do not exist yet, deepest first. */
+async function missingParents(path: string): Promise<string[]> {
+  const out: string[] = [];
+  for (let d = path.replace(/\/+$/, "");;) {
+    const i = d.lastIndexOf("/");
+    if (i <= 0) break;
+    d = d.slice(0, i);
+    if (await exists(d)) break;
+    out.push(d);
+  }
+  return out;
 }
 
 async function exists(path: string): Promise<boolean> {

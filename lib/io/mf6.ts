@@ -528,7 +528,16 @@ function groupSteps(path: string, records: Mf6Record[], grid: Mf6Grid): Mf6Step[
           `different models`,
       );
     }
-    if (!perLayer || layers.length !== grid.nlay || layers.some((l, k) => l !== k + 1)) {
+    const prefix = layers.every((l, k) => l === k + 1);
+    if (perLayer && prefix && layers.length < grid.nlay && i === steps.length - 1 && i > 0) {
+      // every earlier step is whole: the file stops between two records of its last step
+      throw new Mf6Error(
+        `${where} is incomplete: it holds layer(s) ${layers.join(", ")} of the ${grid.nlay} the grid ` +
+          `${grid.path} has, and the file ends there, between two records (truncated file: the simulation ` +
+          `stopped while writing it, or the copy is incomplete; run the model again or copy the whole file)`,
+      );
+    }
+    if (!perLayer || layers.length !== grid.nlay || !prefix) {
       throw new Mf6Error(
         `${where} holds ${s.records.length} record(s) of ${
           s.records.map((r) => r.ncol * r.nrow).join(", ")

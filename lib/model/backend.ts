@@ -9,6 +9,7 @@
  */
 
 /** TensorFlow.js (the tensor library the model is built on). */
+import { withoutNativeStderr } from "../io/quiet.ts";
 import * as tf from "@tensorflow/tfjs";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs-backend-webgpu";
@@ -180,7 +181,8 @@ export async function initBackend(
     }
   }
   if (name === "webgpu" || name === "auto") {
-    const adapter = await gpuAdapter();
+    // auto only looks: what the driver stack says while it is asked stays unprinted unless the GPU is then used
+    const adapter = name === "auto" ? await withoutNativeStderr(gpuAdapter) : await gpuAdapter();
     if (adapter && (name === "webgpu" || !adapter.fallback)) return await initWebGpu(adapter, log);
     if (name === "webgpu") {
       throw new BackendError(
