@@ -11,14 +11,18 @@ import { readSafetensors } from "../lib/io/safetensors.ts";
 import { verifyCheckpointBytes } from "../lib/train/checkpoint.ts";
 import type { TrainingState } from "../lib/train/checkpoint.ts";
 import { Rng } from "../lib/data/rng.ts";
-import { tempDir, TINY_TRAIN_ARGS, tinyPatchData, which } from "./_helpers.ts";
+import { modelBytes, tempDir, TINY_TRAIN_ARGS, tinyPatchData, which } from "./_helpers.ts";
 
 const env = (k: string, d: number) => Number(Deno.env.get(k) ?? d);
 const SEED = env("GINO_GW_MPI_SOAK_SEED", 1);
 const KILLS = env("GINO_GW_MPI_SOAK_KILLS", 10);
 const EPOCHS = 32;
-/** Seconds within which every process of a job must be gone after a kill. */
-const BOUND_S = 30;
+/**
+ * Seconds within which every process of a job must be gone after a kill: measured 0.1 s under MPICH, and 2.1 s
+ * under Open MPI (whose launcher waits odls_base_sigkill_timeout, 1 s here, before it kills the others); the
+ * margin is for a loaded machine.
+ */
+const BOUND_S: Record<string, number> = { "MPICH": 5, "Open MPI": 10 };
 const ROOT = new URL("../", import.meta.url).pathname;
 
 const LAUNCHERS: [string, string[], Record<string, string>][] = [
@@ -78,7 +82,11 @@ async function checkpoints(dir: string): Promise<{ at: [number, number]; damaged
 interface Plan {
   what: string;
   env?: Record<string, string>;
-  /** Kill from outside: the launcher, or a rank, after ms; or rank 1 once rank 0 is writing a checkpoint. */
+  /**
+   * Kill from outside: the launcher, or a rank, `ms` after this launch has trained an epoch (a checkpoint newer
+   * than its start: the kill lands while training runs, not during start-up); or rank 1 once rank 0 is writing a
+   * checkpoint.
+   */
   outside?: { target: "launcher" | number; ms?: number; whileWriting?: boolean };
 }
 
@@ -121,12 +129,12 @@ function draw(rng: Rng, i: number): Plan {
     case "launcher":
       return {
         what: "the launcher",
-        outside: { target: "launcher", ms: 1800 + Math.floor(rng.next() * 1000) },
+        outside: { target: "launcher", ms: Math.floor(rng.next() * 800) },
       };
     default:
       return {
         what: `rank ${rank} at a random time`,
-        outside: { target: rank, ms: 1800 + Math.floor(rng.next() * 1000) },
+        outside: { target: rank, ms: Math.floor(rng.next() * 800) },
       };
   }
 }
@@ -134,7 +142,9 @@ function draw(rng: Rng, i: number): Plan {
 for (const [name, launcher, launcherEnv] of LAUNCHERS) {
   Deno.test({
     name:
-      `${name}: a rank (or the launcher) SIGKILLed at ${KILLS}+ seeded moments ends the job within ${BOUND_S} s, ` +
+      `${name}: a rank (or the launcher) SIGKILLed at ${KILLS}+ seeded moments ends the job within ${
+        BOUND_S[name]
+      } s, ` +
       `damages nothing, and the resumed run ends bitwise equal to an uninterrupted one`,
     ignore: !which(launcher[0]),
     async fn() {
@@ -184,6 +194,7 @@ for (const [name, launcher, launcherEnv] of LAUNCHERS) {
           stdout: "piped",
           stderr: "piped",
         }).spawn();
+        const startedAt = Date.now();
         let killedAt: number | undefined;
         const o = p.outside;
         const watcher = (async () => {
@@ -201,7 +212,19 @@ for (const [name, launcher, launcherEnv] of LAUNCHERS) {
               if (tmp) break;
               await new Promise((r) => setTimeout(r, 25));
             }
-          } else await new Promise((r) => setTimeout(r, o.ms));
+          } else {
+            // a sign of progress first: an epoch of this launch saved
+            const newer = () => {
+              try {
+                return (Deno.statSync(`${ckpts}/latest_checkpoint.safetensors`).mtime?.getTime() ?? 0) >
+                  startedAt;
+              } catch {
+                return false;
+              }
+            };
+            for (let k = 0; k < 2400 && !newer(); k++) await new Promise((r) => setTimeout(r, 25));
+            await new Promise((r) => setTimeout(r, o.ms));
+          }
           if (o.target === "launcher") {
             try {
               child.kill("SIGKILL");
@@ -222,7 +245,7 @@ for (const [name, launcher, launcherEnv] of LAUNCHERS) {
         const ended = performance.now();
         // every rank gone within the bound
         let gone = ranks(res).length === 0;
-        for (let k = 0; !gone && k < BOUND_S * 10; k++) {
+        for (let k = 0; !gone && k < BOUND_S[name] * 20; k++) {
           await new Promise((r) => setTimeout(r, 100));
           gone = ranks(res).length === 0;
         }
@@ -242,7 +265,10 @@ for (const [name, launcher, launcherEnv] of LAUNCHERS) {
         );
         const why = () => `${log.join("\n")}\n${all.slice(-3000)}`;
         assert.ok(gone, `ranks left running: ${JSON.stringify(left)}\n${why()}`);
-        assert.ok(took <= BOUND_S, why());
+        assert.ok(
+          took <= BOUND_S[name],
+          `gone after ${took.toFixed(1)} s, bound ${BOUND_S[name]} s\n${why()}`,
+        );
         if (died) assert.notEqual(out.code, 0, `a killed job reported success\n${why()}`);
         assert.deepEqual(after.damaged, [], why());
         const hist = `${res}/r/loss_history.json`;
@@ -274,6 +300,130 @@ for (const [name, launcher, launcherEnv] of LAUNCHERS) {
         `${name}: ${kills} kills; every process gone at most ${longest.toFixed(1)} s after a kill`,
       );
       console.error(log.join("\n"));
+    },
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
+
+// A rank that stops answering (SIGSTOP: a hung node, a debugger, a swapped-out process): the others do not wait
+// for ever. With --collective-timeout the job ends soon after it, naming the rank, with the resumable status 3;
+// a SIGTERM during the stall (the walltime's warning, qdel) is acted on within seconds, rank 0 saving the last
+// completed step. Either way the resumed run ends bitwise equal to an uninterrupted one.
+for (const [name, launcher, launcherEnv] of LAUNCHERS) {
+  Deno.test({
+    name:
+      `${name}: a rank stopped with SIGSTOP ends the job at the collective timeout naming it, or at a SIGTERM ` +
+      `within seconds; resumable (status 3) and resumed bitwise equal`,
+    ignore: !which(launcher[0]),
+    async fn() {
+      await using t = await tempDir();
+      const data = await tinyPatchData();
+      const marker = `stall-${crypto.randomUUID().slice(0, 8)}`;
+      const args = (results: string, extra: string[]) => [
+        ...launcher.slice(1),
+        "-n",
+        "2",
+        Deno.execPath(),
+        "run",
+        "-A",
+        `${ROOT}train.ts`,
+        "--base-data-dir",
+        data,
+        ...TINY_TRAIN_ARGS,
+        "--epochs",
+        "40",
+        "--save-checkpoint-every",
+        "100",
+        "--results-dir",
+        results,
+        "--run-name",
+        marker,
+        ...extra,
+      ];
+      const text = (b: Uint8Array) => new TextDecoder().decode(b);
+      const run = (results: string, extra: string[], env: Record<string, string> = {}) =>
+        new Deno.Command(launcher[0], {
+          args: args(results, extra),
+          env: { ...launcherEnv, ...env },
+          stdout: "piped",
+          stderr: "piped",
+        });
+      const ref = await run(`${t.dir}/ref`, []).output();
+      assert.equal(ref.code, 0, text(ref.stderr));
+      const refWeights = await modelBytes(`${t.dir}/ref/${marker}/checkpoints/final_checkpoint.safetensors`);
+      // the measured time of an epoch bounds how long a rank that answers can take to come
+      const refHistory = JSON.parse(await Deno.readTextFile(`${t.dir}/ref/${marker}/loss_history.json`));
+      const epochS = Math.max(...refHistory.epoch_seconds);
+
+      for (const how of ["timeout", "SIGTERM"] as const) {
+        const res = `${t.dir}/${how}`, status = `${res}.status`;
+        await Deno.writeTextFile(status, "running\n");
+        const extra = how === "timeout" ? ["--collective-timeout", "4s"] : [];
+        const child = run(res, extra, { GINO_GW_STATUS_FILE: status }).spawn();
+        // stop rank 1 once training runs (its first checkpoint is there)
+        const latest = `${res}/${marker}/checkpoints/latest_checkpoint.safetensors`;
+        for (let i = 0; i < 6000 && !(await exists(latest)); i++) await sleep(10);
+        assert.ok(await exists(latest), `${how}: training did not start`);
+        const rank1 = ranks(marker).find((r) => r.rank === 1);
+        assert.ok(rank1, `${how}: rank 1 not found`);
+        Deno.kill(rank1.pid, "SIGSTOP");
+        const stoppedAt = performance.now();
+        if (how === "SIGTERM") {
+          await sleep(3000);
+          // as a scheduler signals the job's processes (Open MPI's launcher passes a SIGTERM on only late)
+          const rank0 = ranks(marker).find((r) => r.rank === 0)!;
+          Deno.kill(rank0.pid, "SIGTERM");
+        }
+        const signalledAt = performance.now();
+        // timeout: 4 s, then a save; SIGTERM: a 2 s grace (or two steps), then a save
+        const bound = (how === "timeout" ? 4 : 2) + 8 + 4 * epochS;
+        // a job that hangs (the defect) fails the test instead of hanging it
+        const watchdog = setTimeout(() => {
+          for (const r of ranks(marker)) Deno.kill(r.pid, "SIGKILL");
+        }, (bound + 30) * 1000);
+        const out = await child.output();
+        clearTimeout(watchdog);
+        const ended = (performance.now() - (how === "timeout" ? stoppedAt : signalledAt)) / 1000;
+        for (const r of ranks(marker)) Deno.kill(r.pid, "SIGKILL"); // (none should be left)
+        const err = text(out.stderr) + text(out.stdout);
+        assert.ok(
+          ended < bound,
+          `${how}: the job ended ${ended.toFixed(1)} s after, bound ${bound.toFixed(1)} s\n${err}`,
+        );
+        assert.equal((await Deno.readTextFile(status)).trim(), "3", `${how}: status file\n${err}`);
+        assert.match(
+          err,
+          new RegExp(`rank 1 \\(pid ${rank1.pid} on [^)]+\\) is stopped`),
+          `${how}: names rank 1`,
+        );
+        assert.match(
+          err,
+          how === "timeout" ? /no answer in .* for \d+ s \(--collective-timeout 4s\)/ : /stopped by SIGTERM/,
+        );
+        const h = JSON.parse(await Deno.readTextFile(`${res}/${marker}/loss_history.json`));
+        assert.match(
+          h.sessions.at(-1).exit,
+          how === "timeout" ? /a rank stopped answering/ : /^stopped by SIGTERM/,
+        );
+        assert.equal(h.sessions.at(-1).exit_status, 3);
+        assert.ok(h.train_losses.length < 40, `${how}: stopped before the end`);
+        // resumed with both ranks: the uninterrupted run's weights, bit for bit
+        const resumed = await run(res, ["--resume-from", "auto"]).output();
+        assert.equal(resumed.code, 0, text(resumed.stderr));
+        const w = await modelBytes(`${res}/${marker}/checkpoints/final_checkpoint.safetensors`);
+        assert.deepEqual(
+          w,
+          refWeights,
+          `${how}: the resumed run's weights differ from the uninterrupted run's`,
+        );
+        console.log(
+          `${name}: ${how}: the job ended ${ended.toFixed(1)} s after the ${
+            how === "timeout" ? "stop" : "SIGTERM"
+          }`,
+        );
+      }
     },
   });
 }

@@ -74,8 +74,11 @@ export async function runMain(main: () => Promise<number>): Promise<never> {
   }
   recordExit(code);
   // no rank leaves before rank 0 has written its last file (Open MPI ends the job when a rank exits non-zero)
-  currentWorld().barrier();
-  currentWorld().finalize();
+  const world = currentWorld();
+  if (!world.broken) {
+    await world.barrier("the last barrier");
+    world.finalize();
+  }
   Deno.exit(code);
 }
 

@@ -162,6 +162,11 @@ export class PatchBatchSampler {
   }
 
   /** The state to save (JSON-compatible). */
+  /** Puts the last batch back (its step was not taken): the next call of `next` returns it again. */
+  unread(): void {
+    if (this.#position > 0) this.#position--;
+  }
+
   getState(): SamplerState {
     return {
       epoch: this.#epoch,

@@ -78,6 +78,11 @@ export class MpiError extends ToolError {
   }
 }
 
+/**
+ * The calls. The collectives come twice: as they are, and `..._async`: run on a helper thread (Deno's
+ * `nonblocking` foreign calls), one at a time (MPI_THREAD_SERIALIZED), so that the event loop (signals, timers)
+ * goes on while a collective waits for a rank that does not come.
+ */
 const SYMBOLS = {
   MPI_Init_thread: { parameters: ["pointer", "pointer", "i32", "buffer"], result: "i32" },
   MPI_Comm_rank: { parameters: ["usize", "buffer"], result: "i32" },
@@ -85,6 +90,23 @@ const SYMBOLS = {
   MPI_Allreduce: { parameters: ["buffer", "buffer", "i32", "usize", "usize", "usize"], result: "i32" },
   MPI_Bcast: { parameters: ["buffer", "i32", "usize", "i32", "usize"], result: "i32" },
   MPI_Barrier: { parameters: ["usize"], result: "i32" },
+  MPI_Allgather: {
+    parameters: ["buffer", "i32", "usize", "buffer", "i32", "usize", "usize"],
+    result: "i32",
+  },
+  MPI_Allreduce_async: {
+    name: "MPI_Allreduce",
+    parameters: ["buffer", "buffer", "i32", "usize", "usize", "usize"],
+    result: "i32",
+    nonblocking: true,
+  },
+  MPI_Bcast_async: {
+    name: "MPI_Bcast",
+    parameters: ["buffer", "i32", "usize", "i32", "usize"],
+    result: "i32",
+    nonblocking: true,
+  },
+  MPI_Barrier_async: { name: "MPI_Barrier", parameters: ["usize"], result: "i32", nonblocking: true },
   MPI_Abort: { parameters: ["usize", "i32"], result: "i32" },
   MPI_Finalize: { parameters: [], result: "i32" },
 } as const;

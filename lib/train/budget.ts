@@ -40,7 +40,7 @@ export class BudgetProbe {
   }
 
   /** Plans the run once enough steps are timed (or the epoch ends first: its steps are what there is). */
-  maybePlan(): void {
+  async maybePlan(): Promise<void> {
     const ses = this.ses;
     const epochDone = ses.sampler.position >= ses.sampler.batchesPerEpoch;
     if (!this.waiting || (this.#times.length < PROBE_STEPS + 1 && !epochDone)) return;
@@ -48,7 +48,7 @@ export class BudgetProbe {
     const stepMs = median(times);
     ses.firstStepExtraMs = Math.max(0, this.#times[0] - stepMs);
     const valBatches = ses.valSampler.batchesPerEpoch;
-    makePlan(ses, {
+    await makePlan(ses, {
       stepMs,
       // a validation batch is a forward pass (about half a training step), shared out over the ranks
       valMs: (0.5 * stepMs * valBatches) / ses.world.size,
@@ -61,22 +61,29 @@ export class BudgetProbe {
  * At the end of the first epoch of a time-budget run (before its checkpoint): the plan again from the epoch's
  * measured time (training steps without the first step's extra, validation), so that the later epochs fit.
  */
-export function refineBudget(ses: Session, epochSeconds: number): void {
+export async function refineBudget(ses: Session, epochSeconds: number): Promise<void> {
   const plan = ses.state.scheduler.budget;
   if (!plan || plan.refined) return;
   const measured = Math.max(1e-3, epochSeconds * 1000 - (ses.firstStepExtraMs ?? 0));
-  makePlan(ses, {
-    stepMs: plan.step_ms,
-    epochMs: measured + estimatedSaveMs(ses),
-  }, true);
+  await makePlan(
+    ses,
+    {
+      stepMs: plan.step_ms,
+      epochMs: measured + estimatedSaveMs(ses),
+    },
+    true,
+    epochSeconds,
+  );
 }
 
 /** Makes and applies a plan (rank 0's, the same on every rank) and says so in the log. */
-function makePlan(
+async function makePlan(
   ses: Session,
   t: { stepMs: number; valMs?: number; saveMs?: number; epochMs?: number },
   refined: boolean,
-): void {
+  /** The first epoch's seconds (a refined plan, made before the epoch is recorded). */
+  firstEpochSeconds?: number,
+): Promise<void> {
   const { state, s } = ses;
   const steps = ses.sampler.batchesPerEpoch;
   const budget = s.optim.timeBudget!;
@@ -85,10 +92,16 @@ function makePlan(
     stepsPerEpoch: steps,
     valMs: t.valMs ?? 0,
     saveMs: t.saveMs ?? 0,
-    spentSeconds: refined ? state.history.epoch_seconds[0] ?? trainingSeconds(state) : trainingSeconds(state),
+    spentSeconds: refined
+      ? firstEpochSeconds ?? state.history.epoch_seconds[0] ?? trainingSeconds(state)
+      : trainingSeconds(state),
   });
   plan = { ...plan, step_ms: t.stepMs, refined };
-  if (ses.world.size > 1) plan = JSON.parse(bcastString(ses.world, JSON.stringify(plan)));
+  if (ses.world.size > 1) {
+    plan = JSON.parse(
+      await bcastString(ses.world, JSON.stringify(plan), 0, "the broadcast of the time budget's plan"),
+    );
+  }
   const before = state.scheduler.budget;
   applyBudgetPlan(state.scheduler, s.optim, plan, steps);
   s.optim.epochs = plan.epochs;

@@ -14,6 +14,7 @@ import { testSignalStep } from "./stopping.ts";
 import type { Session, SessionParts } from "./session.ts";
 import { lrAt, noteStepRate } from "./schedule.ts";
 import { BudgetProbe } from "./budget.ts";
+import { CollectiveStall, noteStep } from "../parallel/world.ts";
 
 /** A batch as tensors: inputs [B, N, C * Tin], targets [B, N, C * Tout]. */
 const tensorsOf = (b: Batch) => {
@@ -43,6 +44,7 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
       state.global_step++;
       stop.afterStep(ms);
       probe?.afterStep(ms);
+      noteStep(ses.world);
       if (signalAfter?.step === state.global_step) Deno.kill(Deno.pid, signalAfter.signal);
     }
     state.partial_epoch.seconds = (performance.now() - epochStart) / 1000;
@@ -63,7 +65,7 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
     ses.adam.lr = lrAt(state.scheduler, state.global_step + reads.pending);
     if (ses.engine) {
       // the step is queued on the GPU; its loss is read back with others' (every few steps, and before a stop)
-      await engineStep(ses, batch);
+      await untaken(sampler, engineStep(ses, batch));
       reads.queued(batch.b);
       const last = sampler.position >= sampler.batchesPerEpoch;
       // (each step is read while a time budget's plan waits for step times)
@@ -71,19 +73,32 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
       const r = await reads.read();
       const end = account(r.sizes, r.losses, r.ms);
       if (end) return end;
-      probe?.maybePlan();
+      await probe?.maybePlan();
     } else {
-      const loss = await step(ses, batch);
+      const loss = await untaken(sampler, step(ses, batch));
       const end = account([batch.b], [loss], performance.now() - ts);
       if (end) return end;
-      probe?.maybePlan();
+      await probe?.maybePlan();
     }
     // let a pending signal's handler run before the next step starts (the step reads only its loss back)
     await new Promise((r) => setTimeout(r, signalAfter !== undefined ? 20 : 0));
-    if (stop.sync(ses.world)) break;
+    if (await stop.sync(ses.world)) break;
   }
   bar.clear();
   return sampler.position < sampler.batchesPerEpoch ? "stop" : "done";
+}
+
+/**
+ * A step whose gradient all-reduce was given up (a rank stopped answering) was not taken on any rank: its batch goes
+ * back to the sampler, so that the state saved is the last completed step's and a resume takes this batch again.
+ */
+async function untaken<T>(sampler: Session["sampler"], step: Promise<T>): Promise<T> {
+  try {
+    return await step;
+  } catch (e) {
+    if (e instanceof CollectiveStall) sampler.unread();
+    throw e;
+  }
 }
 
 /**
@@ -240,7 +255,7 @@ export async function evaluate(p: SessionParts): Promise<Evaluation> {
   }
   if (size > 1) {
     const sums = Float64Array.from([sum, n, ...perCol]);
-    p.world.allreduceSum64(sums);
+    await p.world.allreduceSum64(sums, "the all-reduce of the validation losses");
     [sum, n] = [sums[0], sums[1]];
     for (let c = 0; c < cols.length; c++) perCol[c] = sums[2 + c];
   }

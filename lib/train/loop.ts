@@ -41,7 +41,7 @@ import type { Evaluation } from "./epoch.ts";
 import { describeSchedule, lrAt, stepSchedule } from "./schedule.ts";
 import { refineBudget } from "./budget.ts";
 import { StopControl } from "./stopping.ts";
-import { allAgree, bcastString, currentWorld } from "../parallel/world.ts";
+import { allAgree, bcastString, CollectiveStall, currentWorld } from "../parallel/world.ts";
 import { configureThreads } from "../parallel/threads.ts";
 import type { World } from "../parallel/world.ts";
 import { loadCheckpoint } from "./checkpoint.ts";
@@ -73,12 +73,14 @@ export async function train(settings: TrainSettings, options: TrainOptions = {})
   const explicit = new Set(options.explicit ?? []);
   // check everything before anything is written
   validateSettings(settings);
+  // the start-up's collectives wait as long as the timeout given (or the automatic one)
+  world.watch({ timeoutS: settings.run.collectiveTimeout, stopAskedAt: () => undefined, stepMs: () => 0 });
   const plan = await agreedPlan(world, settings, explicit, options, log, startedAt);
   const { checkpoint: ckpt, settings: s } = plan;
   validateSettings(s);
   const imported = ckpt?.state.data_fingerprint === IMPORTED;
   const ds = await loadTrainingData(s, ckpt, explicit, !!options.forceResume, log);
-  agreeOnData(world, ds.fingerprint);
+  await agreeOnData(world, ds.fingerprint);
   // the largest product of a step: the FNO's skip over every latent node of a batch's windows
   const q = s.model.latentGrid.reduce((a, b) => a * b, 1), c = s.model.fnoHiddenChannels;
   const userThreads = Deno.env.get("OPENBLAS_NUM_THREADS") !== undefined;
@@ -148,7 +150,7 @@ async function openRun(
     o.log.attach(layout.log);
     await reportRun(layout.dir, o.log);
   }
-  parts.world.barrier(); // the other ranks wait for the run folder and its lock
+  await parts.world.barrier("the barrier after opening the run folder"); // the others wait for the folder and lock
   const record: SessionRecord = {
     start: o.startedAt.toISOString(),
     end: null,
@@ -247,7 +249,49 @@ async function runSession(ses: Session, resumed: Checkpoint | undefined): Promis
   }
   log.info(`learning rate: ${describeSchedule(state.scheduler)}`);
   ses.stop.install();
-  return await runEpochs(ses);
+  // a collective that waits for a rank that stopped answering gives up after the timeout, or soon after a stop
+  ses.world.watch({
+    timeoutS: ses.s.run.collectiveTimeout,
+    stopAskedAt: () => ses.stop.stopAskedAt(),
+    stepMs: () => ses.stop.stepMs,
+  });
+  try {
+    return await runEpochs(ses);
+  } catch (e) {
+    if (e instanceof CollectiveStall) return await stalled(ses, e);
+    throw e;
+  }
+}
+
+/**
+ * A collective given up (a rank stopped answering, or a stop was asked for while one did not come): every rank holds
+ * the weights of the last completed all-reduce, so rank 0 saves them as a resumable checkpoint; exit status 3 (job
+ * scripts resubmit). No MPI call follows (see `CollectiveStall`).
+ */
+async function stalled(ses: Session, e: CollectiveStall): Promise<number> {
+  const { state, log } = ses;
+  const at = `epoch ${state.epoch}${state.step_in_epoch ? ` + ${state.step_in_epoch} batches` : ""}`;
+  const text = e.why === "timeout"
+    ? `stopped at ${at}: a rank stopped answering (${e.message})`
+    : `stopped by ${ses.stop.reason ?? "a stop"} at ${at} while a rank did not answer (${e.message})`;
+  closeRecord(ses, EXIT.stopped, text);
+  if (!ses.writer) {
+    console.error(`[rank ${ses.world.rank}] ${text}; rank 0 saves the run`);
+    return EXIT.stopped;
+  }
+  const rd = ses.s.run.resultsDir;
+  const hint = `continue with deno task train --resume-from auto` +
+    (rd !== "results" ? ` --results-dir ${rd}` : "");
+  if (idle(ses)) {
+    dropRecord(ses);
+    log.warn(`${text}; nothing new to save; ${hint}`);
+    return EXIT.stopped;
+  }
+  const written = await saveState(ses);
+  await writeHistory(ses.layout, state, { html: true });
+  ses.historyFinal = true;
+  log.warn(`${text}; resumable checkpoint ${written.join(", ")}; ${hint}`);
+  return EXIT.stopped;
 }
 
 /** The epochs of a session; returns the exit status. */
@@ -258,7 +302,7 @@ async function runEpochs(ses: Session): Promise<number> {
     if (sampler.epoch === state.epoch) {
       // a fresh epoch (not one interrupted half-way); mid-epoch stops are resumable, so one step must fit
       stop.beforeEpoch();
-      if (stop.sync(ses.world)) break;
+      if (await stop.sync(ses.world)) break;
       sampler.beginEpoch();
       state.step_in_epoch = 0;
       state.partial_epoch = { loss_sum: 0, samples: 0, seconds: 0 };
@@ -273,7 +317,14 @@ async function runEpochs(ses: Session): Promise<number> {
       );
     }
     // a stop asked for during the last batches: validate only if that and a checkpoint still fit (all ranks agree)
-    if (end === "stop" || !allAgree(ses.world, !(stop.reason && !stop.fits(stop.valMs * 1.2)))) break;
+    if (
+      end === "stop" ||
+      !(await allAgree(
+        ses.world,
+        !(stop.reason && !stop.fits(stop.valMs * 1.2)),
+        "the agreement on validating",
+      ))
+    ) break;
     const tv = performance.now();
     const val = await evaluate(ses);
     stop.valMs = performance.now() - tv;
@@ -294,6 +345,9 @@ async function endEpoch(ses: Session, val: Evaluation, seconds: number): Promise
   const { state, adam } = ses;
   const epoch = state.epoch + 1;
   const trainLoss = state.partial_epoch.loss_sum / state.partial_epoch.samples;
+  // (before anything of the epoch is recorded: its broadcast may meet a rank that stopped answering)
+  const refine = epoch === 1 && !!state.scheduler.budget && !state.scheduler.budget.refined;
+  if (refine) await refineBudget(ses, seconds);
   // the rate of the epoch's last step (the rate of the whole epoch for the exponential schedule)
   recordEpoch(state, {
     train: trainLoss,
@@ -302,10 +356,7 @@ async function endEpoch(ses: Session, val: Evaluation, seconds: number): Promise
     lr: state.scheduler.lr,
     seconds,
   });
-  if (epoch === 1 && state.scheduler.budget) {
-    refineBudget(ses, seconds);
-    if (ses.writer) await writeConfig(ses); // the planned epochs are the run's target
-  }
+  if (refine && ses.writer) await writeConfig(ses); // the planned epochs are the run's target
   state.epoch = epoch;
   ses.record.last_epoch = epoch;
   if (state.best.val_loss === null || val.loss < state.best.val_loss) {
@@ -553,13 +604,13 @@ async function agreedPlan(
     const runName = plan.checkpoint?.state.run_name ?? plan.settings.run.runName ?? defaultRunName(startedAt);
     const imported = plan.checkpoint?.state.data_fingerprint === IMPORTED;
     const name = imported ? plan.settings.run.runName ?? defaultRunName(startedAt) : runName;
-    bcastString(
+    await bcastString(
       world,
       JSON.stringify({ path: plan.checkpoint?.path, settings: plan.settings, runName: name }),
     );
     return { ...plan, runName: name };
   }
-  const got = JSON.parse(bcastString(world, ""));
+  const got = JSON.parse(await bcastString(world, ""));
   return {
     checkpoint: got.path ? await loadCheckpoint(got.path) : undefined,
     settings: got.settings,
@@ -568,10 +619,10 @@ async function agreedPlan(
 }
 
 /** Every rank must train on the same data: their data fingerprints must equal rank 0's. */
-function agreeOnData(world: World, fingerprint: string): void {
+async function agreeOnData(world: World, fingerprint: string): Promise<void> {
   if (world.size === 1) return;
-  const first = bcastString(world, fingerprint);
-  if (!allAgree(world, first === fingerprint)) {
+  const first = await bcastString(world, fingerprint);
+  if (!(await allAgree(world, first === fingerprint))) {
     const e = new DataError(
       first === fingerprint
         ? "the ranks of this job loaded different data (another rank's data fingerprint differs from rank 0's); " +

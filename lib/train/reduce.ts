@@ -41,8 +41,8 @@ export function allReduceGradients(world: World, stats?: ReductionStats): Gradie
     }
     const loss = new Float64Array([share]);
     const t0 = performance.now();
-    world.allreduceSum(flat);
-    world.allreduceSum64(loss);
+    await world.allreduceSum(flat, "the all-reduce of a step's gradients");
+    await world.allreduceSum64(loss, "the all-reduce of a step's loss");
     if (stats) {
       stats.calls++;
       stats.ms += performance.now() - t0;

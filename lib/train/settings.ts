@@ -140,6 +140,11 @@ export interface RunSettings {
   saveCheckpointEvery: number;
   /** Stop (resumably) before this many seconds of wall time have passed (undefined: no limit). */
   timeLimit?: number;
+  /**
+   * Under MPI: seconds a collective waits for the other ranks before the job stops resumably, naming the rank that
+   * does not answer (0: waits for ever; undefined: automatic, from the measured step times).
+   */
+  collectiveTimeout?: number;
   /** Compute backend. */
   backend: BackendName;
   /**
@@ -605,6 +610,17 @@ export const SETTING_SPECS: readonly SettingSpec[] = [
     to: (v: string) => parseDuration(v),
   },
   {
+    name: "collective-timeout",
+    type: "string",
+    help:
+      "MPI: how long a collective waits for a rank that does not answer before the job stops resumably (exit 3), " +
+      "naming it, e.g. 10m; off: for ever [default: auto: 10x the longest step or wait so far, at least 5 minutes]",
+    check: (v: string) => v === "auto" || v === "off" || v === "0" ? undefined : durationCheck(v),
+    path: ["run", "collectiveTimeout"],
+    resume: "free",
+    to: (v: string) => (v === "auto" ? undefined : v === "off" ? 0 : parseDuration(v)),
+  },
+  {
     name: "backend",
     type: "string",
     default: "auto",
@@ -784,7 +800,10 @@ export function validateSettings(s: TrainSettings): void {
   for (const spec of SETTING_SPECS) {
     const v = get(s, spec);
     if (v === undefined || !spec.check) continue;
-    const raw = spec.path[1] === "timeLimit" || spec.path[1] === "timeBudget" ? `${v}` : v;
+    const raw = spec.path[1] === "timeLimit" || spec.path[1] === "timeBudget" ||
+        spec.path[1] === "collectiveTimeout"
+      ? `${v}`
+      : v;
     const msg = spec.check(raw as never);
     if (msg) throw new FlagError(`--${spec.name}: ${msg}`);
   }

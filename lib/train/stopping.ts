@@ -66,6 +66,19 @@ export class StopControl {
     this.#deadline = timeLimit ? t0 + timeLimit * 1000 : Infinity;
   }
 
+  #askedAt?: number;
+
+  /**
+   * When a stop was asked for (`performance.now()`): the signal's arrival, or the moment from which the time limit
+   * leaves only enough for a checkpoint; undefined while none is. (A collective that waits for a rank that does
+   * not answer gives up after it: see `World.watch`.)
+   */
+  stopAskedAt(): number | undefined {
+    if (this.#askedAt !== undefined) return this.#askedAt;
+    const last = this.#deadline - this.ckptMs * 1.5;
+    return performance.now() >= last ? last : undefined;
+  }
+
   /** True when work of `ms` still leaves time for a checkpoint before the deadline. */
   fits(ms: number): boolean {
     return performance.now() + ms + this.ckptMs * 1.5 < this.#deadline;
@@ -87,10 +100,10 @@ export class StopControl {
    * Agrees on stopping with the other ranks (a signal may reach only some of them, and each has its own clock):
    * all stop when one wants to. True when this session stops.
    */
-  sync(world: World): boolean {
+  async sync(world: World): Promise<boolean> {
     if (world.size > 1) {
       const code = new Float64Array([this.reason ? Math.max(1, REASONS.indexOf(this.reason)) : 0]);
-      world.allreduceMax64(code);
+      await world.allreduceMax64(code, "the agreement on stopping after a step");
       if (code[0] > 0) this.reason = REASONS[code[0]];
     }
     return this.reason !== undefined;
@@ -131,6 +144,7 @@ export class StopControl {
     }
     if (!this.reason) {
       this.reason = sig;
+      this.#askedAt = performance.now();
       this.warn(`${sig} received: finishing the current step, then writing a resumable checkpoint`);
     }
   }

@@ -304,8 +304,8 @@ export class GinoGpu {
       this.rt.submit(enc.encoder);
       const r = await read();
       const loss = new Float64Array([r.loss]);
-      world.allreduceSum(r.grads);
-      world.allreduceSum64(loss);
+      await world.allreduceSum(r.grads, "the all-reduce of a step's gradients");
+      await world.allreduceSum64(loss, "the all-reduce of a step's loss");
       this.rt.write(this.#G, 0, r.grads);
       this.rt.write(this.#LOG, 4 * (LOG_HEADER + 2 * slot), new Float32Array([loss[0]]));
       const enc2 = this.rt.device.createCommandEncoder();
