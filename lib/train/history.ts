@@ -162,6 +162,37 @@ export function writeHistoryJsonSync(layout: RunLayout, state: TrainingState): v
   writeTextFileAtomicSync(layout.history, historyJson(state));
 }
 
+/**
+ * The state with its history cut back to its first `epochs` epochs, sessions kept (for a session that failed
+ * before a checkpoint held its last epochs: the history on disk claims no epoch that no checkpoint holds).
+ */
+export function historyUpTo(state: TrainingState, epochs: number): TrainingState {
+  const h = state.history;
+  if (h.train_losses.length <= epochs) return state;
+  const cut = <T>(a: T[] | undefined) => a?.slice(0, epochs);
+  const val = h.val_losses.slice(0, epochs);
+  let best: TrainingState["best"] = { val_loss: null, epoch: null };
+  val.forEach((v, i) => {
+    if (best.val_loss === null || v < best.val_loss) best = { val_loss: v, epoch: i + 1 };
+  });
+  return {
+    ...state,
+    epoch: Math.min(state.epoch, epochs),
+    best,
+    history: {
+      ...h,
+      train_losses: h.train_losses.slice(0, epochs),
+      val_losses: val,
+      epoch_seconds: h.epoch_seconds.slice(0, epochs),
+      lrs: cut(h.lrs),
+      epoch_ends: cut(h.epoch_ends),
+      val_columns: h.val_columns
+        ? Object.fromEntries(Object.entries(h.val_columns).map(([k, v]) => [k, v.slice(0, epochs)]))
+        : undefined,
+    },
+  };
+}
+
 /** The sessions recorded in a run's `loss_history.json` (empty when it is missing or unreadable). */
 export async function readRecordedSessions(layout: RunLayout): Promise<SessionRecord[]> {
   try {

@@ -27,7 +27,14 @@ import type { RunLayout } from "./layout.ts";
 import { RunLog } from "./log.ts";
 import { RunLock } from "./runlock.ts";
 import { checkpointNames, earlyStopped, isFinished, policyOf } from "./policy.ts";
-import { epochLogLine, epochRecord, recordEpoch, writeHistory, writeHistoryJsonSync } from "./history.ts";
+import {
+  epochLogLine,
+  epochRecord,
+  historyUpTo,
+  recordEpoch,
+  writeHistory,
+  writeHistoryJsonSync,
+} from "./history.ts";
 import { reconcileRun } from "./reconcile.ts";
 import { validateSettings } from "./settings.ts";
 import type { TrainSettings } from "./settings.ts";
@@ -175,6 +182,7 @@ async function openRun(
     previousLock: previous,
     writer,
     reserve,
+    savedEpochs: parts.state.history.train_losses.length,
   };
   return ses;
 }
@@ -428,6 +436,7 @@ async function saveState(ses: Session): Promise<string[]> {
     written.push(`${ses.layout.checkpointDir}/${name}`);
   }
   ses.stop.ckptMs = Math.max(500, performance.now() - tw); // (a stop writes one file: at most this)
+  ses.savedEpochs = state.history.train_losses.length;
   return written;
 }
 
@@ -456,7 +465,7 @@ async function finish(ses: Session, exit: number, t0: number, failure: unknown):
   }
   // the curves of a failed session, if the disk still takes them
   if (failed && recorded && !ses.historyFinal && ses.writer) {
-    await writeHistory(ses.layout, state, { html: true }).catch(() => {});
+    await writeHistory(ses.layout, historyUpTo(state, ses.savedEpochs ?? 0), { html: true }).catch(() => {});
   }
   ses.reserve?.release();
   ses.lock.release();
@@ -489,7 +498,8 @@ function lastWords(ses: Session, e: unknown, history: boolean): void {
   }
   if (!history || !ses.writer || ses.historyFinal) return;
   try {
-    writeHistoryJsonSync(ses.layout, ses.state);
+    // only the epochs a checkpoint holds (an epoch whose save failed is not the run's)
+    writeHistoryJsonSync(ses.layout, historyUpTo(ses.state, ses.savedEpochs ?? 0));
   } catch {
     // the first error is the one reported
   }

@@ -90,6 +90,8 @@ export interface Session extends SessionParts {
   previousLock?: RunLockInfo;
   /** True on the process that writes the run's files (rank 0). */
   writer: boolean;
+  /** Epochs of the history the run's checkpoints hold (at the start, then after each save). */
+  savedEpochs?: number;
   /** Disk space kept for the session's last words when the disk fills (see `SpaceReserve`). */
   reserve?: SpaceReserve;
   /** The history and curves on disk, HTML included, hold this session's closed record (nothing left to write). */
