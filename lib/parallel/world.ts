@@ -32,10 +32,10 @@ export interface StallWatch {
  * the rest of the job).
  */
 export class CollectiveStall extends ToolError {
-  /** Why the wait ended. */
-  readonly why: "timeout" | "stop";
+  /** Why the wait ended: the timeout, a stop asked for, or a rank on this node whose process has ended. */
+  readonly why: "timeout" | "stop" | "gone";
   /** A stall with the given message. */
-  constructor(message: string, why: "timeout" | "stop") {
+  constructor(message: string, why: "timeout" | "stop" | "gone") {
     super(message, EXIT.stopped);
     this.name = "CollectiveStall";
     this.why = why;
@@ -219,7 +219,7 @@ class MpiWorld implements World {
       this.#noteEnd(start);
       return;
     }
-    let rc: number | undefined;
+    let rc: number | undefined, looked = start;
     const call = threaded().then((v) => (rc = v));
     while (rc === undefined) {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -227,6 +227,18 @@ class MpiWorld implements World {
       clearTimeout(timer);
       if (rc !== undefined) break;
       const now = performance.now(), waited = now - start;
+      // a rank on this node whose process has ended never comes (a launcher may leave the job to its timeout)
+      if (waited > 1000 && now - looked > 1000) {
+        looked = now;
+        if (
+          this.#peers.some((p, r) =>
+            r !== this.rank && this.#local(p) && processState(p.pid).startsWith("gone")
+          )
+        ) {
+          this.#broken = true;
+          throw new CollectiveStall(this.#stallText(what, waited, "gone"), "gone");
+        }
+      }
       if (waited > this.#timeoutMs()) {
         this.#broken = true;
         throw new CollectiveStall(this.#stallText(what, waited, "timeout"), "timeout");
@@ -250,8 +262,13 @@ class MpiWorld implements World {
     this.#lastEnd = now;
   }
 
+  /** True for a rank on this node (whose process this one can see). */
+  #local(p: { host: string }): boolean {
+    return p.host === this.#peers[this.rank]?.host;
+  }
+
   /** Names the ranks that do not answer, as far as this node can see (the state of a process on it). */
-  #stallText(what: string, waitedMs: number, why: "timeout" | "stop"): string {
+  #stallText(what: string, waitedMs: number, why: "timeout" | "stop" | "gone"): string {
     const me = this.#peers[this.rank];
     const seen: string[] = [], elsewhere: number[] = [];
     this.#peers.forEach((p, r) => {
@@ -276,6 +293,8 @@ class MpiWorld implements World {
       ? `rank ${this.rank}: ${who}: no answer in ${what} for ${secs} s (--collective-timeout ${
         t === undefined ? `auto, ${(this.#timeoutMs() / 1000).toFixed(0)} s` : `${t}s`
       })`
+      : why === "gone"
+      ? `rank ${this.rank}: ${who}: waited ${secs} s in ${what}`
       : `rank ${this.rank}: ${who}: asked to stop while waiting ${secs} s in ${what}`;
   }
 

@@ -281,6 +281,8 @@ async function stalled(ses: Session, e: CollectiveStall): Promise<number> {
   const at = `epoch ${state.epoch}${state.step_in_epoch ? ` + ${state.step_in_epoch} batches` : ""}`;
   const text = e.why === "timeout"
     ? `stopped at ${at}: a rank stopped answering (${e.message})`
+    : e.why === "gone"
+    ? `stopped at ${at}: a rank ended (${e.message})`
     : `stopped by ${ses.stop.reason ?? "a stop"} at ${at} while a rank did not answer (${e.message})`;
   closeRecord(ses, EXIT.stopped, text);
   if (!ses.writer) {
