@@ -90,6 +90,23 @@ interface Plan {
   outside?: { target: "launcher" | number; ms?: number; whileWriting?: boolean };
 }
 
+/** The launcher's arguments (without its command) for 2 ranks of train.ts on `data` with the tiny model, then `args`. */
+function launcherArgs(launcher: string[], data: string, args: string[]): string[] {
+  return [
+    ...launcher.slice(1),
+    "-n",
+    "2",
+    Deno.execPath(),
+    "run",
+    "-A",
+    `${ROOT}train.ts`,
+    "--base-data-dir",
+    data,
+    ...TINY_TRAIN_ARGS,
+    ...args,
+  ];
+}
+
 /** The first launches cover every kind of kill, with each rank where it matters; then drawn from the seed. */
 const FIRST: [string, number][] = [
   ["collective", 1],
@@ -151,20 +168,7 @@ for (const [name, launcher, launcherEnv] of LAUNCHERS) {
       await using t = await tempDir();
       const data = await tinyPatchData();
       const cmd = (results: string, extra: string[]) => [
-        ...launcher.slice(1),
-        "-n",
-        "2",
-        Deno.execPath(),
-        "run",
-        "-A",
-        `${ROOT}train.ts`,
-        "--base-data-dir",
-        data,
-        ...TINY_TRAIN_ARGS,
-        "--epochs",
-        String(EPOCHS),
-        "--save-checkpoint-every",
-        "2",
+        ...launcherArgs(launcher, data, ["--epochs", String(EPOCHS), "--save-checkpoint-every", "2"]),
         "--results-dir",
         results,
         "--run-name",
@@ -322,20 +326,7 @@ for (const [name, launcher, launcherEnv] of LAUNCHERS) {
       const data = await tinyPatchData();
       const marker = `stall-${crypto.randomUUID().slice(0, 8)}`;
       const args = (results: string, extra: string[]) => [
-        ...launcher.slice(1),
-        "-n",
-        "2",
-        Deno.execPath(),
-        "run",
-        "-A",
-        `${ROOT}train.ts`,
-        "--base-data-dir",
-        data,
-        ...TINY_TRAIN_ARGS,
-        "--epochs",
-        "40",
-        "--save-checkpoint-every",
-        "100",
+        ...launcherArgs(launcher, data, ["--epochs", "40", "--save-checkpoint-every", "100"]),
         "--results-dir",
         results,
         "--run-name",

@@ -277,32 +277,23 @@ async function runSession(ses: Session, resumed: Checkpoint | undefined): Promis
  * scripts resubmit). No MPI call follows (see `CollectiveStall`).
  */
 async function stalled(ses: Session, e: CollectiveStall): Promise<number> {
-  const { state, log } = ses;
-  const at = `epoch ${state.epoch}${state.step_in_epoch ? ` + ${state.step_in_epoch} batches` : ""}`;
+  const at = atText(ses.state);
   const text = e.why === "timeout"
     ? `stopped at ${at}: a rank stopped answering (${e.message})`
     : e.why === "gone"
     ? `stopped at ${at}: a rank ended (${e.message})`
     : `stopped by ${ses.stop.reason ?? "a stop"} at ${at} while a rank did not answer (${e.message})`;
-  closeRecord(ses, EXIT.stopped, text);
   if (!ses.writer) {
+    closeRecord(ses, EXIT.stopped, text);
     console.error(`[rank ${ses.world.rank}] ${text}; rank 0 saves the run`);
     return EXIT.stopped;
   }
-  const rd = ses.s.run.resultsDir;
-  const hint = `continue with deno task train --resume-from auto` +
-    (rd !== "results" ? ` --results-dir ${rd}` : "");
-  if (idle(ses)) {
-    dropRecord(ses);
-    log.warn(`${text}; nothing new to save; ${hint}`);
-    return EXIT.stopped;
-  }
-  const written = await saveState(ses);
-  await writeHistory(ses.layout, state, { html: true });
-  ses.historyFinal = true;
-  log.warn(`${text}; resumable checkpoint ${written.join(", ")}; ${hint}`);
-  return EXIT.stopped;
+  return await saveAndStop(ses, text, (m) => ses.log.warn(m));
 }
+
+/** Where a run is: `epoch N` or `epoch N + K batches`. */
+const atText = (state: Session["state"]) =>
+  `epoch ${state.epoch}${state.step_in_epoch ? ` + ${state.step_in_epoch} batches` : ""}`;
 
 /** The epochs of a session; returns the exit status. */
 async function runEpochs(ses: Session): Promise<number> {
@@ -390,23 +381,28 @@ async function endEpoch(ses: Session, val: Evaluation, seconds: number): Promise
 
 /** A stop before the target (signal or time limit): the resumable checkpoint, exit 3. */
 async function stopResumably(ses: Session): Promise<number> {
-  const { state, log } = ses;
-  const text = `stopped by ${ses.stop.reason} at epoch ${state.epoch}${
-    state.step_in_epoch ? ` + ${state.step_in_epoch} batches` : ""
-  }`;
+  return await saveAndStop(
+    ses,
+    `stopped by ${ses.stop.reason} at ${atText(ses.state)}`,
+    (m) => ses.log.info(m),
+  );
+}
+
+/** Closes the session's record with `text`, writes the resumable checkpoint (unless idle) and says so; exit 3. */
+async function saveAndStop(ses: Session, text: string, say: (m: string) => void): Promise<number> {
   closeRecord(ses, EXIT.stopped, text);
   const rd = ses.s.run.resultsDir;
   const hint = `continue with deno task train --resume-from auto` +
     (rd !== "results" ? ` --results-dir ${rd}` : "");
   if (idle(ses)) {
     dropRecord(ses); // nothing trained: the checkpoint already holds this state
-    log.info(`${text} before training a step; nothing new to save; ${hint}`);
+    say(`${text} before training a step; nothing new to save; ${hint}`);
     return EXIT.stopped;
   }
   const written = await saveState(ses);
-  if (ses.writer) await writeHistory(ses.layout, state, { html: true });
+  if (ses.writer) await writeHistory(ses.layout, ses.state, { html: true });
   ses.historyFinal = true; // a stop is quick: the job may be killed soon after the signal
-  log.info(`${text}; resumable checkpoint ${written.join(", ")}; ${hint}`);
+  say(`${text}; resumable checkpoint ${written.join(", ")}; ${hint}`);
   return EXIT.stopped;
 }
 

@@ -120,16 +120,8 @@ export async function findLatestCheckpoint(
 ): Promise<FoundCheckpoint | undefined> {
   for (const run of await listRuns(resultsDir)) {
     if (only !== undefined && run.name !== only) continue;
-    let best: FoundCheckpoint | undefined;
-    for (const c of run.checkpoints) {
-      const v = await verifyCheckpointBytes(await Deno.readFile(c.path), c.path);
-      if (!v.ok) {
-        warn(`warning: skipping ${c.path}: ${v.problems.join("; ")}`);
-        continue;
-      }
-      const s = v.state!;
-      if (!best || progressOf(s) > progressOf(best.state)) best = { path: c.path, run, state: s };
-    }
+    const { best, damaged } = await bestCheckpointOf(run);
+    for (const d of damaged) warn(`warning: skipping ${d.path}: ${d.problems.join("; ")}`);
     if (best) return best;
     if (run.checkpoints.length) {
       warn(`warning: run ${run.dir} has no valid checkpoint; looking at older runs`);
