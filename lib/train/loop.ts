@@ -457,7 +457,8 @@ async function finish(ses: Session, exit: number, t0: number, failure: unknown):
       error = e;
     });
     if (error) {
-      closeRecord(ses, describeError(error).code, `failed: ${describeError(error).line}`);
+      const { line, code } = describeError(error);
+      closeRecord(ses, code, `failed: ${line}`);
       lastWords(ses, error, true);
     }
   }
