@@ -66,6 +66,20 @@ const BENCH_FLAGS: FlagSpec[] = [
   },
   { name: "steps", type: "int", default: 3, help: "step: timed steps after one warm-up", check: positiveInt },
   {
+    name: "patches",
+    type: "int",
+    default: 1,
+    help: "step: patches of the case's size, each its own points; the steps go round them after a first pass",
+    check: positiveInt,
+  },
+  {
+    name: "log-every",
+    type: "int",
+    help:
+      "step, GPU engine: read the queued steps' losses every N steps (default: about once a second, as training)",
+    check: positiveInt,
+  },
+  {
     name: "mpi",
     type: "int",
     help: "step: compare one process with this many MPI ranks (each run in its own process)",
@@ -197,7 +211,8 @@ const USAGE =
        deno task bench mf6 [--cells 1000000 --mf6-steps 1000] [--json]
        deno task bench gemm --backend webgpu [--case small,dense,large,real --repeats R] [--json]
        deno task bench step [--points N --batch B --latent G --radius R | --case small,dense,large,real]
-                            [--backend X --micro-batch M --profile --torch [--device cuda] --mpi K --json]`;
+                            [--backend X --micro-batch M --patches P --log-every K --profile --torch
+                             [--device cuda] --mpi K --json]`;
 
 async function main(): Promise<number> {
   const flags = parseFlags(Deno.args, BENCH_FLAGS);

@@ -220,7 +220,25 @@ Deno.test({
       await r.e.sync();
       assert.deepEqual(await weightsOf(r.c.model), weightsAt[2]);
     }
-    for (const r of [one, all, q, waits]) r.e.dispose();
+    // losses read one read late (as training reads them in an epoch): the same losses, no wait for an empty
+    // queue, and at the non-finite loss every step taken comes back, none applied from there on
+    const late = mk(), lateLosses: number[][] = [];
+    for (const [k, y] of ys(late.c).entries()) {
+      await late.e.trainStep(late.c.geom, late.c.x, y, B, core, 1, late.opt, o);
+      if (k % 2 === 1) lateLosses.push((await late.e.readEarlierLosses()).losses);
+    }
+    assert.deepEqual(lateLosses.map((l) => l.length), [0, 2, 4], "one read late; all at the non-finite loss");
+    assert.deepEqual(lateLosses.flat().slice(0, 4).map(String), oneLosses.slice(0, 4).map(String));
+    assert.equal(late.e.counters.idleWaits, 1, "only the read that met the non-finite loss waited for all");
+    assert.equal(late.e.counters.waits, 3);
+    assert.equal(late.opt.step, 3, "the step count is set back to the updates made");
+    await late.e.sync();
+    assert.deepEqual(
+      await weightsOf(late.c.model),
+      weightsAt[2],
+      "nothing applied from the non-finite step on",
+    );
+    for (const r of [one, all, q, waits, late]) r.e.dispose();
   },
 });
 
@@ -295,5 +313,60 @@ Deno.test({
     assert.ok(relDiff(g2.flat, g1.flat) <= 1e-5);
     big.dispose();
     one.dispose();
+  },
+});
+
+Deno.test({
+  name:
+    "GPU engine, many patches of different sizes: after the first pass a step records no plan and creates no bind " +
+    "group, pipeline or buffer, and writes only its batch (beyond what a fixed cache of 96 plans holds)",
+  ignore,
+  async fn() {
+    await initBackend("webgpu");
+    const cfg = JSON.parse(await Deno.readTextFile(`${FIXTURES}gino-golden-small/config.json`)).gino_kwargs;
+    const B = 2, P = 26, tin = cfg.in_gno_out_channels, tout = cfg.out_channels;
+    const model = createGino(cfg, 5);
+    const rng = new Rng(4);
+    // sizes up and down, the largest patch neither first nor last (it would make earlier plans stale)
+    const patches = Array.from({ length: P }, (_, p) => {
+      const n = 30 + ((p * 7) % 13) * 3;
+      const pts = benchPoints(n, p + 1);
+      const geom = model.geometry(pts, latentGrid(pts, [4, 4, 4]), [4, 4, 4]);
+      const x = Float32Array.from({ length: B * n * tin }, () => rng.normal());
+      const y = Float32Array.from({ length: B * n * tout }, () => rng.normal() + 2);
+      return { n, geom, x, y };
+    });
+    const engine = new GinoGpu(model);
+    engine.reserve(patches.map((q) => q.geom), B, B);
+    const opt = new Adam(model.variables, 1e-3);
+    const o = { groups: 1, tout };
+    const pass = async (forward: boolean) => {
+      for (const q of patches) {
+        await engine.trainStep(q.geom, q.x, q.y, B, q.n, B, opt);
+        await engine.evaluate(q.geom, q.x, q.y, B, q.n, B, o);
+        if (forward) await engine.forward(q.geom, q.x, B, B);
+      }
+      const { losses } = await engine.readLosses();
+      const sums = await engine.readEvaluation();
+      return { losses, sums };
+    };
+    await pass(true); // the first pass: each patch's plans recorded
+    engine.rt.resetCounters();
+    const { losses, sums } = await pass(false);
+    const c = engine.counters;
+    assert.equal(losses.length, P);
+    assert.equal(sums.length, P);
+    assert.ok(losses.every(Number.isFinite) && sums.flat().every(Number.isFinite));
+    assert.equal(c.plans, 0, `plans recorded after the first pass: ${JSON.stringify(c)}`);
+    assert.equal(c.bindGroups, 0, `bind groups created after the first pass: ${JSON.stringify(c)}`);
+    assert.equal(c.pipelines, 0);
+    assert.equal(c.buffers, 0, `buffers created after the first pass: ${JSON.stringify(c)}`);
+    assert.equal(c.uploads, 2 * P, "one write per step and per validation batch (its windows)");
+    assert.equal(c.submits, 2 * P + 2, "one submission per step and validation batch, one per log read");
+    assert.equal(c.readbacks, 2);
+    assert.equal(c.waits, 2);
+    for (const q of patches) q.geom.dispose();
+    engine.dispose();
+    model.dispose();
   },
 });

@@ -74,14 +74,15 @@ Deno.test({
       ]);
       assert.equal(r.code, 0, r.stderr);
     }
-    // losses read back every 3 steps (8 per epoch): SIGTERM after step 10, while steps 9-11 are queued; the run
-    // stops after step 11 with a resumable checkpoint, and the resumed run ends as the uninterrupted one
+    // losses read back every 3 steps (8 per epoch), one read late: step 10's loss is known at step 14 (the read
+    // that asks for steps 12-14 takes 9-11), the SIGTERM comes then, while steps 12-14 are queued; the run reads
+    // them, stops after step 14 with a resumable checkpoint, and the resumed run ends as the uninterrupted one
     const k = ["--backend", "webgpu", "--epochs", "3", "--results-dir", t.dir, "--log-every", "3"];
     const stopped = await runTrain([...k, "--run-name", "k"], { GINO_GW_TEST_SIGTERM_AFTER_STEP: "10" });
     assert.equal(stopped.code, 3, stopped.stderr);
     assert.match(
       await Deno.readTextFile(`${t.dir}/k/train.log`),
-      /stopped by SIGTERM at epoch 1 \+ 3 batches/,
+      /stopped by SIGTERM at epoch 1 \+ 6 batches/,
     );
     const resumed = await runTrain([...k, "--resume-from", "auto"]);
     assert.equal(resumed.code, 0, resumed.stderr);

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { tf } from "./backend.ts";
+import * as tf from "@tensorflow/tfjs";
 
 /** Kept signed frequencies along a full (complex) axis of size g for m modes. */
 export function keptFrequencies(g: number, m: number): number[] {

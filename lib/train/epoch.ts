@@ -11,6 +11,7 @@ import type { Batch } from "../data/batch.ts";
 import { trainStep } from "./step.ts";
 import { ProgressBar } from "./progress.ts";
 import { testSignalStep } from "./stopping.ts";
+import type { GpuCounters } from "../model/gpu/runtime.ts";
 import type { Session, SessionParts } from "./session.ts";
 import { lrAt, noteStepRate } from "./schedule.ts";
 import { BudgetProbe } from "./budget.ts";
@@ -33,6 +34,7 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
   const signalAfter = testSignalStep();
   const reads = new LossReads(ses);
   const probe = BudgetProbe.of(ses);
+  const work = ses.engine ? new StepWork(ses) : undefined;
   /** Accounts for steps whose losses are known (batch sizes, losses, time each); a diverged loss ends the epoch. */
   const account = (sizes: number[], losses: number[], ms: number): EpochEnd | undefined => {
     for (let i = 0; i < sizes.length; i++) {
@@ -67,10 +69,12 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
       // the step is queued on the GPU; its loss is read back with others' (every few steps, and before a stop)
       await untaken(sampler, engineStep(ses, batch));
       reads.queued(batch.b);
+      work!.steps++;
       const last = sampler.position >= sampler.batchesPerEpoch;
       // (each step is read while a time budget's plan waits for step times)
-      if (!last && !reads.due() && !stop.reason && !probe?.waiting) continue;
-      const r = await reads.read();
+      const all = last || !!stop.reason || !!probe?.waiting;
+      if (!all && !reads.due()) continue;
+      const r = await reads.read(all);
       const end = account(r.sizes, r.losses, r.ms);
       if (end) return end;
       await probe?.maybePlan();
@@ -82,8 +86,17 @@ export async function trainEpoch(ses: Session): Promise<EpochEnd> {
     }
     // let a pending signal's handler run before the next step starts (the step reads only its loss back)
     await new Promise((r) => setTimeout(r, signalAfter !== undefined ? 20 : 0));
-    if (await stop.sync(ses.world)) break;
+    if (await stop.sync(ses.world)) {
+      // the steps still queued on the GPU are taken: their losses are read before the state is saved
+      if (ses.engine && reads.pending) {
+        const r = await reads.read(true);
+        const end = account(r.sizes, r.losses, r.ms);
+        if (end) return end;
+      }
+      break;
+    }
   }
+  work?.end();
   bar.clear();
   return sampler.position < sampler.batchesPerEpoch ? "stop" : "done";
 }
@@ -104,11 +117,15 @@ async function untaken<T>(sampler: Session["sampler"], step: Promise<T>): Promis
 /**
  * When the GPU engine's training losses are read back: every `--log-every` steps, or (by default) about once a
  * second at the measured step time (at most every 256 steps); every step in a data-parallel run (whose steps read
- * their gradients back anyway, and whose ranks agree on stopping after each step).
+ * their gradients back anyway, and whose ranks agree on stopping after each step). A read in the middle of an epoch
+ * takes the losses of the steps asked for at the read before, so the GPU never waits for the host (the losses come
+ * one read late); the epoch's last step, a stop and a time budget's planning read every step taken.
  */
 class LossReads {
+  /** Windows of each step taken whose loss is not yet accounted, in order. */
   #sizes: number[] = [];
   #since = performance.now();
+  #taken = 0;
   #every = 1;
 
   constructor(readonly ses: Session) {
@@ -120,29 +137,55 @@ class LossReads {
   /** Notes a queued step of `size` windows. */
   queued(size: number): void {
     this.#sizes.push(size);
+    this.#taken++;
   }
 
   /** True when the queued steps' losses are to be read now. */
   due(): boolean {
-    return this.#sizes.length >= this.#every;
+    return this.#taken >= this.#every;
   }
 
-  /** Steps queued whose losses are not read yet. */
+  /** Steps taken whose losses are not accounted yet. */
   get pending(): number {
     return this.#sizes.length;
   }
 
-  /** Reads the queued steps' losses; with their sizes and the time per step since the last read. */
-  async read(): Promise<{ sizes: number[]; losses: number[]; ms: number }> {
-    const { losses } = await this.ses.engine!.readLosses();
-    const sizes = this.#sizes, now = performance.now();
-    const ms = (now - this.#since) / sizes.length;
-    this.#sizes = [];
+  /**
+   * The losses read now (all steps taken with `all`, else those of earlier steps); with their sizes and the time
+   * per step since the last read.
+   */
+  async read(all: boolean): Promise<{ sizes: number[]; losses: number[]; ms: number }> {
+    const engine = this.ses.engine!;
+    const { losses } = all || this.ses.world.size > 1
+      ? await engine.readLosses()
+      : await engine.readEarlierLosses();
+    const sizes = this.#sizes.splice(0, losses.length), now = performance.now();
+    const ms = (now - this.#since) / Math.max(1, this.#taken);
+    this.#taken = 0;
     this.#since = now;
     if (this.ses.world.size === 1 && !this.ses.s.run.logEvery) {
       this.#every = Math.max(1, Math.min(256, Math.floor(1000 / Math.max(ms, 1e-3))));
     }
     return { sizes, losses, ms };
+  }
+}
+
+/** What the GPU engine was asked over an epoch's training steps, per step (into `ses.gpuPerStep`). */
+class StepWork {
+  steps = 0;
+  #before: GpuCounters;
+
+  constructor(readonly ses: Session) {
+    this.#before = { ...ses.engine!.counters };
+  }
+
+  end(): void {
+    if (!this.steps) return;
+    const now = this.ses.engine!.counters as unknown as Record<string, number>;
+    const before = this.#before as unknown as Record<string, number>;
+    this.ses.gpuPerStep = Object.fromEntries(
+      Object.keys(now).map((k) => [k, (now[k] - before[k]) / this.steps]),
+    ) as unknown as GpuCounters;
   }
 }
 

@@ -50,6 +50,7 @@ import { refineBudget } from "./budget.ts";
 import { StopControl } from "./stopping.ts";
 import { allAgree, bcastString, CollectiveStall, currentWorld } from "../parallel/world.ts";
 import { configureThreads } from "../parallel/threads.ts";
+import { formatCounters } from "../model/gpu/runtime.ts";
 import type { World } from "../parallel/world.ts";
 import { loadCheckpoint } from "./checkpoint.ts";
 import { defaultRunName, SPACE_RESERVE } from "./layout.ts";
@@ -372,8 +373,11 @@ async function endEpoch(ses: Session, val: Evaluation, seconds: number): Promise
   await saveState(ses);
   const rec = epochRecord(state, epoch, ses.sampler.totalWindows, ses.policy);
   ses.log.info(epochLogLine(rec, ses.policy.epochs));
+  const gpu = ses.gpuPerStep;
+  ses.gpuPerStep = undefined;
+  if (gpu) ses.log.record(`GPU work per training step in epoch ${epoch}: ${formatCounters(gpu)}`);
   if (!ses.writer) return;
-  await appendTextFile(ses.layout.metrics, JSON.stringify(rec) + "\n");
+  await appendTextFile(ses.layout.metrics, JSON.stringify(gpu ? { ...rec, gpu_per_step: gpu } : rec) + "\n");
   // the HTML page (plotly inlined, 4-5 MB) every few epochs; the session's end writes it too
   await writeHistory(ses.layout, state, { html: epoch % HTML_EVERY === 0 });
   await ses.lock.heartbeat();

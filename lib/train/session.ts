@@ -34,6 +34,7 @@ import type { RunLock, RunLockInfo } from "./runlock.ts";
 import type { StopControl } from "./stopping.ts";
 import type { RunLog } from "./log.ts";
 import { gpuEngineFor } from "../model/gpu/engine.ts";
+import type { GpuCounters } from "../model/gpu/runtime.ts";
 import type { GinoGpu } from "../model/gpu/engine.ts";
 
 /** The model, data and state of a session (the run folder parts are added once it is opened). */
@@ -98,6 +99,8 @@ export interface Session extends SessionParts {
   historyFinal?: boolean;
   /** How much longer than the others the session's first step took (compiling kernels), ms; for a time budget. */
   firstStepExtraMs?: number;
+  /** What the GPU engine was asked per training step in the last epoch's steps (validation not included). */
+  gpuPerStep?: GpuCounters;
 }
 
 /** Builds the parts of a session (see the module documentation). Writes nothing. */
@@ -137,7 +140,10 @@ export function prepareSession(
   const micro = engine
     ? (s.optim.microBatch ?? shareMicroBatch(s.data.batchSize, s.data.batchSize, o.world.size))
     : microBatchOf(s, ds, geometries, model.config.fno_hidden_channels, o.world);
-  if (engine) logGpuPasses(engine, geometries, micro, o.log);
+  if (engine) {
+    logGpuPasses(engine, geometries, micro, o.log);
+    engine.reserve(geometries, s.data.batchSize, micro);
+  }
   const reduction: ReductionStats = { calls: 0, ms: 0, bytes: 0 };
   return {
     s,

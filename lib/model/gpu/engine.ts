@@ -22,7 +22,7 @@ import type { Gino, GinoGeometry } from "../gino.ts";
 import type { ResidualSpec } from "../residual.ts";
 import type { World } from "../../parallel/world.ts";
 import { GpuRuntime, Recorder } from "./runtime.ts";
-import type { Dispatch, GpuCounters, GpuLimits } from "./runtime.ts";
+import type { Dispatch, GpuCounters, GpuLimits, Readback } from "./runtime.ts";
 import { dftTables, dimsOf, packGeometry, paramLayout } from "./layout.ts";
 import type { DftTables, Dims, GeometryPack, ParamLayout } from "./layout.ts";
 import { evalStride, normParts, PARAMS, PlanBuilder, updatePlan } from "./plan.ts";
@@ -96,6 +96,18 @@ export const LOG_SLOTS = 1024;
 /** Floats of the validation log. */
 const EVAL_FLOATS = 16384;
 
+/** A step taken: whether it computed a gradient norm, and its loss where the host knows it (data-parallel runs). */
+interface PendingStep {
+  norm: boolean;
+  loss?: number;
+}
+
+/** Steps whose log copy is asked for (none where their losses are known), in their slot order. */
+interface LogRead {
+  steps: PendingStep[];
+  read?: Readback;
+}
+
 /** Raised when a micro-batch does not fit the adapter's buffer limits. */
 export class GpuMemoryError extends Error {}
 
@@ -162,9 +174,19 @@ interface Plan {
   dispatches: Dispatch[];
   rec: Recorder;
   generation: number;
+  /** The geometry whose plans it is among (0: none, e.g. the update). */
+  geometry: number;
+  /** The step (or pass) that last used it: a plan in use is never evicted. */
+  used: number;
 }
 
-const MAX_PLANS = 96;
+/**
+ * Plans kept per patch geometry, the least recently used going first: a patch's training step needs three (the
+ * kernel MLPs' forward, its micro-batch pass, their backward), validation two more, and an epoch's last, smaller
+ * batch its own micro-batch plans. The cache grows with the patches (a plan is its bind groups and a few KiB of
+ * uniforms, small beside the patch's geometry buffers), so no plan is rebuilt once every patch has been seen.
+ */
+const PLANS_PER_GEOMETRY = 12;
 let geometryIds = 0;
 
 /** The engine (see the module documentation). */
@@ -186,12 +208,23 @@ export class GinoGpu {
   #geoms = new Map<GinoGeometry, GeoGpu>();
   #tables = new Map<string, { tables: DftTables; buf: GPUBuffer }>();
   #plans = new Map<string, Plan>();
+  /** Counts the steps and passes that gather plans (see Plan.used). */
+  #stamp = 0;
   /** The tfjs tensor data last copied to or from the flat buffers: [weights, first moments, second moments]. */
   #synced: [unknown[], unknown[], unknown[]] = [[], [], []];
   #optimizer?: GpuOptimizer;
   #staging = new Float32Array(0);
-  /** Steps taken since the training log was last read: whether each computed a norm, and its loss if known. */
-  #pending: { norm: boolean; loss?: number }[] = [];
+  /**
+   * Steps taken since the training log was last asked for (their slots in the log, in order): whether each
+   * computed a norm, and its loss if known.
+   */
+  #pending: PendingStep[] = [];
+  /** Blocks of steps whose log copy is asked for and not yet read back, oldest first. */
+  #inflight: LogRead[] = [];
+  /** Fences placed in the queue by the throttle, oldest first, with the bytes uploaded before each. */
+  #fences: { read: Readback; queued: number }[] = [];
+  /** Steps found not applied (a non-finite loss and the steps queued after it) since the flag was last reset. */
+  #skipped = 0;
   /** Steps read from the log and not yet handed out by readLosses. */
   #read: { loss: number; norm: number }[] = [];
   /** Validation batches in the validation log (slots used), their slot size, and those already read back. */
@@ -202,7 +235,7 @@ export class GinoGpu {
   #gradsZero = true;
   /** The flat weights and moments are newer than the tfjs variables (see sync). */
   #ahead = false;
-  /** Bytes uploaded for work queued since the GPU was last known to be idle. */
+  /** Bytes uploaded for work queued since the GPU was last known to be idle (or past the oldest fence). */
   #queued = 0;
 
   /**
@@ -252,9 +285,13 @@ export class GinoGpu {
     return this.rt.counters;
   }
 
-  /** GPU memory held by the engine's buffers, bytes. */
+  /** GPU memory held by the engine's buffers (plans' uniforms and patches' geometry included), bytes. */
   get bytes(): number {
-    return this.#pool.bytes + 4 * 4 * this.layout.size;
+    let b = this.#pool.bytes + 4 * 4 * this.layout.size;
+    for (const p of this.#plans.values()) b += p.rec.bytes;
+    for (const g of this.#geoms.values()) b += g.GF.size + g.GI.size;
+    for (const t of this.#tables.values()) b += t.buf.size;
+    return b;
   }
 
   /**
@@ -272,7 +309,7 @@ export class GinoGpu {
     opt: GpuOptimizer,
     o: GpuStepOptions = {},
   ): Promise<void> {
-    if (this.#pending.length >= LOG_SLOTS || (opt !== this.#optimizer && this.#pending.length)) {
+    if (this.#pending.length >= LOG_SLOTS || (opt !== this.#optimizer && this.unreadSteps)) {
       await this.#drain();
     }
     await this.#catchUp();
@@ -323,14 +360,39 @@ export class GinoGpu {
    */
   async readLosses(): Promise<StepLosses> {
     await this.#drain();
-    const read = this.#read;
-    this.#read = [];
-    return { losses: read.map((r) => r.loss), gradNorms: read.map((r) => r.norm) };
+    return this.#handOut();
+  }
+
+  /**
+   * The losses of earlier steps, without waiting for the GPU to finish what is queued: asks for the log of the
+   * steps taken since the last call (a copy in the queue behind them, mapped as soon as the GPU has done them) and
+   * returns those of the steps asked for before (possibly none), whose copy the GPU has long done while later steps
+   * stay queued. So the GPU never idles for a read, and the losses come one call late. Where a loss among them is
+   * not finite, it waits for every step taken and returns all of them, as {@linkcode GinoGpu.readLosses} does
+   * (the steps after a non-finite loss were not applied).
+   */
+  async readEarlierLosses(): Promise<StepLosses> {
+    if (this.#pending.length) this.#ask();
+    while (
+      this.#inflight.length > 1 || (this.#inflight.length === 1 && this.#inflight[0].read === undefined)
+    ) {
+      if (await this.#take(this.#inflight.shift()!)) {
+        await this.#drain(); // a step not applied: every later one was not either
+        break;
+      }
+    }
+    return this.#handOut();
   }
 
   /** Steps taken whose losses {@linkcode GinoGpu.readLosses} has not yet returned. */
   get unreadSteps(): number {
-    return this.#pending.length + this.#read.length;
+    return this.#pending.length + this.#inflight.reduce((a, b) => a + b.steps.length, 0) + this.#read.length;
+  }
+
+  #handOut(): StepLosses {
+    const read = this.#read;
+    this.#read = [];
+    return { losses: read.map((r) => r.loss), gradNorms: read.map((r) => r.norm) };
   }
 
   /**
@@ -448,35 +510,81 @@ export class GinoGpu {
     return out;
   }
 
-  /** Waits for the GPU to finish its queued work when their uploads exceed maxQueuedBytes. */
+  /**
+   * Keeps the uploads of queued work under maxQueuedBytes without waiting for an empty queue: a fence (a 4-byte
+   * copy whose map is asked for at once) goes into the queue every half of the limit, and past the limit the host
+   * waits for the oldest fence, the work behind it staying queued.
+   */
   async #catchUp(): Promise<void> {
-    if (this.#queued <= this.maxQueuedBytes) return;
-    await this.rt.device.queue.onSubmittedWorkDone();
-    this.#queued = 0;
+    const last = this.#fences.at(-1)?.queued ?? 0;
+    if (this.#queued - last > this.maxQueuedBytes / 2) {
+      const enc = this.rt.device.createCommandEncoder();
+      const read = this.rt.readback(enc, this.#LOG, 0, 4, true);
+      this.rt.submit(enc);
+      read.start();
+      this.#fences.push({ read, queued: this.#queued });
+    }
+    while (this.#queued > this.maxQueuedBytes && this.#fences.length) {
+      const f = this.#fences.shift()!;
+      await f.read.bytes();
+      this.#queued -= f.queued;
+      for (const g of this.#fences) g.queued -= f.queued;
+    }
   }
 
-  /** Reads the training log of the pending steps (see readLosses). */
-  async #drain(): Promise<void> {
-    const pending = this.#pending;
-    if (!pending.length) return;
+  /** After a read of everything queued: the queue is known empty, the fences passed. */
+  async #idle(): Promise<void> {
+    this.#queued = 0;
+    const fences = this.#fences;
+    this.#fences = [];
+    for (const f of fences) await f.read.discard();
+  }
+
+  /** Asks for the log of the pending steps: a copy behind them in the queue, its map asked for at once. */
+  #ask(): void {
+    const steps = this.#pending;
     this.#pending = [];
-    let log: Float32Array | undefined;
-    if (pending.some((p) => p.loss === undefined || p.norm)) {
-      const enc = this.rt.device.createCommandEncoder();
-      const read = this.rt.readAfterSubmit(enc, this.#LOG, 0, 4 * (LOG_HEADER + 2 * pending.length));
-      this.rt.submit(enc);
-      log = new Float32Array(await read());
-      this.#queued = 0;
+    if (!steps.some((p) => p.loss === undefined || p.norm)) {
+      this.#inflight.push({ steps });
+      return;
     }
-    let bad = -1;
-    pending.forEach((p, i) => {
+    const enc = this.rt.device.createCommandEncoder();
+    const read = this.rt.readback(enc, this.#LOG, 0, 4 * (LOG_HEADER + 2 * steps.length));
+    this.rt.submit(enc);
+    read.start();
+    this.#inflight.push({ steps, read });
+  }
+
+  /**
+   * Reads a block's log (waiting for its copy) into the steps read; true when a loss in it is not finite (the
+   * steps from there on were not applied, nor any step queued after them until the host writes the log's flag
+   * back: the caller then drains everything before that).
+   */
+  async #take(block: LogRead): Promise<boolean> {
+    const log = block.read ? new Float32Array(await block.read.bytes()) : undefined;
+    let bad = this.#skipped ? 0 : -1; // after a non-finite loss not yet answered, no step was applied
+    block.steps.forEach((p, i) => {
       const loss = p.loss ?? log![LOG_HEADER + 2 * i];
       this.#read.push({ loss, norm: p.norm ? log![LOG_HEADER + 2 * i + 1] : NaN });
       if (bad < 0 && !Number.isFinite(loss)) bad = i;
     });
-    if (bad >= 0) {
-      // the updates stopped at step `bad`: the step count back to the updates made, and updates on again
-      if (this.#optimizer) this.#optimizer.step -= pending.length - bad;
+    if (bad < 0) return false;
+    this.#skipped += block.steps.length - bad;
+    return true;
+  }
+
+  /** Reads the training log of every step taken (see readLosses). */
+  async #drain(): Promise<void> {
+    if (this.#pending.length) this.#ask();
+    if (!this.#inflight.length) return;
+    const blocks = this.#inflight;
+    this.#inflight = [];
+    for (const b of blocks) await this.#take(b);
+    await this.#idle();
+    if (this.#skipped) {
+      // the updates stopped at a non-finite loss: the step count back to the updates made, and updates on again
+      if (this.#optimizer) this.#optimizer.step -= this.#skipped;
+      this.#skipped = 0;
       this.rt.write(this.#LOG, 0, new Float32Array(1));
     }
   }
@@ -489,7 +597,7 @@ export class GinoGpu {
     const read = this.rt.readAfterSubmit(enc, this.#ELOG, 0, 4 * n * stride);
     this.rt.submit(enc);
     const log = new Float32Array(await read());
-    this.#queued = 0;
+    await this.#idle();
     for (let i = 0; i < n; i++) this.#evalRead.push(Array.from(log.subarray(i * stride, (i + 1) * stride)));
   }
 
@@ -564,6 +672,33 @@ export class GinoGpu {
   }
 
   /**
+   * Sizes the shared buffers for every patch a run will use, before any plan is recorded: each patch's training
+   * step, validation and prediction of `batch` windows in micro-batches of `micro`. The buffers are shared by all
+   * plans and a plan holds the buffers it was recorded with, so a buffer that grows for a larger patch seen later
+   * would make every plan recorded before it stale. After this, the first pass over the patches records each
+   * patch's plans once and nothing is recorded again (tested; `bench step --patches` counts it).
+   */
+  reserve(geoms: readonly GinoGeometry[], batch: number, micro: number): void {
+    const need = new Sizer();
+    for (const geom of geoms) {
+      const g = this.#geometry(geom), d = g.dims;
+      const m = Math.min(micro, batch, this.passSize(geom));
+      need.get("in", PARAMS + batch * d.N * (d.Cin + d.Cout));
+      need.get("prediction", batch * d.N * d.Cout);
+      const b = new PlanBuilder(this.#context(g, need, new Recorder(this.rt, "sizing")));
+      b.kernelForward("in");
+      b.kernelForward("out");
+      const o = { residual: { cols: 1, tin: 1, tout: d.Cout } } as GpuStepOptions;
+      for (const mode of ["train", "eval", "forward"] as const) {
+        b.micro(this.#microOptions(g, m, 0, m, d.N, o, mode, true));
+      }
+      b.kernelBackward("in");
+      b.kernelBackward("out");
+    }
+    for (const [name, floats] of need.floats) this.#pool.get(name, floats);
+  }
+
+  /**
    * Windows per GPU pass on `geom`: as many as the memory budget and the adapter's largest buffer binding allow
    * (at least one). A micro-batch larger than that runs in several passes whose gradients are summed.
    */
@@ -604,7 +739,7 @@ export class GinoGpu {
     const g = this.#geoms.get(geom);
     if (!g) return;
     for (const [key, p] of this.#plans) {
-      if (key.split(":")[1] === String(g.id)) {
+      if (p.geometry === g.id) {
         p.rec.destroy();
         this.#plans.delete(key);
       }
@@ -690,6 +825,7 @@ export class GinoGpu {
     mode: MicroOptions["mode"],
   ): { plans: Plan[]; units: [number, number][] } {
     const units = this.#units(g, batch, micro, mode === "forward" ? undefined : o.share);
+    this.#stamp++;
     // a buffer that grows while a later plan is built invalidates the earlier ones: build until none grows
     for (;;) {
       const gen = this.#pool.generation;
@@ -710,20 +846,22 @@ export class GinoGpu {
       const b = new PlanBuilder(this.#context(g, this.#pool, rec));
       b.kernelForward("in");
       b.kernelForward("out");
-    })];
+    }, g.id)];
     units.forEach(([s0, m], i) => {
       const mo = this.#microOptions(g, m, s0, batch, core, o, mode, i === 0);
       const key =
         `micro:${g.id}:${mode}:${mo.m}:${s0}:${batch}:${core}:${mo.eps}:${JSON.stringify(mo.residual)}:` +
         `${mo.groups}:${mo.tout}:${mo.first}`;
-      plans.push(this.#plan(key, (rec) => new PlanBuilder(this.#context(g, this.#pool, rec)).micro(mo)));
+      plans.push(
+        this.#plan(key, (rec) => new PlanBuilder(this.#context(g, this.#pool, rec)).micro(mo), g.id),
+      );
     });
     if (mode === "train") {
       plans.push(this.#plan(`kernels-backward:${g.id}`, (rec) => {
         const b = new PlanBuilder(this.#context(g, this.#pool, rec));
         b.kernelBackward("in");
         b.kernelBackward("out");
-      }));
+      }, g.id));
     }
     return plans;
   }
@@ -750,11 +888,12 @@ export class GinoGpu {
   }
 
   /** A cached plan, rebuilt when a buffer it uses was replaced by a larger one. */
-  #plan(key: string, build: (rec: Recorder) => void): Plan {
+  #plan(key: string, build: (rec: Recorder) => void, geometry = 0): Plan {
     const have = this.#plans.get(key);
     if (have && have.generation === this.#pool.generation) {
       this.#plans.delete(key); // most recently used last
       this.#plans.set(key, have);
+      have.used = this.#stamp;
       return have;
     }
     have?.rec.destroy();
@@ -764,12 +903,26 @@ export class GinoGpu {
       const rec = new Recorder(this.rt, key);
       build(rec);
       if (this.#pool.generation !== gen && tries < 3) continue; // a buffer grew while building: build again
-      const plan = { dispatches: rec.finish(), rec, generation: this.#pool.generation };
+      const plan = {
+        dispatches: rec.finish(),
+        rec,
+        generation: this.#pool.generation,
+        geometry,
+        used: this.#stamp,
+      };
       this.#plans.set(key, plan);
-      while (this.#plans.size > MAX_PLANS) {
-        const [oldest, p] = this.#plans.entries().next().value!;
-        p.rec.destroy();
-        this.#plans.delete(oldest);
+      if (geometry) {
+        // the least recently used of this geometry's plans beyond the limit, none that this step uses
+        const mine = [...this.#plans].filter(([, p]) => p.geometry === geometry && p.used !== this.#stamp);
+        const inUse = [...this.#plans.values()].filter((p) =>
+          p.geometry === geometry && p.used === this.#stamp
+        );
+        for (
+          const [oldest, p] of mine.slice(0, Math.max(0, mine.length + inUse.length - PLANS_PER_GEOMETRY))
+        ) {
+          p.rec.destroy();
+          this.#plans.delete(oldest);
+        }
       }
       return plan;
     }

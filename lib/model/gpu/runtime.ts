@@ -16,18 +16,73 @@ import * as tf from "@tensorflow/tfjs";
 /** A command the GPU device rejected, or memory it could not allocate. */
 export class GpuDeviceError extends Error {}
 
-/** What the GPU was asked to do, counted since the counters were last reset. */
+/**
+ * What the GPU was asked to do and what the host waited for, counted since the counters were last reset: every
+ * call the engine makes on the device goes through the runtime and is counted here.
+ */
 export interface GpuCounters {
   /** Compute dispatches (kernel launches). */
   dispatches: number;
   /** Command buffers submitted to the queue. */
   submits: number;
-  /** Writes from the host to GPU buffers (`queue.writeBuffer`). */
+  /**
+   * Writes from the host to GPU buffers (every `queue.writeBuffer`: a step's batch and scalars, and the
+   * uniforms, geometry, DFT tables and residual weights written when a plan or a patch is first set up).
+   */
   uploads: number;
   /** Reads of GPU buffers back to the host (each a map of a staging buffer). */
   readbacks: number;
-  /** Buffer-to-buffer copies and clears recorded (no kernel, no host transfer). */
+  /** Buffer-to-buffer copies and clears recorded, the copies into read-back staging buffers included. */
   copies: number;
+  /** Host waits on the GPU: buffer maps (read-backs) and `onSubmittedWorkDone`. */
+  waits: number;
+  /**
+   * Of the waits, those that need every submitted command buffer to finish (the GPU then idles until the host
+   * submits again): a map of a copy in the newest submission, and every `onSubmittedWorkDone`.
+   */
+  idleWaits: number;
+  /** GPU buffers created (staging and query buffers included). */
+  buffers: number;
+  /** Bind groups created. */
+  bindGroups: number;
+  /** Compute pipelines created (each kernel source once). */
+  pipelines: number;
+  /** Plans recorded (lists of dispatches with their bind groups; the engine's cache keeps them). */
+  plans: number;
+}
+
+/** Counters all zero. */
+export function zeroCounters(): GpuCounters {
+  return {
+    dispatches: 0,
+    submits: 0,
+    uploads: 0,
+    readbacks: 0,
+    copies: 0,
+    waits: 0,
+    idleWaits: 0,
+    buffers: 0,
+    bindGroups: 0,
+    pipelines: 0,
+    plans: 0,
+  };
+}
+
+/** Counters per step in words. */
+export function formatCounters(c: GpuCounters): string {
+  const f = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(3));
+  return `${f(c.dispatches)} dispatches, ${f(c.submits)} submissions, ${f(c.uploads)} buffer writes, ` +
+    `${f(c.readbacks)} read-backs, ${f(c.copies)} copies/clears, ${f(c.waits)} waits (${f(c.idleWaits)} ` +
+    `emptying the queue); created: ${f(c.plans)} plans, ${f(c.bindGroups)} bind groups, ${f(c.pipelines)} ` +
+    `pipelines, ${f(c.buffers)} buffers`;
+}
+
+/** Host milliseconds spent in calls that may run or wait for GPU work (a software adapter runs work on submit). */
+export interface GpuHostTimes {
+  /** In `queue.submit`. */
+  submitMs: number;
+  /** Waiting for maps and `onSubmittedWorkDone`. */
+  waitMs: number;
 }
 
 /** A binding of a kernel: its WGSL name, element type and access. */
@@ -110,7 +165,11 @@ export const STORAGE = 0x80 | 0x4 | 0x8; // STORAGE | COPY_SRC | COPY_DST
 /** The runtime (see the module documentation). */
 export class GpuRuntime {
   /** What the GPU was asked to do since the last {@linkcode GpuRuntime.resetCounters}. */
-  readonly counters: GpuCounters = { dispatches: 0, submits: 0, uploads: 0, readbacks: 0, copies: 0 };
+  readonly counters: GpuCounters = zeroCounters();
+  /** Host time in submissions and waits since the last {@linkcode GpuRuntime.resetCounters}. */
+  readonly hostTimes: GpuHostTimes = { submitMs: 0, waitMs: 0 };
+  /** Submissions so far (never reset): a read-back's copy is in submission number `submitted + 1`. */
+  #submitted = 0;
   /** The device's limits (or the lower ones given). */
   readonly limits: GpuLimits;
   #kernels = new Map<string, Kernel>();
@@ -142,7 +201,8 @@ export class GpuRuntime {
 
   /** Sets every counter to zero. */
   resetCounters(): void {
-    Object.assign(this.counters, { dispatches: 0, submits: 0, uploads: 0, readbacks: 0, copies: 0 });
+    Object.assign(this.counters, zeroCounters());
+    Object.assign(this.hostTimes, { submitMs: 0, waitMs: 0 });
   }
 
   /** The kernel of `spec`, compiled once per key. */
@@ -156,6 +216,7 @@ export class GpuRuntime {
       compute: { module, entryPoint: "main" },
       label: spec.key,
     });
+    this.counters.pipelines++;
     k = { spec, pipeline };
     this.#kernels.set(spec.key, k);
     return k;
@@ -170,7 +231,23 @@ export class GpuRuntime {
           `(${mib(this.limits.maxBufferBytes)} MiB): use a smaller --micro-batch`,
       );
     }
+    this.counters.buffers++;
     return this.device.createBuffer({ size, usage, label });
+  }
+
+  /** A bind group (counted). */
+  bindGroup(descriptor: GPUBindGroupDescriptor): GPUBindGroup {
+    this.counters.bindGroups++;
+    return this.device.createBindGroup(descriptor);
+  }
+
+  /** Waits until the GPU has finished everything submitted (counted as a wait that empties the queue). */
+  async idle(): Promise<void> {
+    const t0 = performance.now();
+    await this.device.queue.onSubmittedWorkDone();
+    this.counters.waits++;
+    this.counters.idleWaits++;
+    this.hostTimes.waitMs += performance.now() - t0;
   }
 
   /** Workgroup counts for `n` workgroups, spread over X, Y and Z within the per-dimension limit. */
@@ -222,7 +299,7 @@ export class GpuRuntime {
     if (!this.device.features.has("timestamp-query") || !dispatches.length) return undefined;
     const n = dispatches.length;
     const set = this.device.createQuerySet({ type: "timestamp", count: 2 * n });
-    const resolve = this.device.createBuffer({ size: 16 * n, usage: 0x200 | 0x4 }); // QUERY_RESOLVE | COPY_SRC
+    const resolve = this.buffer(16 * n, "timestamps", 0x200 | 0x4); // QUERY_RESOLVE | COPY_SRC
     dispatches.forEach((d, i) => {
       const pass = encoder.beginComputePass({
         timestampWrites: { querySet: set, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 },
@@ -277,8 +354,11 @@ export class GpuRuntime {
 
   /** Submits an encoder's commands. */
   submit(encoder: GPUCommandEncoder): void {
+    const t0 = performance.now();
     this.device.queue.submit([encoder.finish()]);
+    this.hostTimes.submitMs += performance.now() - t0;
     this.counters.submits++;
+    this.#submitted++;
   }
 
   /**
@@ -317,19 +397,88 @@ export class GpuRuntime {
     offset: number,
     bytes: number,
   ): () => Promise<ArrayBuffer> {
-    const size = Math.ceil(bytes / 16) * 16;
+    const r = this.readback(encoder, buffer, offset, bytes);
+    return () => r.bytes();
+  }
+
+  /**
+   * Records a copy of `bytes` of `buffer` into a staging buffer, to be read after the encoder is submitted:
+   * {@linkcode Readback.start} asks for the map at once (it completes when the GPU has done the copy's
+   * submission, whatever is queued after it), {@linkcode Readback.bytes} waits for it. A `fence` is only
+   * waited for (counted as a wait, not a read-back).
+   */
+  readback(
+    encoder: GPUCommandEncoder,
+    buffer: GPUBuffer,
+    offset: number,
+    bytes: number,
+    fence = false,
+  ): Readback {
+    // staging buffers in power-of-two sizes (at least 4 KiB), so reads of slightly different sizes share them
+    const size = Math.max(4096, 2 ** Math.ceil(Math.log2(Math.max(bytes, 1))));
     const pool = this.#staging.get(size) ?? [];
     this.#staging.set(size, pool);
-    const staging = pool.pop() ?? this.device.createBuffer({ size, usage: 0x1 | 0x8 }); // MAP_READ | COPY_DST
-    encoder.copyBufferToBuffer(buffer, offset, staging, 0, Math.ceil(bytes / 4) * 4);
-    return async (): Promise<ArrayBuffer> => {
-      await staging.mapAsync(0x1);
-      const out = staging.getMappedRange(0, bytes).slice(0);
-      staging.unmap();
-      pool.push(staging);
-      this.counters.readbacks++;
-      return out;
-    };
+    const staging = pool.pop() ?? this.buffer(size, "read-back staging", 0x1 | 0x8); // MAP_READ | COPY_DST
+    this.copy(encoder, buffer, offset, staging, 0, Math.ceil(bytes / 4) * 4);
+    return new Readback(this, staging, bytes, this.#submitted + 1, () => pool.push(staging), fence);
+  }
+
+  /** Submissions so far (never reset). */
+  get submitted(): number {
+    return this.#submitted;
+  }
+}
+
+/** A read-back recorded by {@linkcode GpuRuntime.readback} (see there). */
+export class Readback {
+  #map?: Promise<void>;
+
+  constructor(
+    readonly rt: GpuRuntime,
+    readonly staging: GPUBuffer,
+    readonly size: number,
+    /** The submission that holds the copy. */
+    readonly submission: number,
+    readonly release: () => void,
+    /** Only waited for (not a read-back of data). */
+    readonly fence = false,
+  ) {}
+
+  /** Asks for the map now (after the copy's submission); nothing waits. */
+  start(): void {
+    this.#map ??= this.staging.mapAsync(0x1);
+  }
+
+  /** Lets the staging buffer go unread (after the GPU is known to be past the copy). */
+  async discard(): Promise<void> {
+    if (this.#map) {
+      await this.#map;
+      this.staging.unmap();
+    }
+    this.release();
+  }
+
+  /** True when later work has been submitted after the copy: waiting for it leaves that work queued. */
+  get overtaken(): boolean {
+    return this.rt.submitted > this.submission;
+  }
+
+  /**
+   * The bytes, once the GPU has done the copy's submission (one read-back and one wait, counted; a wait with
+   * nothing submitted after the copy empties the queue, and is counted so).
+   */
+  async bytes(): Promise<ArrayBuffer> {
+    const t0 = performance.now(), c = this.rt.counters;
+    if (!this.overtaken) c.idleWaits++;
+    this.start();
+    await this.#map;
+    const out = this.staging.getMappedRange(0, this.size).slice(0);
+    this.staging.unmap();
+    this.release();
+    if (!this.fence) c.readbacks++;
+    c.waits++;
+    this.rt.hostTimes.waitMs += performance.now() - t0;
+    return out;
   }
 }
 
@@ -406,6 +555,7 @@ export class Recorder {
     });
     const bytes = Math.max(at, 16);
     this.#uniforms = rt.buffer(bytes, `${this.label} uniforms`, 0x40 | 0x8); // UNIFORM | COPY_DST
+    rt.counters.plans++;
     const host = new ArrayBuffer(bytes);
     const u32 = new Uint32Array(host), f32 = new Float32Array(host);
     this.#pending.forEach((p, i) => {
@@ -414,7 +564,7 @@ export class Recorder {
         else u32[offsets[i] / 4 + j] = v;
       });
     });
-    rt.device.queue.writeBuffer(this.#uniforms, 0, host);
+    rt.write(this.#uniforms, 0, new Uint8Array(host));
     return this.#pending.map((p, i) => {
       const entries: GPUBindGroupEntry[] = [{
         binding: 0,
@@ -424,7 +574,7 @@ export class Recorder {
         const r = p.buffers[b.name];
         entries.push({ binding: j + 1, resource: r instanceof GPUBuffer ? { buffer: r } : r });
       });
-      const bindGroup = rt.device.createBindGroup({
+      const bindGroup = rt.bindGroup({
         layout: p.kernel.pipeline.getBindGroupLayout(0),
         entries,
         label: p.label,
@@ -437,6 +587,11 @@ export class Recorder {
         cost: p.cost,
       };
     });
+  }
+
+  /** Bytes of its uniform buffer (0 before finish). */
+  get bytes(): number {
+    return this.#uniforms?.size ?? 0;
   }
 
   /** Frees the uniform buffer. */
