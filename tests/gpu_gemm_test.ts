@@ -40,7 +40,8 @@ Deno.test("GPU engine plans: every dispatch of a step has a cost (FLOPs and byte
 Deno.test({
   name:
     "GPU matrix products: every shape a training step runs (row products in each tile width, transposed, " +
-    "vec4 and scalar, every epilogue, the inverse DFT along z in it; weight gradients with their bias rows, " +
+    "vec4 and scalar, 4 and 8 rows per invocation, every epilogue, the inverse DFT along z in it; weight " +
+    "gradients with their bias rows, " +
     "split and summed) equals a float64 product",
   ignore,
   async fn() {
@@ -49,20 +50,31 @@ Deno.test({
     const golden =
       JSON.parse(await Deno.readTextFile(`${FIXTURES}gino-golden-small/config.json`)).gino_kwargs;
     const kernels = new Set<string>();
+    let eightRows = 0;
+    const results = new Map<string, Float32Array>();
     const cases: [Record<string, unknown>, number, number, number, boolean][] = [
       [{ ...REFERENCE_GINO, in_gno_radius: 0.3, out_gno_radius: 0.3 }, 300, 8, 3, false],
       [{ ...REFERENCE_GINO, in_gno_radius: 0.2, out_gno_radius: 0.2 }, 333, 10, 1, true],
       [golden, 241, 8, 2, true],
     ];
-    for (const [cfg, n, g, m, residual] of cases) {
+    for (const [[cfg, n, g, m, residual], gemmRows] of cases.flatMap((c) => [[c, 4], [c, 8]] as const)) {
       const { model, geom } = caseOf(cfg, n, g);
-      for (const shape of engineGemms(stepDispatches(model, geom, m, { residual }))) {
+      for (const shape of engineGemms(stepDispatches(model, geom, m, { residual, gemmRows }))) {
         kernels.add(shape.spec.key);
         const run = await runGemm(rt, shape, 1);
         assert.ok(
           run.error <= 2e-6,
           `${shape.labels[0]} (${shape.spec.key}, ${shape.R} x ${shape.N} x ${shape.K}): error ${run.error}`,
         );
+        const same = `${shape.spec.key.replace("_r8", "")}:${shape.R}:${shape.N}:${shape.K}:${
+          shape.labels[0]
+        }`;
+        if (gemmRows === 4) results.set(same, run.result);
+        else if (shape.spec.key.includes("_r8")) {
+          // the same sums in the same order as with 4 rows (same data, same seed): bitwise the same result
+          assert.deepEqual(run.result, results.get(same), `${shape.spec.key}: 8 rows vs 4`);
+          eightRows++;
+        }
       }
       geom.dispose();
       model.dispose();
@@ -70,10 +82,25 @@ Deno.test({
     // the variants the engine chooses by shape are all among them
     const keys = [...kernels].join(" ");
     for (
-      const v of ["rgemm_16", "rgemm_32", "rgemm_64", "_bt", "_v4", "_gelu", "_muld", "_add", "wgrad_16x64"]
+      const v of [
+        "rgemm_16",
+        "rgemm_32",
+        "rgemm_64",
+        "_bt",
+        "_v4",
+        "_gelu",
+        "_muld",
+        "_add",
+        "wgrad_16x64",
+        "_r8",
+      ]
     ) {
       assert.ok(keys.includes(v), `no ${v} among ${keys}`);
     }
     assert.ok([...kernels].some((k) => k.startsWith("rgemm") && !k.includes("_v4")), "a scalar-A product");
+    assert.ok(
+      [...kernels].some((k) => k.includes("_r8") && k.includes("_spec")),
+      "8 rows with the DFT epilogue",
+    );
   },
 });

@@ -2,8 +2,9 @@
  * `deno task bench gemm --backend webgpu`: the GPU engine's matrix products at the shapes one training step of
  * the reference GINO runs (taken from the engine's own plans for `--case`, one pass of the whole batch), each on
  * random data: its GPU time (GPU timestamps where the adapter offers them, else wall time around repeated
- * dispatches and one read-back), GFLOP/s and GB/s, the largest error against a float64 product on the host, and
- * the CPU path's product on the same shape (the system BLAS's sgemm) with its time and rate.
+ * dispatches and one read-back), GFLOP/s and GB/s, the largest error against a float64 product on the host, the
+ * CPU path's product on the same shape (the system BLAS's sgemm) with its time and rate, and beside each row
+ * product its variant with 8 rows per invocation (an 8 x 8 register tile at tile width 64), timed in the same run.
  *
  * @module
  */
@@ -17,7 +18,7 @@ import { stepDispatches } from "../model/gpu/census.ts";
 import type { ListedDispatch } from "../model/gpu/census.ts";
 import { GpuRuntime, Recorder } from "../model/gpu/runtime.ts";
 import type { Dispatch, KernelSpec } from "../model/gpu/runtime.ts";
-import { rowGemmGroups, SPLIT_SUM } from "../model/gpu/gemm.ts";
+import { rowGemmGroups, rowGemmKernel, rowVariantOf, SPLIT_SUM } from "../model/gpu/gemm.ts";
 import { erf32 } from "../model/kernels/erf.ts";
 import { openBlas } from "../model/kernels/blas.ts";
 import { benchPoints } from "./step.ts";
@@ -79,6 +80,8 @@ export interface GemmRun {
   gpuMs: number;
   /** Largest |gpu - host| over the largest |host|. */
   error: number;
+  /** The product's result after the runs. */
+  result: Float32Array;
 }
 
 /** Runs `shape` on random data (seeded) `repeats` times on `rt`: time per run and the error of its result. */
@@ -111,7 +114,8 @@ export async function runGemm(rt: GpuRuntime, shape: GemmShape, repeats = 5, see
     if (f("muld")) buffers.DM = upload(dm);
     if (f("gelu")) buffers.DOUT = upload(new Float32Array(R * N));
     const values = { ...shape.values, aOff: 0, bOff: 0, cOff: 0, biasOff: 0, addOff: 0, dOff: 0, tOff: 0 };
-    rec.add(rt.kernel(shape.spec), { groups: rowGemmGroups(R, N).groups }, values, buffers, "gemm");
+    const groups = rowGemmGroups(R, N, rowVariantOf(key).rows).groups;
+    rec.add(rt.kernel(shape.spec), { groups }, values, buffers, "gemm");
     expect = new Float64Array(R * N);
     for (let m = 0; m < R; m++) {
       for (let n = 0; n < N; n++) {
@@ -182,7 +186,7 @@ export async function runGemm(rt: GpuRuntime, shape: GemmShape, repeats = 5, see
   }
   rec.destroy();
   for (const b of bufs) b.destroy();
-  return { gpuMs: median(ms), error: worst / Math.max(scale, 1e-30) };
+  return { gpuMs: median(ms), error: worst / Math.max(scale, 1e-30), result: got };
 }
 
 /** Runs the dispatches once; GPU ms (timestamps where offered, else wall time including a read-back). */
@@ -247,6 +251,20 @@ export interface GemmReport {
   cpu_ms: number | null;
   cpu_gflops: number | null;
   error: number;
+  /** The same row product with 8 rows per invocation (the 8 x 8 register tile): GPU ms and error; null if none. */
+  rows8_ms: number | null;
+  rows8_error: number | null;
+}
+
+/**
+ * A row product of 4 rows per invocation as its 8-row variant (see `RowVariant.rows`), where the variant applies
+ * (the spectral epilogue needs the grid's last size a multiple of 8); undefined otherwise.
+ */
+function rowsVariant(s: GemmShape, g3: number): GemmShape | undefined {
+  if (s.kind !== "row") return undefined;
+  const v = rowVariantOf(s.spec.key);
+  if (v.rows === 8 || (v.spec && g3 % 8 !== 0)) return undefined;
+  return { ...s, spec: rowGemmKernel({ ...v, rows: 8 }) };
 }
 
 /** Times every product of each case (see the module documentation); prints a table (or JSON lines). */
@@ -275,11 +293,13 @@ export async function benchGemm(
       console.log(
         `${"product".padEnd(46)} ${"R x N x K".padEnd(20)} ${"n".padStart(2)} ${"GPU ms".padStart(9)} ` +
           `${"GFLOP/s".padStart(8)} ${"GB/s".padStart(7)} ${"CPU ms".padStart(9)} ${"GFLOP/s".padStart(8)} ` +
-          `${"error".padStart(8)}`,
+          `${"error".padStart(8)} ${"8 rows ms".padStart(9)} ${"x".padStart(5)}`,
       );
     }
     for (const s of shapes) {
       const run = await runGemm(rt, s, o.repeats);
+      const r8 = rowsVariant(s, c.latent);
+      const run8 = r8 ? await runGemm(rt, r8, o.repeats) : undefined;
       const cpu = cpuGemm(s, Math.min(o.repeats, 3));
       const flops = 2 * s.R * s.N * s.K;
       const bytes = 4 * (s.R * s.K + (s.kind === "row" ? s.K * s.N + s.R * s.N : s.R * s.N));
@@ -298,6 +318,8 @@ export async function benchGemm(
         cpu_ms: cpu ?? null,
         cpu_gflops: cpu ? flops / (cpu * 1e6) : null,
         error: run.error,
+        rows8_ms: run8?.gpuMs ?? null,
+        rows8_error: run8?.error ?? null,
       };
       out.push(r);
       if (o.json) console.log(JSON.stringify(r));
@@ -307,7 +329,10 @@ export async function benchGemm(
           `${name.padEnd(46)} ${`${s.R} x ${s.N} x ${s.K}`.padEnd(20)} ${String(r.per_step).padStart(2)} ` +
             `${r.gpu_ms.toFixed(3).padStart(9)} ${r.gpu_gflops.toFixed(1).padStart(8)} ` +
             `${r.gpu_gbs.toFixed(1).padStart(7)} ${(cpu?.toFixed(3) ?? "-").padStart(9)} ` +
-            `${(r.cpu_gflops?.toFixed(1) ?? "-").padStart(8)} ${r.error.toExponential(1).padStart(8)}`,
+            `${(r.cpu_gflops?.toFixed(1) ?? "-").padStart(8)} ${r.error.toExponential(1).padStart(8)} ` +
+            `${(run8?.gpuMs.toFixed(3) ?? "-").padStart(9)} ${
+              (run8 ? (run8.gpuMs / run.gpuMs).toFixed(2) : "-").padStart(5)
+            }`,
         );
       }
     }

@@ -35,7 +35,7 @@ export function stepDispatches(
   model: Gino,
   geom: GinoGeometry,
   m: number,
-  o: { residual?: boolean } = {},
+  o: { residual?: boolean; gemmRows?: 4 | 8 } = {},
 ): ListedDispatch[] {
   const list: ListedDispatch[] = [];
   const rt = {
@@ -74,6 +74,7 @@ export function stepDispatches(
     dims,
     pack: packGeometry(geom.host, geom.n, dims.Q),
     tables: dftTables(geom.grid, model.config.fno_n_modes),
+    gemmRows: o.gemmRows,
   });
   const micro: MicroOptions = {
     m,

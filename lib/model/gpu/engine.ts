@@ -27,6 +27,7 @@ import { dftTables, dimsOf, packGeometry, paramLayout } from "./layout.ts";
 import type { DftTables, Dims, GeometryPack, ParamLayout } from "./layout.ts";
 import { evalStride, normParts, PARAMS, PlanBuilder, updatePlan } from "./plan.ts";
 import { IN_SLOT, LOG_HEADER } from "./kernels.ts";
+import { engineGemmRows } from "./gemm.ts";
 import type { BufferSource, MicroOptions, PlanContext } from "./plan.ts";
 
 /** The optimiser state the engine updates (the `Adam` of `train/adam.ts`). */
@@ -244,6 +245,9 @@ export class GinoGpu {
    * time and cost (FLOPs and bytes from its shape) here.
    */
   profile?: ProfiledDispatch[];
+
+  /** Rows per invocation of the row products: 4, or 8 with `GINO_GW_GEMM_ROWS=8` (see `gemm.ts`). */
+  readonly gemmRows: 4 | 8 = engineGemmRows();
 
   /** Bytes of activations one GPU pass may use (a micro-batch runs in as many passes as that needs). */
   readonly memoryBudget: number;
@@ -884,6 +888,7 @@ export class GinoGpu {
       dims: g.dims,
       pack: g.pack,
       tables: g.tables,
+      gemmRows: this.gemmRows,
     };
   }
 

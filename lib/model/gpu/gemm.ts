@@ -61,18 +61,32 @@ export interface RowVariant extends Epilogue {
   bT: boolean;
   /** A is read four K at a time (K and A's offset multiples of 4). */
   vecA: boolean;
+  /**
+   * Rows per invocation: 4 (the default), or 8, whose register tile (8 rows x 8 columns at tile width 64) reads
+   * each weight value from workgroup memory once for twice the rows, at twice the registers. With the spectral
+   * epilogue an invocation's rows lie in one column of the grid, so 8 needs the grid's last size a multiple of 8.
+   */
+  rows?: 4 | 8;
 }
 
-/** Rows of A each invocation computes. */
-const RT = 4;
+/** The rows per invocation the engine uses (`GINO_GW_GEMM_ROWS`: 4 or 8; see {@linkcode RowVariant.rows}). */
+export function engineGemmRows(): 4 | 8 {
+  let v: string | undefined;
+  try {
+    v = Deno.env.get("GINO_GW_GEMM_ROWS");
+  } catch {
+    v = undefined; // no --allow-env
+  }
+  return v === "8" ? 8 : 4;
+}
 /** Depth of the weight slice held in workgroup memory. */
 const KC = 64;
 
-/** Columns per invocation and invocations per row of a tile of width `tn`. */
-function tileOf(tn: number): { ct: number; colThreads: number; rowThreads: number; tm: number } {
+/** Columns per invocation, invocations per row and rows per workgroup of a tile of width `tn`, `rt` rows each. */
+function tileOf(tn: number, rt: number): { ct: number; colThreads: number; rowThreads: number; tm: number } {
   const ct = tn >= 64 ? 8 : 4;
   const colThreads = tn / ct, rowThreads = 256 / colThreads;
-  return { ct, colThreads, rowThreads, tm: rowThreads * RT };
+  return { ct, colThreads, rowThreads, tm: rowThreads * rt };
 }
 
 /** The tile width for N output columns. */
@@ -85,9 +99,10 @@ export function tileWidth(n: number): 16 | 32 | 64 {
  * B(k, n))` with B(k, n) = `B[bOff + k N + n]`, or `B[bOff + n K + k]` when transposed.
  */
 export function rowGemmKernel(v: RowVariant): KernelSpec {
-  const { ct, colThreads, tm } = tileOf(v.tn);
+  const RT = v.rows ?? 4;
+  const { ct, colThreads, tm } = tileOf(v.tn, RT);
   const cv = ct / 4; // vec4 columns per invocation
-  const key = `rgemm_${v.tn}${v.bT ? "_bt" : ""}${v.vecA ? "_v4" : ""}` +
+  const key = `rgemm_${v.tn}${v.bT ? "_bt" : ""}${v.vecA ? "_v4" : ""}${RT === 8 ? "_r8" : ""}` +
     (["bias", "add", "spec", "gelu", "muld", "accum"] as const).filter((f) => v[f]).map((f) => `_${f}`).join(
       "",
     );
@@ -183,7 +198,7 @@ export function rowGemmKernel(v: RowVariant): KernelSpec {
     workgroupBarrier();
   }
   if (row0 >= u.R) { return; }
-  ${v.spec ? specPrologue(cv) : ""}
+  ${v.spec ? specPrologue(cv, RT) : ""}
   for (var i = 0u; i < ${RT}u; i = i + 1u) {
     let m = row0 + i;
     if (m >= u.R) { break; }
@@ -202,7 +217,7 @@ export function rowGemmKernel(v: RowVariant): KernelSpec {
 }
 
 /** The spectral addends of an invocation's rows and columns (see {@linkcode Epilogue.spec}), into `sp`. */
-function specPrologue(cv: number): string {
+function specPrologue(cv: number, RT: number): string {
   return `
   let colz = row0 / u.g3;
   let z0 = row0 - colz * u.g3;
@@ -228,9 +243,32 @@ function specPrologue(cv: number): string {
 }
 
 /** Work of a row product of `R` rows: workgroups, and the tile width. */
-export function rowGemmGroups(R: number, N: number): { groups: number; tn: 16 | 32 | 64; tilesN: number } {
+export function rowGemmGroups(
+  R: number,
+  N: number,
+  rows: 4 | 8 = 4,
+): { groups: number; tn: 16 | 32 | 64; tilesN: number } {
   const tn = tileWidth(N), tilesN = Math.ceil(N / tn);
-  return { groups: Math.ceil(R / tileOf(tn).tm) * tilesN, tn, tilesN };
+  return { groups: Math.ceil(R / tileOf(tn, rows).tm) * tilesN, tn, tilesN };
+}
+
+/** The row variant a kernel key names (the inverse of {@linkcode rowGemmKernel}'s key). */
+export function rowVariantOf(key: string): RowVariant {
+  const m = key.match(/^rgemm_(16|32|64)/);
+  if (!m) throw new Error(`not a row product kernel: ${key}`);
+  const f = (flag: string) => key.split("_").includes(flag);
+  return {
+    tn: Number(m[1]) as 16 | 32 | 64,
+    bT: f("bt"),
+    vecA: f("v4"),
+    rows: f("r8") ? 8 : 4,
+    bias: f("bias"),
+    add: f("add"),
+    spec: f("spec"),
+    gelu: f("gelu"),
+    muld: f("muld"),
+    accum: f("accum"),
+  };
 }
 
 /** A weight-gradient variant: its tile (rows M x columns N of the gradient) and whether it sums the bias row. */

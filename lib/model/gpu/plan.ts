@@ -73,6 +73,8 @@ export interface PlanContext {
   dims: Dims;
   pack: GeometryPack;
   tables: DftTables;
+  /** Rows per invocation of the row products (4 unless 8 is chosen: see `engineGemmRows`). */
+  gemmRows?: 4 | 8;
 }
 
 /** A matrix in a buffer: row-major `[rows, cols]` from element `off`. */
@@ -158,7 +160,9 @@ export class PlanBuilder {
     const [K2, N] = o.bT ? [o.b.cols, o.b.rows] : [o.b.rows, o.b.cols];
     if (K !== K2) throw new Error(`${label}: inner sizes ${K} and ${K2} differ`);
     if (R === 0) return;
-    const { groups, tn, tilesN } = rowGemmGroups(R, N);
+    // 8 rows per invocation where chosen (GINO_GW_GEMM_ROWS) and the spectral epilogue's column allows it
+    const rows = this.c.gemmRows === 8 && (!o.spec || this.c.dims.grid[2] % 8 === 0) ? 8 : 4;
+    const { groups, tn, tilesN } = rowGemmGroups(R, N, rows);
     const e = {
       bias: o.bias !== undefined,
       add: !!o.add,
@@ -167,7 +171,7 @@ export class PlanBuilder {
       muld: !!o.muld,
       accum: !!o.accum,
     };
-    const v: RowVariant = { tn, bT: !!o.bT, vecA: K % 4 === 0 && o.a.off % 4 === 0, ...e };
+    const v: RowVariant = { tn, bT: !!o.bT, vecA: K % 4 === 0 && o.a.off % 4 === 0, rows, ...e };
     const buffers: Record<string, GPUBuffer> = { A: o.a.buf, B: o.b.buf, C: o.c };
     if (o.bias !== undefined) buffers.BIAS = this.c.W;
     if (o.add) buffers.ADD = o.add;
