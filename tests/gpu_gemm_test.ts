@@ -46,7 +46,7 @@ Deno.test({
   ignore,
   async fn() {
     await initBackend("webgpu");
-    const rt = GpuRuntime.fromBackend();
+    const rt = GpuRuntime.forEngine();
     const golden =
       JSON.parse(await Deno.readTextFile(`${FIXTURES}gino-golden-small/config.json`)).gino_kwargs;
     const kernels = new Set<string>();

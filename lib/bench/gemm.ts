@@ -276,7 +276,7 @@ export async function benchGemm(
     throw new Error(`bench gemm times the GPU engine's products: use --backend webgpu (got ${o.backend})`);
   }
   const info = await initBackend("webgpu");
-  const rt = GpuRuntime.fromBackend();
+  const rt = GpuRuntime.forEngine();
   const out: GemmReport[] = [];
   if (!o.json) {
     console.log(`GPU: ${info.adapter ? describeAdapter(info.adapter) : "?"}`);

@@ -2,8 +2,9 @@
  * TensorFlow.js and compute backends: `tensorflow` (tfjs-node-gpu or tfjs-node, when installed; loaded
  * dynamically), `webgpu` (any GPU through Deno's WebGPU: Vulkan, Metal or Direct3D 12), `wasm` (the CPU default),
  * `cpu` (the slow reference). On wasm and cpu the kernels that matter are replaced by faster ones (see
- * `kernels/register.ts`); on webgpu, training, validation and prediction run on the GPU engine (`gpu/engine.ts`),
- * and tfjs's own webgpu kernels serve only the rest (creating and restoring variables).
+ * `kernels/register.ts`); on webgpu, training, validation and prediction run on the GPU engine (`gpu/engine.ts`)
+ * on a device of its own (opened here, on the same adapter), and tfjs's own webgpu kernels serve only the rest
+ * (creating, restoring and reading variables; `model.forwardGeometry` for library callers).
  *
  * @module
  */
@@ -59,6 +60,11 @@ export interface BackendInfo {
   kernels?: KernelReport;
   /** The GPU adapter (webgpu). */
   adapter?: GpuAdapterInfo;
+  /**
+   * The GPU engine's own device (webgpu), on the same adapter as tfjs's webgpu backend, with the adapter's
+   * largest buffer limits: the engine uses only the WebGPU API on it, nothing inside tfjs.
+   */
+  engineDevice?: GPUDevice;
 }
 
 /** The WebGPU adapter Deno offers, or undefined when there is none (no GPU driver, or no Vulkan/EGL loader). */
@@ -97,10 +103,43 @@ async function initWebGpu(adapter: GpuAdapterInfo, log: (msg: string) => void): 
   }
   await tf.ready();
   const kernels = registerFastKernels("webgpu", log);
-  const info: BackendInfo = { backend: "webgpu", kernels, adapter };
+  const info: BackendInfo = {
+    backend: "webgpu",
+    kernels,
+    adapter,
+    engineDevice: await engineDevice(adapter),
+  };
   current = info;
   log(`backend: webgpu on ${describeAdapter(adapter)}`);
   return info;
+}
+
+/**
+ * A device for the GPU engine on the adapter tfjs's webgpu backend runs on (an adapter gives one device, so the
+ * adapter is asked for again): the adapter's largest buffers, bindings, workgroup memory and dispatches, and GPU
+ * timestamps where offered (the profile's).
+ */
+async function engineDevice(adapter: GpuAdapterInfo): Promise<GPUDevice> {
+  const a = await (navigator as { gpu: GPU }).gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!a) {
+    throw new BackendError(
+      `could not open a second device on ${describeAdapter(adapter)}; use --backend wasm`,
+    );
+  }
+  const l = a.limits;
+  return await a.requestDevice({
+    label: "gino-gw GPU engine",
+    requiredFeatures: a.features.has("timestamp-query") ? ["timestamp-query"] : [],
+    requiredLimits: {
+      maxBufferSize: l.maxBufferSize,
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+      maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+    },
+  });
 }
 
 let current: BackendInfo | undefined;

@@ -6,8 +6,9 @@
  * goes into its slot of a training log on the GPU, read back for many steps at once
  * ({@linkcode GinoGpu.readLosses}); validation batches likewise ({@linkcode GinoGpu.readEvaluation}). The weights,
  * Adam's moments and the gradients live in flat GPU buffers; the model's and the optimiser's tfjs variables (on
- * the same device) are copied in when they changed (a resume, an import) and out only when something is to read
- * them ({@linkcode GinoGpu.sync}: a checkpoint, the end of a run). The step does what `train/step.ts` does on the
+ * tfjs's webgpu backend, on a device of its own: the engine uses nothing inside tfjs) are written in when they
+ * changed (a new run, a resume, an import) and read back only when something is to read them
+ * ({@linkcode GinoGpu.sync}: a checkpoint, the end of a run). The step does what `train/step.ts` does on the
  * CPU backends: the reference loss on the core points, micro-batches whose gradients are summed, optional clipping
  * of the global gradient norm, Adam with PyTorch's rule, no update when the loss is not finite (nor after it until
  * the log is read: see {@linkcode GinoGpu.readLosses}), and in data-parallel runs one all-reduce of the flat
@@ -111,9 +112,6 @@ interface LogRead {
 
 /** Raised when a micro-batch does not fit the adapter's buffer limits. */
 export class GpuMemoryError extends Error {}
-
-// deno-lint-ignore no-explicit-any
-type WebGpuBackend = any;
 
 /** Named, growing buffers shared by all plans; growing one invalidates the plans (a new generation). */
 class Pool implements BufferSource {
@@ -268,7 +266,7 @@ export class GinoGpu {
     readonly model: Gino,
     o: { memoryBudget?: number; limits?: Partial<GpuLimits>; maxQueuedBytes?: number } = {},
   ) {
-    this.rt = GpuRuntime.fromBackend(o.limits);
+    this.rt = GpuRuntime.forEngine(o.limits);
     this.memoryBudget = o.memoryBudget ?? defaultGpuMemoryBudget();
     this.maxQueuedBytes = o.maxQueuedBytes ?? 256 * 2 ** 20;
     this.layout = paramLayout(model);
@@ -321,7 +319,7 @@ export class GinoGpu {
       const t = opt.step + 1, slot = this.#pending.length;
       const world = o.world;
       const norm = o.clipNorm !== undefined || !!o.gradNorm;
-      const enc = this.#gradientPass(geom, x, y, batch, coreLen, micro, o, opt, t, slot);
+      const enc = await this.#gradientPass(geom, x, y, batch, coreLen, micro, o, opt, t, slot);
       const update = this.#plan(
         `update:${norm}:${o.clipNorm !== undefined}`,
         (rec) => updatePlan(this.rt, rec, this.#flat(), this.layout.size, norm, o.clipNorm !== undefined),
@@ -402,14 +400,12 @@ export class GinoGpu {
   /**
    * Brings the model's and the optimiser's tfjs variables up to date with the engine's weights and moments (and
    * `opt.step` with the updates made): call it before anything reads them (a checkpoint, a prediction through
-   * tfjs, the end of a run). The copies are queued on the GPU, ahead of any read of the variables.
+   * tfjs, the end of a run). One read-back each of the weights and the two moments.
    */
   async sync(): Promise<void> {
     await this.#drain();
     if (!this.#ahead || !this.#optimizer) return;
-    const enc = this.rt.device.createCommandEncoder();
-    this.#push(enc, this.#optimizer);
-    this.rt.submit(enc);
+    await this.#push(this.#optimizer);
     this.#ahead = false;
   }
 
@@ -429,7 +425,7 @@ export class GinoGpu {
     if (this.#pending.length >= LOG_SLOTS) await this.#drain();
     return await this.rt.checked("gradients", async () => {
       const slot = this.#pending.length;
-      const enc = this.#gradientPass(geom, x, y, batch, coreLen, micro, o, undefined, 1, slot);
+      const enc = await this.#gradientPass(geom, x, y, batch, coreLen, micro, o, undefined, 1, slot);
       this.rt.encode(enc.encoder, enc.dispatches);
       const read = this.#readGradients(enc.encoder, slot);
       this.rt.submit(enc.encoder);
@@ -455,7 +451,7 @@ export class GinoGpu {
       const out = this.#pool.get("prediction", batch * d.N * d.Cout);
       const pred = this.#pool.get("pred", Math.min(micro, batch, this.passSize(geom)) * d.N * d.Cout);
       const { plans } = this.#stepPlans(g, batch, 1, micro, { residual }, "forward");
-      const enc = this.#begin(undefined);
+      const enc = await this.#begin(undefined);
       // one compute pass per GPU pass: its prediction is copied out before the next overwrites it
       this.rt.encode(enc, plans[0].dispatches);
       this.#units(g, batch, micro, undefined).forEach(([s0, m], i) => {
@@ -488,17 +484,17 @@ export class GinoGpu {
     this.#evalStride = stride;
     await this.#catchUp();
     const slot = this.#evalSlots;
-    return await this.rt.checked("validation", () => {
+    return await this.rt.checked("validation", async () => {
       const g = this.#geometry(geom);
       this.#upload(g, x, y, batch, coreLen, undefined, 1, o, slot);
       const { plans, units } = this.#stepPlans(g, batch, coreLen, micro, o, "eval");
-      const enc = this.#begin(undefined);
+      const enc = await this.#begin(undefined);
       // a process with no micro-batch of this batch (data-parallel) contributes zeros
       if (!units.length) this.rt.clear(enc, this.#ELOG, 4 * slot * stride, 4 * stride);
       this.rt.encode(enc, plans.flatMap((p) => p.dispatches));
       this.rt.submit(enc);
       this.#evalSlots++;
-      return Promise.resolve(units.reduce((a, [, m]) => a + m, 0));
+      return units.reduce((a, [, m]) => a + m, 0);
     });
   }
 
@@ -616,7 +612,7 @@ export class GinoGpu {
    * The start of a step: the batch uploaded, the plans of its forward and backward passes, and an encoder (the
    * dispatches are left to the caller to encode). The gradient is zero already (Adam zeroes it), else cleared.
    */
-  #gradientPass(
+  async #gradientPass(
     geom: GinoGeometry,
     x: Float32Array,
     y: Float32Array,
@@ -627,11 +623,11 @@ export class GinoGpu {
     opt: GpuOptimizer | undefined,
     t: number,
     slot: number,
-  ): { encoder: GPUCommandEncoder; dispatches: Dispatch[] } {
+  ): Promise<{ encoder: GPUCommandEncoder; dispatches: Dispatch[] }> {
     const g = this.#geometry(geom);
     this.#upload(g, x, y, batch, coreLen, opt, t, o, slot);
     const { plans, units } = this.#stepPlans(g, batch, coreLen, micro, o, "train");
-    const encoder = this.#begin(opt);
+    const encoder = await this.#begin(opt);
     if (!this.#gradsZero) this.rt.clear(encoder, this.#G);
     this.#gradsZero = false;
     if (!units.length) {
@@ -1012,53 +1008,43 @@ export class GinoGpu {
   }
 
   /**
-   * A command encoder for a step, after tfjs's pending work: with the weights (and, given an optimiser, its
-   * moments) copied into the flat buffers where the tfjs variables changed since the engine last saw them.
+   * A command encoder for a step, with the weights (and, given an optimiser, its moments) written into the flat
+   * buffers where the tfjs variables changed since the engine last saw them (a new run, a resume, an import: the
+   * values come from tfjs as any caller would read them).
    */
-  #begin(opt: GpuOptimizer | undefined): GPUCommandEncoder {
-    const be = this.rt.backend as WebGpuBackend;
+  async #begin(opt: GpuOptimizer | undefined): Promise<GPUCommandEncoder> {
     if (opt !== this.#optimizer && opt) {
       this.#synced[1] = [];
       this.#synced[2] = [];
       this.#optimizer = opt;
     }
-    const groups: [tf.Tensor[], GPUBuffer][] = [[this.model.variables, this.#W]];
+    const groups: [tf.Variable[], GPUBuffer][] = [[this.model.variables, this.#W]];
     if (opt) groups.push([opt.m, this.#M], [opt.v, this.#V]);
-    const pulls: [GPUBuffer, GPUBuffer, number, number][] = [];
-    groups.forEach(([tensors, flat], k) => {
-      tensors.forEach((v, i) => {
-        be.uploadToGPU(v.dataId);
-        const data = be.tensorMap.get(v.dataId);
-        if (this.#synced[k][i] === v.dataId) return;
-        pulls.push([data.resource as GPUBuffer, flat, 4 * this.layout.offsets[i], 4 * this.layout.sizes[i]]);
+    for (const [k, [tensors, flat]] of groups.entries()) {
+      for (const [i, v] of tensors.entries()) {
+        if (this.#synced[k][i] === v.dataId) continue;
+        this.rt.write(flat, 4 * this.layout.offsets[i], await v.data() as Float32Array);
         this.#synced[k][i] = v.dataId;
-      });
-    });
-    this.rt.flushBackend();
-    const enc = this.rt.device.createCommandEncoder();
-    for (const [src, dst, off, bytes] of pulls) this.rt.copy(enc, src, 0, dst, off, bytes);
-    return enc;
+      }
+    }
+    return this.rt.device.createCommandEncoder();
   }
 
-  /** Copies the flat weights and moments back into the tfjs variables (and drops their host copies). */
-  #push(enc: GPUCommandEncoder, opt: GpuOptimizer): void {
-    const be = this.rt.backend as WebGpuBackend;
-    const groups: [tf.Tensor[], GPUBuffer][] = [[this.model.variables, this.#W], [opt.m, this.#M], [
+  /** Reads the flat weights and moments back into the tfjs variables (one read-back each). */
+  async #push(opt: GpuOptimizer): Promise<void> {
+    const groups: [tf.Variable[], GPUBuffer][] = [[this.model.variables, this.#W], [opt.m, this.#M], [
       opt.v,
       this.#V,
     ]];
-    for (const [tensors, flat] of groups) {
+    const enc = this.rt.device.createCommandEncoder();
+    const reads = groups.map(([, flat]) => this.rt.readback(enc, flat, 0, 4 * this.layout.size));
+    this.rt.submit(enc);
+    for (const [k, [tensors]] of groups.entries()) {
+      const all = new Float32Array(await reads[k].bytes());
       tensors.forEach((v, i) => {
-        const data = be.tensorMap.get(v.dataId);
-        this.rt.copy(
-          enc,
-          flat,
-          4 * this.layout.offsets[i],
-          data.resource as GPUBuffer,
-          0,
-          4 * this.layout.sizes[i],
-        );
-        data.values = null;
+        const off = this.layout.offsets[i];
+        tf.tidy(() => v.assign(tf.tensor(all.subarray(off, off + this.layout.sizes[i]), v.shape, "float32")));
+        this.#synced[k][i] = v.dataId;
       });
     }
   }

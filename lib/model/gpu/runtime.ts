@@ -1,6 +1,6 @@
 /**
- * The WebGPU runtime of the GPU training engine: the device that tfjs's webgpu backend uses (so the engine reads and
- * writes the model's variables in place), WGSL kernels compiled once into pipelines, buffers, and recorded
+ * The WebGPU runtime of the GPU training engine: its own device (on the adapter tfjs's webgpu backend uses; the
+ * engine calls nothing inside tfjs), WGSL kernels compiled once into pipelines, buffers, and recorded
  * dispatches that are encoded into one compute pass of one command buffer per step (pipelines and bind groups are
  * built once per plan: the WebGPU analogue of a CUDA graph). Every dispatch, submission, upload and read-back is
  * counted ({@linkcode GpuCounters}), so the cost of a step is visible on any adapter, a software one included.
@@ -11,7 +11,7 @@
  * @module
  */
 
-import * as tf from "@tensorflow/tfjs";
+import { backendInfo } from "../backend.ts";
 
 /** A command the GPU device rejected, or memory it could not allocate. */
 export class GpuDeviceError extends Error {}
@@ -156,9 +156,6 @@ export interface GpuLimits {
   uniformAlign: number;
 }
 
-// deno-lint-ignore no-explicit-any
-type WebGpuBackend = any;
-
 /** Storage usage of engine buffers: bound in kernels, copied to and from, cleared. */
 export const STORAGE = 0x80 | 0x4 | 0x8; // STORAGE | COPY_SRC | COPY_DST
 
@@ -179,8 +176,6 @@ export class GpuRuntime {
   constructor(
     readonly device: GPUDevice,
     overrides: Partial<GpuLimits> = {},
-    /** tfjs's webgpu backend, whose pending commands are submitted before the engine's. */
-    readonly backend?: unknown,
   ) {
     const l = device.limits;
     this.limits = {
@@ -192,11 +187,11 @@ export class GpuRuntime {
     };
   }
 
-  /** The runtime on the device of tfjs's current webgpu backend. */
-  static fromBackend(overrides: Partial<GpuLimits> = {}): GpuRuntime {
-    if (tf.getBackend() !== "webgpu") throw new Error("the GPU engine needs the webgpu backend");
-    const be = tf.backend() as WebGpuBackend;
-    return new GpuRuntime(be.device as GPUDevice, overrides, be);
+  /** The runtime on the engine's own device (opened by `initBackend("webgpu")`, see `BackendInfo.engineDevice`). */
+  static forEngine(overrides: Partial<GpuLimits> = {}): GpuRuntime {
+    const device = backendInfo()?.engineDevice;
+    if (!device) throw new Error("the GPU engine needs the webgpu backend: initBackend('webgpu') first");
+    return new GpuRuntime(device, overrides);
   }
 
   /** Sets every counter to zero. */
@@ -259,20 +254,6 @@ export class GpuRuntime {
     const z = Math.ceil(y / max);
     if (z > max) throw new RangeError(`a dispatch of ${n} workgroups exceeds this adapter's limits`);
     return [max, max, z];
-  }
-
-  /**
-   * Ends tfjs's open compute pass and submits what it recorded, so that the engine's commands run after the
-   * backend's (tensors written by tfjs ops are then complete).
-   */
-  flushBackend(): void {
-    const be = this.backend as WebGpuBackend;
-    if (!be) return;
-    be.endComputePassEncoder();
-    if (be.commandEncoder) {
-      be.submitQueue();
-      this.counters.submits++;
-    }
   }
 
   /** Records `dispatches` into one compute pass of `encoder`. */
@@ -414,8 +395,11 @@ export class GpuRuntime {
     bytes: number,
     fence = false,
   ): Readback {
-    // staging buffers in power-of-two sizes (at least 4 KiB), so reads of slightly different sizes share them
-    const size = Math.max(4096, 2 ** Math.ceil(Math.log2(Math.max(bytes, 1))));
+    // staging buffers in power-of-two sizes (at least 4 KiB; 16-byte multiples past 1 MiB), so reads of
+    // slightly different sizes share them
+    const size = bytes > 2 ** 20
+      ? Math.ceil(bytes / 16) * 16
+      : Math.max(4096, 2 ** Math.ceil(Math.log2(Math.max(bytes, 1))));
     const pool = this.#staging.get(size) ?? [];
     this.#staging.set(size, pool);
     const staging = pool.pop() ?? this.buffer(size, "read-back staging", 0x1 | 0x8); // MAP_READ | COPY_DST
