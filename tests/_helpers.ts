@@ -145,6 +145,25 @@ export function tinyPatchData(): Promise<string> {
   return tinyData;
 }
 
+/**
+ * An MPI launcher's arguments (after its command) that start `ranks` processes of train.ts on `data` with `args`
+ * (the launcher's own options go before them).
+ */
+export function mpiTrainArgs(data: string, args: string[], ranks = 2): string[] {
+  const root = new URL("../", import.meta.url).pathname;
+  return [
+    "-n",
+    String(ranks),
+    Deno.execPath(),
+    "run",
+    "-A",
+    `${root}train.ts`,
+    "--base-data-dir",
+    data,
+    ...args,
+  ];
+}
+
 /** Runs train.ts on the tiny data set with the tiny model plus `args`. */
 export async function runTrain(args: string[], env: Record<string, string> = {}) {
   const root = new URL("../", import.meta.url).pathname;

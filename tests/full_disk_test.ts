@@ -14,6 +14,7 @@ import { verifyCheckpointBytes } from "../lib/train/checkpoint.ts";
 import {
   LENGTH_FREE_SCHEDULE,
   modelBytes,
+  mpiTrainArgs,
   runScript,
   tempDir,
   TINY_TRAIN_ARGS,
@@ -493,20 +494,7 @@ Deno.test({
     const results = `${fs.dir}/results`, run = `${results}/r`, status = `${fs.dir}/.exit_status`;
     const mpi = async (args: string[], env: Record<string, string> = {}) => {
       const o = await new Deno.Command("mpiexec.mpich", {
-        args: [
-          "-n",
-          "2",
-          Deno.execPath(),
-          "run",
-          "-A",
-          `${ROOT}train.ts`,
-          "--base-data-dir",
-          await tinyPatchData(),
-          ...TRAIN,
-          "--results-dir",
-          results,
-          ...args,
-        ],
+        args: mpiTrainArgs(await tinyPatchData(), [...TRAIN, "--results-dir", results, ...args]),
         env,
         stdout: "piped",
         stderr: "piped",

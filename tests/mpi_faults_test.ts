@@ -11,7 +11,7 @@ import { readSafetensors } from "../lib/io/safetensors.ts";
 import { verifyCheckpointBytes } from "../lib/train/checkpoint.ts";
 import type { TrainingState } from "../lib/train/checkpoint.ts";
 import { Rng } from "../lib/data/rng.ts";
-import { modelBytes, tempDir, TINY_TRAIN_ARGS, tinyPatchData, which } from "./_helpers.ts";
+import { modelBytes, mpiTrainArgs, tempDir, TINY_TRAIN_ARGS, tinyPatchData, which } from "./_helpers.ts";
 
 const env = (k: string, d: number) => Number(Deno.env.get(k) ?? d);
 const SEED = env("GINO_GW_MPI_SOAK_SEED", 1);
@@ -92,19 +92,7 @@ interface Plan {
 
 /** The launcher's arguments (without its command) for 2 ranks of train.ts on `data` with the tiny model, then `args`. */
 function launcherArgs(launcher: string[], data: string, args: string[]): string[] {
-  return [
-    ...launcher.slice(1),
-    "-n",
-    "2",
-    Deno.execPath(),
-    "run",
-    "-A",
-    `${ROOT}train.ts`,
-    "--base-data-dir",
-    data,
-    ...TINY_TRAIN_ARGS,
-    ...args,
-  ];
+  return [...launcher.slice(1), ...mpiTrainArgs(data, [...TINY_TRAIN_ARGS, ...args])];
 }
 
 /** The first launches cover every kind of kill, with each rank where it matters; then drawn from the seed. */

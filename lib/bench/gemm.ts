@@ -18,7 +18,7 @@ import { stepDispatches } from "../model/gpu/census.ts";
 import type { ListedDispatch } from "../model/gpu/census.ts";
 import { GpuRuntime, Recorder } from "../model/gpu/runtime.ts";
 import type { Dispatch, KernelSpec } from "../model/gpu/runtime.ts";
-import { rowGemmGroups, rowGemmKernel, rowVariantOf, SPLIT_SUM } from "../model/gpu/gemm.ts";
+import { rowGemmGroups, rowGemmKernel, rowsFor, rowVariantOf, SPLIT_SUM } from "../model/gpu/gemm.ts";
 import { erf32 } from "../model/kernels/erf.ts";
 import { openBlas } from "../model/kernels/blas.ts";
 import { benchPoints } from "./step.ts";
@@ -200,7 +200,7 @@ async function runOnce(rt: GpuRuntime, dispatches: Dispatch[]): Promise<number> 
   const t0 = performance.now();
   rt.encode(enc, dispatches);
   rt.submit(enc);
-  await rt.device.queue.onSubmittedWorkDone();
+  await rt.idle();
   return performance.now() - t0;
 }
 
@@ -263,7 +263,7 @@ export interface GemmReport {
 function rowsVariant(s: GemmShape, g3: number): GemmShape | undefined {
   if (s.kind !== "row") return undefined;
   const v = rowVariantOf(s.spec.key);
-  if (v.rows === 8 || (v.spec && g3 % 8 !== 0)) return undefined;
+  if (v.rows === 8 || rowsFor(8, v.spec ?? false, g3) !== 8) return undefined;
   return { ...s, spec: rowGemmKernel({ ...v, rows: 8 }) };
 }
 

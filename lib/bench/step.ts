@@ -18,7 +18,7 @@ import { median } from "./timing.ts";
 import { formatGpuProfile, formatProfile, measureSgemm, StepProfiler } from "./profile.ts";
 import { gpuEngineFor } from "../model/gpu/engine.ts";
 import type { GinoGpu, ProfiledDispatch } from "../model/gpu/engine.ts";
-import { formatCounters } from "../model/gpu/runtime.ts";
+import { countsPer, formatCounters } from "../model/gpu/runtime.ts";
 import type { GpuCounters } from "../model/gpu/runtime.ts";
 import { SINGLE } from "../parallel/world.ts";
 import type { World } from "../parallel/world.ts";
@@ -196,7 +196,7 @@ async function timeEngineSteps(c: StepSetup): Promise<Timed> {
     await engine.readEarlierLosses();
   }
   engine.rt.resetCounters();
-  const r0 = c.reduction.ms, t1 = performance.now();
+  const before = { ...engine.counters }, r0 = c.reduction.ms, t1 = performance.now();
   for (let s = 0; s < c.steps; s++) {
     await train(s + 1);
     if ((s + 1) % every === 0) await engine.readEarlierLosses(); // as training reads in an epoch
@@ -206,9 +206,7 @@ async function timeEngineSteps(c: StepSetup): Promise<Timed> {
   t.stepTimes.push((performance.now() - t1) / c.steps);
   t.reduceTimes.push((c.reduction.ms - r0) / c.steps);
   t.hostMs = (tEnd - t1 - host.submitMs - host.waitMs) / c.steps;
-  t.perStep = Object.fromEntries(
-    Object.entries(counted).map(([k, v]) => [k, v / c.steps]),
-  ) as unknown as GpuCounters;
+  t.perStep = countsPer(counted, before, c.steps);
   t.logEvery = every;
   t.peak = Deno.memoryUsage().rss;
   if (c.flags.profile) {

@@ -11,6 +11,7 @@ import type { Batch } from "../data/batch.ts";
 import { trainStep } from "./step.ts";
 import { ProgressBar } from "./progress.ts";
 import { testSignalStep } from "./stopping.ts";
+import { countsPer } from "../model/gpu/runtime.ts";
 import type { GpuCounters } from "../model/gpu/runtime.ts";
 import type { Session, SessionParts } from "./session.ts";
 import { lrAt, noteStepRate } from "./schedule.ts";
@@ -181,11 +182,7 @@ class StepWork {
 
   end(): void {
     if (!this.steps) return;
-    const now = this.ses.engine!.counters as unknown as Record<string, number>;
-    const before = this.#before as unknown as Record<string, number>;
-    this.ses.gpuPerStep = Object.fromEntries(
-      Object.keys(now).map((k) => [k, (now[k] - before[k]) / this.steps]),
-    ) as unknown as GpuCounters;
+    this.ses.gpuPerStep = countsPer(this.ses.engine!.counters, this.#before, this.steps);
   }
 }
 

@@ -913,16 +913,15 @@ export class GinoGpu {
       };
       this.#plans.set(key, plan);
       if (geometry) {
-        // the least recently used of this geometry's plans beyond the limit, none that this step uses
-        const mine = [...this.#plans].filter(([, p]) => p.geometry === geometry && p.used !== this.#stamp);
-        const inUse = [...this.#plans.values()].filter((p) =>
-          p.geometry === geometry && p.used === this.#stamp
-        );
-        for (
-          const [oldest, p] of mine.slice(0, Math.max(0, mine.length + inUse.length - PLANS_PER_GEOMETRY))
-        ) {
+        // this geometry's least recently used plans beyond the limit go, none that this step uses
+        const mine = [...this.#plans].filter(([, p]) => p.geometry === geometry);
+        let excess = mine.length - PLANS_PER_GEOMETRY;
+        for (const [oldest, p] of mine) {
+          if (excess <= 0) break;
+          if (p.used === this.#stamp) continue;
           p.rec.destroy();
           this.#plans.delete(oldest);
+          excess--;
         }
       }
       return plan;

@@ -69,6 +69,11 @@ export interface RowVariant extends Epilogue {
   rows?: 4 | 8;
 }
 
+/** The rows per invocation a product gets when `chosen`: 8 needs, with the spectral epilogue, `g3` a multiple of 8. */
+export function rowsFor(chosen: 4 | 8, spec: boolean, g3: number): 4 | 8 {
+  return chosen === 8 && (!spec || g3 % 8 === 0) ? 8 : 4;
+}
+
 /** The rows per invocation the engine uses (`GINO_GW_GEMM_ROWS`: 4 or 8; see {@linkcode RowVariant.rows}). */
 export function engineGemmRows(): 4 | 8 {
   let v: string | undefined;

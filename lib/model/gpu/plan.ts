@@ -37,6 +37,7 @@ import {
   gemmCost,
   rowGemmGroups,
   rowGemmKernel,
+  rowsFor,
   SPLIT_SUM,
   weightGradKernel,
   weightGradPlan,
@@ -160,8 +161,7 @@ export class PlanBuilder {
     const [K2, N] = o.bT ? [o.b.cols, o.b.rows] : [o.b.rows, o.b.cols];
     if (K !== K2) throw new Error(`${label}: inner sizes ${K} and ${K2} differ`);
     if (R === 0) return;
-    // 8 rows per invocation where chosen (GINO_GW_GEMM_ROWS) and the spectral epilogue's column allows it
-    const rows = this.c.gemmRows === 8 && (!o.spec || this.c.dims.grid[2] % 8 === 0) ? 8 : 4;
+    const rows = rowsFor(this.c.gemmRows ?? 4, !!o.spec, this.c.dims.grid[2]);
     const { groups, tn, tilesN } = rowGemmGroups(R, N, rows);
     const e = {
       bias: o.bias !== undefined,

@@ -68,6 +68,13 @@ export function zeroCounters(): GpuCounters {
   };
 }
 
+/** What was counted between `before` and `now`, per one of `n` steps. */
+export function countsPer(now: GpuCounters, before: GpuCounters, n: number): GpuCounters {
+  const out = zeroCounters();
+  for (const k of Object.keys(out) as (keyof GpuCounters)[]) out[k] = (now[k] - before[k]) / n;
+  return out;
+}
+
 /** Counters per step in words. */
 export function formatCounters(c: GpuCounters): string {
   const f = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(3));
