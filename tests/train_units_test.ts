@@ -101,6 +101,43 @@ Deno.test("Adam takes PyTorch's steps (lr 0.1, betas 0.9/0.999, eps 1e-8; values
   w.dispose();
 });
 
+Deno.test("Adam updates a variable that owns its memory in place, with the kernel's values, and never writes memory another tensor holds", async () => {
+  await initBackend("wasm");
+  const rng = new Rng(11);
+  const n = 1027; // not a multiple of the SIMD width
+  const values = (s: number) => Float32Array.from({ length: n }, () => rng.normal() * s);
+  const w0 = values(0.1), grads = [values(0.01), values(0.02), values(0.005)];
+  const run = (aliased: boolean) => {
+    const w = tf.tidy(() => tf.variable(tf.tensor1d(w0)));
+    const adam = new Adam([w], 1e-2);
+    const ids = new Set<unknown>();
+    let alias: tf.Tensor | undefined;
+    const held: number[][] = [];
+    for (const g of grads) {
+      alias = aliased ? tf.reshape(w, [n, 1]) : undefined; // shares w's memory
+      const before = alias ? Array.from(alias.dataSync()) : undefined;
+      const gt = tf.tensor1d(g);
+      adam.apply([gt]);
+      gt.dispose();
+      ids.add(w.dataId);
+      if (alias) held.push(before!, Array.from(alias.dataSync()));
+      alias?.dispose();
+    }
+    const out = { w: w.dataSync().slice(), m: adam.m[0].dataSync().slice(), ids: ids.size, held };
+    adam.dispose();
+    w.dispose();
+    return out;
+  };
+  const own = run(false), shared = run(true);
+  assert.equal(own.ids, 1, "w keeps its memory: updated in place");
+  assert.equal(shared.ids, 3, "w shared: a new buffer each step");
+  assert.deepEqual(own.w, shared.w, "in place and the kernel give the same bits");
+  assert.deepEqual(own.m, shared.m);
+  for (let i = 0; i < shared.held.length; i += 2) {
+    assert.deepEqual(shared.held[i + 1], shared.held[i], "a tensor sharing w's memory keeps its values");
+  }
+});
+
 Deno.test("gradient clipping scales the global norm down to the limit and leaves smaller gradients alone", async () => {
   await initBackend("wasm");
   const g = [tf.tensor1d([3, 0]), tf.tensor2d([[0, 4]])]; // global norm 5

@@ -149,8 +149,11 @@ export class Gino {
       values: Float32Array[],
       shapes: number[][],
     ) => {
-      const vars = values.map((v, i) =>
-        tf.variable(tf.tensor(v, shapes[i]), true, `gino${this.#id}/${name}${i ? "#imag" : ""}`)
+      // (tidy frees the initial tensors: each variable owns its memory)
+      const vars = tf.tidy(() =>
+        values.map((v, i) =>
+          tf.variable(tf.tensor(v, shapes[i]), true, `gino${this.#id}/${name}${i ? "#imag" : ""}`)
+        )
       );
       this.params.push({ name, torchShape, kind, vars });
     };

@@ -8,7 +8,7 @@
  */
 
 import { tf } from "../model/backend.ts";
-import { ADAM_KERNEL } from "../model/kernels/adam.ts";
+import { ADAM_KERNEL, adamInPlace } from "../model/kernels/adam.ts";
 
 /** Saved scalar state of {@linkcode Adam}. */
 export interface AdamState {
@@ -41,8 +41,9 @@ export class Adam {
     readonly beta2 = 0.999,
     readonly eps = 1e-8,
   ) {
-    this.m = vars.map((w) => tf.variable(tf.zerosLike(w), false));
-    this.v = vars.map((w) => tf.variable(tf.zerosLike(w), false));
+    // (tidy frees the zeros, so each moment owns its memory: see adamInPlace)
+    this.m = tf.tidy(() => vars.map((w) => tf.variable(tf.zerosLike(w), false)));
+    this.v = tf.tidy(() => vars.map((w) => tf.variable(tf.zerosLike(w), false)));
   }
 
   /** Applies one update with gradients given in the order of the variables. */
@@ -56,6 +57,8 @@ export class Adam {
     tf.tidy(() => {
       this.vars.forEach((w, i) => {
         const g = grads[i];
+        // over the variables' own memory where nothing else holds it (the same arithmetic again)
+        if (fused && adamInPlace(w, g, this.m[i], this.v[i], attrs)) return;
         if (fused) {
           // one pass over w, g, m, v (kernels/adam.ts); the same arithmetic as below
           const [w2, m2, v2] = tf.engine().runKernel(

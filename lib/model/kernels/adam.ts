@@ -24,6 +24,28 @@ export interface AdamAttrs {
   sqrtBc2: number;
 }
 
+/**
+ * The same update written over w, m and v where they lie (wasm backend with SIMD only): no new buffers, so a step
+ * reads four arrays and writes three instead of also allocating and filling three fresh ones. Applies only where
+ * no other tensor shares w's, m's or v's memory (the backend's count of references is 1); returns false, having
+ * changed nothing, where it does not apply (the caller then runs the kernel).
+ */
+export function adamInPlace(w: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, k: AdamAttrs): boolean {
+  if (tf.getBackend() !== "wasm") return false;
+  // deno-lint-ignore no-explicit-any
+  const backend = tf.backend() as any;
+  const rio = io("wasm", backend);
+  const simd = rio.heap && simdLoops(rio.heap.memory);
+  if (!simd || !rio.heap) return false;
+  const own = [w, m, v];
+  if (new Set(own.map((t) => t.dataId)).size !== 3 || own.some((t) => t.dataId === g.dataId)) return false;
+  if ([...own, g].some((t) => t.dtype !== "float32" || t.size !== w.size)) return false;
+  if (own.some((t) => backend.refCount(t.dataId) !== 1)) return false;
+  const at = (t: tf.Tensor) => rio.heap!.offset(t as unknown as TensorInfo);
+  simd.adam({ w: at(w), g: at(g), m: at(m), v: at(v), w2: at(w), m2: at(m), v2: at(v) }, w.size, k);
+  return true;
+}
+
 /** The fused Adam update. */
 export const adamKernel: FastKernel = {
   name: ADAM_KERNEL,
