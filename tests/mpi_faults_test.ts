@@ -23,7 +23,6 @@ const EPOCHS = 32;
  * margin is for a loaded machine.
  */
 const BOUND_S: Record<string, number> = { "MPICH": 5, "Open MPI": 10 };
-const ROOT = new URL("../", import.meta.url).pathname;
 
 const LAUNCHERS: [string, string[], Record<string, string>][] = [
   ["MPICH", ["mpiexec.mpich"], {}],
