@@ -47,10 +47,10 @@ export class BudgetProbe {
     const times = this.#times.length > 1 ? this.#times.slice(1) : this.#times;
     const stepMs = median(times);
     ses.firstStepExtraMs = Math.max(0, this.#times[0] - stepMs);
-    const valBatches = ses.valSampler.batchesPerEpoch;
+    const valBatches = ses.valSampler.totalWindows / ses.s.data.batchSize;
     await makePlan(ses, {
       stepMs,
-      // a validation batch is a forward pass (about half a training step), shared out over the ranks
+      // a training batch's windows validate in about half a step, shared out over the ranks
       valMs: (0.5 * stepMs * valBatches) / ses.world.size,
       saveMs: estimatedSaveMs(ses),
     }, false);

@@ -235,7 +235,7 @@ export interface Evaluation {
 
 /** Validation over all validation windows (the micro-batches shared out over the ranks, the sums reduced). */
 export async function evaluate(p: SessionParts): Promise<Evaluation> {
-  const { model, valSampler: sampler, assembler, micro, residual } = p;
+  const { model, valSampler: sampler, assembler, valMicro: micro, residual } = p;
   const cols = p.s.data.targetCols, tout = p.s.data.outputWindow;
   sampler.beginEpoch();
   let sum = 0, n = 0, index = 0;

@@ -1066,8 +1066,13 @@ export function defaultGpuMemoryBudget(): number {
  * validation and prediction run on it.
  */
 export function gpuEngineFor(model: Gino): GinoGpu | undefined {
-  if (tf.getBackend() !== "webgpu") return undefined;
+  if (!gpuEngineRuns()) return undefined;
   return new GinoGpu(model);
+}
+
+/** Whether {@linkcode gpuEngineFor} gives an engine on the current backend. */
+export function gpuEngineRuns(): boolean {
+  return tf.getBackend() === "webgpu";
 }
 
 /** An environment variable, or undefined when unset or not readable (no --allow-env). */
