@@ -11,7 +11,7 @@
  */
 
 import { tf } from "../model/backend.ts";
-import { setPartHook } from "../model/parts.ts";
+import { setPartHook, setWorkHook } from "../model/parts.ts";
 import { blasStats, openBlas } from "../model/kernels/blas.ts";
 
 interface PartTimes {
@@ -83,6 +83,11 @@ export class StepProfiler {
     this.#wrapHost(tf.backend() as unknown as Backend);
     setPartHook((name, fn) => this.#within(name, fn));
     this.#restore.push(() => setPartHook(undefined));
+    // work outside the kernels (Adam in place) is booked as a kernel call of its own name
+    setWorkHook((name, fn) =>
+      this.#kernel(name, () => (fn(), []), { inputs: {}, backend: tf.backend(), attrs: {} })
+    );
+    this.#restore.push(() => setWorkHook(undefined));
   }
 
   /** Restores everything {@linkcode install} wrapped. */

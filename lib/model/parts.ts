@@ -30,3 +30,19 @@ export function setPartHook(h: PartHook | undefined): void {
 export function part<T>(name: string, fn: () => T): T {
   return hook ? hook(name, fn) : fn();
 }
+
+/** Called around work done outside tfjs's kernels (an update in place): runs `fn`. */
+export type WorkHook = (name: string, fn: () => void) => void;
+
+let workHook: WorkHook | undefined;
+
+/** Installs (or with undefined removes) the hook that sees such work, as a profile books a kernel call. */
+export function setWorkHook(h: WorkHook | undefined): void {
+  workHook = h;
+}
+
+/** Runs `fn`, work done outside tfjs's kernels, under the name `name` (as a kernel's name in a profile). */
+export function work(name: string, fn: () => void): void {
+  if (workHook) workHook(name, fn);
+  else fn();
+}

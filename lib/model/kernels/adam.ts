@@ -11,6 +11,7 @@ import { Rng } from "../../data/rng.ts";
 import { io, sizeOf } from "./kernel.ts";
 import type { FastKernel, TensorInfo } from "./kernel.ts";
 import { adamScalar, simdLoops } from "./simd.ts";
+import { work } from "../parts.ts";
 
 /** Name of the kernel. */
 export const ADAM_KERNEL = "GinoAdam";
@@ -42,7 +43,10 @@ export function adamInPlace(w: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tens
   if ([...own, g].some((t) => t.dtype !== "float32" || t.size !== w.size)) return false;
   if (own.some((t) => backend.refCount(t.dataId) !== 1)) return false;
   const at = (t: tf.Tensor) => rio.heap!.offset(t as unknown as TensorInfo);
-  simd.adam({ w: at(w), g: at(g), m: at(m), v: at(v), w2: at(w), m2: at(m), v2: at(v) }, w.size, k);
+  work(
+    `${ADAM_KERNEL} (in place)`,
+    () => simd.adam({ w: at(w), g: at(g), m: at(m), v: at(v), w2: at(w), m2: at(m), v2: at(v) }, w.size, k),
+  );
   return true;
 }
 
